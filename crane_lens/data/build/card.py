@@ -1,0 +1,52 @@
+"""The volumes table of the data card (docs/data.md), rendered from ``PROVENANCE.json``."""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+from typing import Any
+
+from crane_lens.data.languages import LANGUAGES
+
+_BLOCK = re.compile(r"(<!-- volumes-table:[^>]*-->\n)(.*?)(<!-- /volumes-table -->)", re.S)
+
+
+def volume_table(provenance: dict[str, Any]) -> str:
+    """Markdown table: per language, train/eval texts and characters, eval characters by origin."""
+    counts = provenance["counts"]
+    lines = [
+        "| lang | language | train texts | train chars | eval texts | eval chars "
+        "| eval: help | eval: UI | eval: UDHR |",
+        "| --- | --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: |",
+    ]
+    for lang in provenance["languages"]:
+        train, held = counts["train"][lang], counts["eval"][lang]
+        cells = [
+            f"{train['texts']:,}",
+            f"{train['chars']:,}",
+            f"{held['texts']:,}",
+            f"{held['chars']:,}",
+            *(f"{held.get(f'chars:{o}', 0):,}" for o in ("libreoffice-help", "libreoffice-ui", "udhr")),
+        ]
+        lines.append(f"| {lang} | {LANGUAGES[lang].name} | " + " | ".join(cells) + " |")
+    total = [sum(counts[s][x][k] for x in provenance["languages"]) for s in ("train", "eval")
+             for k in ("texts", "chars")]  # fmt: skip
+    lines.append("| **all** | | " + " | ".join(f"**{v:,}**" for v in total) + " | | | |")
+    return "\n".join(lines) + "\n"
+
+
+def update_card(card: Path, provenance: dict[str, Any]) -> None:
+    """Replace the volumes table between the markers of ``card`` (atomically)."""
+    text = card.read_text(encoding="utf-8")
+    if not _BLOCK.search(text):
+        raise ValueError(f"{card} has no <!-- volumes-table --> block")
+    new = _BLOCK.sub(lambda m: m.group(1) + volume_table(provenance) + m.group(3), text)
+    tmp = card.with_name(card.name + ".tmp")
+    tmp.write_text(new, encoding="utf-8")
+    tmp.replace(card)
+
+
+def card_table(card: Path) -> str:
+    """The volumes table currently in ``card``."""
+    match = _BLOCK.search(card.read_text(encoding="utf-8"))
+    return match.group(2) if match else ""

@@ -1,0 +1,184 @@
+"""Fixed-length token blocks per language: the input every statistic of crane_lens runs on."""
+
+from __future__ import annotations
+
+import json
+import os
+import random
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Protocol
+
+import torch
+from jaxtyping import Int
+from torch import Tensor
+
+from crane_lens.errors import EmptyCorpusError, TokenizerError
+
+if TYPE_CHECKING:
+    from crane_lens.data.corpus import Corpus
+
+_TOKENIZE_CHUNK = 512  # texts per tokenizer call: big enough for the fast tokenizer's batching
+
+
+class TokenizerLike(Protocol):
+    """What crane_lens needs of a tokenizer (any Hugging Face tokenizer qualifies)."""
+
+    bos_token_id: int | None
+    eos_token_id: int | None
+
+    def __call__(self, text: list[str], *, add_special_tokens: bool = ...) -> Any: ...
+
+
+@dataclass
+class TokenBlocks:
+    """Token blocks per language, each row ``[BOS, t1, ..., t_{seq_len-1}]``.
+
+    Attributes:
+        blocks: Language → ``Int[Tensor, "block pos"]`` (``torch.long``).
+        seq_len: Length of every block, BOS included.
+        bos_token_id: The BOS id that starts every block.
+        seed: Seed of the text order the blocks were cut from.
+    """
+
+    blocks: dict[str, Int[Tensor, "block pos"]]
+    seq_len: int
+    bos_token_id: int
+    seed: int
+
+    @property
+    def langs(self) -> list[str]:
+        return list(self.blocks)
+
+    def __getitem__(self, lang: str) -> Int[Tensor, "block pos"]:
+        return self.blocks[lang]
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self.blocks)
+
+    def __len__(self) -> int:
+        return len(self.blocks)
+
+    def n_tokens(self, lang: str) -> int:
+        """Tokens of a language, BOS included."""
+        return self.blocks[lang].numel()
+
+    def save(self, directory: str | os.PathLike[str]) -> Path:
+        """Write ``blocks.safetensors`` and ``blocks.json`` into ``directory``."""
+        from safetensors.torch import save_file
+
+        out = Path(directory)
+        out.mkdir(parents=True, exist_ok=True)
+        tmp = out / "blocks.safetensors.tmp"
+        save_file({lang: t.contiguous() for lang, t in self.blocks.items()}, str(tmp))
+        tmp.replace(out / "blocks.safetensors")
+        meta = {"seq_len": self.seq_len, "bos_token_id": self.bos_token_id, "seed": self.seed,
+                "langs": self.langs}  # fmt: skip
+        (out / "blocks.json.tmp").write_text(json.dumps(meta, indent=1))
+        (out / "blocks.json.tmp").replace(out / "blocks.json")
+        return out
+
+    @classmethod
+    def load(cls, directory: str | os.PathLike[str]) -> TokenBlocks:
+        """Read blocks written by :meth:`save`."""
+        from safetensors.torch import load_file
+
+        src = Path(directory)
+        meta = json.loads((src / "blocks.json").read_text())
+        tensors = load_file(str(src / "blocks.safetensors"))
+        return cls({lang: tensors[lang] for lang in meta["langs"]}, meta["seq_len"],
+                   meta["bos_token_id"], meta["seed"])  # fmt: skip
+
+
+def _token_stream(
+    texts: Sequence[str],
+    order: list[int],
+    tokenizer: TokenizerLike,
+    separator: int | None,
+    needed: int | None,
+) -> list[int]:
+    """Concatenate token ids of texts in ``order`` (separated), stopping once ``needed`` is met."""
+    ids: list[int] = []
+    for start in range(0, len(order), _TOKENIZE_CHUNK):
+        batch = [texts[i] for i in order[start : start + _TOKENIZE_CHUNK]]
+        for seq in tokenizer(batch, add_special_tokens=False)["input_ids"]:
+            ids.extend(seq)
+            if separator is not None:
+                ids.append(separator)
+        if needed is not None and len(ids) >= needed:
+            break
+    return ids
+
+
+def make_token_blocks(
+    corpus: Corpus,
+    tokenizer: TokenizerLike,
+    seq_len: int = 128,
+    max_tokens_per_lang: int | None = None,
+    seed: int = 0,
+    *,
+    balance: bool = False,
+) -> TokenBlocks:
+    """Cut each language's texts into blocks of ``seq_len`` tokens that start with BOS.
+
+    Texts are shuffled with a per-language generator seeded by ``(seed, lang)``, tokenised
+    without special tokens, joined with EOS (when the tokenizer has one) and cut into
+    consecutive chunks of ``seq_len - 1`` tokens; BOS is prepended to every chunk and the last
+    partial chunk is dropped. The result depends only on the corpus, tokenizer and seed.
+
+    Args:
+        corpus: Source texts.
+        tokenizer: A tokenizer with a BOS token (e.g. ``AutoTokenizer.from_pretrained(...)``).
+        seq_len: Tokens per block, BOS included (>= 2).
+        max_tokens_per_lang: Cap on tokens per language (rounded down to whole blocks).
+        seed: Seed of the text order.
+        balance: Give every language the same number of blocks (the smallest language's).
+
+    Returns:
+        :class:`TokenBlocks` with ``Int[Tensor, "block pos"]`` per language.
+
+    Raises:
+        TokenizerError: The tokenizer has no BOS token.
+        EmptyCorpusError: A language has too little text for one block.
+    """
+    if seq_len < 2:
+        raise ValueError(f"seq_len must be at least 2 (BOS plus one token), got {seq_len}.")
+    bos = getattr(tokenizer, "bos_token_id", None)
+    if bos is None:
+        raise TokenizerError(
+            "The tokenizer has no BOS token, but every block starts with one (the position "
+            "neuron statistics are anchored to). Set one, e.g. tokenizer.bos_token = "
+            "tokenizer.eos_token, or add a '<s>' special token."
+        )
+    max_blocks = None
+    if max_tokens_per_lang is not None:
+        max_blocks = max_tokens_per_lang // seq_len
+        if max_blocks < 1:
+            raise ValueError(
+                f"max_tokens_per_lang={max_tokens_per_lang} is below one block of {seq_len} tokens."
+            )
+    separator = getattr(tokenizer, "eos_token_id", None)
+    blocks: dict[str, Tensor] = {}
+    for lang in corpus.langs:
+        texts = corpus[lang]
+        order = list(range(len(texts)))
+        random.Random(f"{seed}:{lang}").shuffle(order)
+        needed = None if max_blocks is None else max_blocks * (seq_len - 1)
+        ids = _token_stream(texts, order, tokenizer, separator, needed)
+        n_blocks = len(ids) // (seq_len - 1)
+        if max_blocks is not None:
+            n_blocks = min(n_blocks, max_blocks)
+        if n_blocks == 0:
+            raise EmptyCorpusError(
+                f"{lang!r} has only {len(ids)} tokens, fewer than one block of {seq_len}. "
+                "Lower seq_len or add text for this language."
+            )
+        body = torch.tensor(ids[: n_blocks * (seq_len - 1)], dtype=torch.long).view(
+            n_blocks, seq_len - 1
+        )
+        blocks[lang] = torch.cat([torch.full((n_blocks, 1), bos, dtype=torch.long), body], dim=1)
+    if balance:
+        smallest = min(t.shape[0] for t in blocks.values())
+        blocks = {lang: t[:smallest] for lang, t in blocks.items()}
+    return TokenBlocks(blocks, seq_len, int(bos), seed)
