@@ -219,3 +219,27 @@ def test_hf_without_language_information(tmp_path: Path) -> None:
     repo = _flores_like(tmp_path / "flores_plus")
     with pytest.raises(cl.CorpusFormatError, match="lang_field='lang'"):
         cl.load_corpus(repo, split="dev")
+
+
+def test_hf_unreachable_dataset_is_a_clear_error() -> None:
+    # conftest sets HF_HUB_OFFLINE=1: a hub id cannot be fetched and must say what to do.
+    with pytest.raises(cl.CorpusFormatError, match="pass its local folder"):
+        cl.load_corpus("someorg/somedataset", lang_field="lang")
+
+
+def test_hf_streaming_with_a_cap_per_language(tmp_path: Path) -> None:
+    from datasets import Dataset
+
+    langs = ["en", "vi"] * 50
+    Dataset.from_dict({"lang": langs, "text": [f"t{i}" for i in range(100)]}).to_parquet(
+        tmp_path / "d.parquet"
+    )
+    corpus = cl.load_corpus(
+        "parquet",
+        data_files=str(tmp_path / "d.parquet"),
+        lang_field="lang",
+        langs="en,vi",
+        max_texts_per_lang=3,
+        streaming=True,
+    )
+    assert corpus["en"] == ["t0", "t2", "t4"] and corpus["vi"] == ["t1", "t3", "t5"]

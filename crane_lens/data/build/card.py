@@ -26,7 +26,10 @@ def volume_table(provenance: dict[str, Any]) -> str:
             f"{train['chars']:,}",
             f"{held['texts']:,}",
             f"{held['chars']:,}",
-            *(f"{held.get(f'chars:{o}', 0):,}" for o in ("libreoffice-help", "libreoffice-ui", "udhr")),
+            *(
+                f"{held.get(f'chars:{o}', 0):,}"
+                for o in ("libreoffice-help", "libreoffice-ui", "udhr")
+            ),
         ]
         lines.append(f"| {lang} | {LANGUAGES[lang].name} | " + " | ".join(cells) + " |")
     total = [sum(counts[s][x][k] for x in provenance["languages"]) for s in ("train", "eval")

@@ -14,7 +14,23 @@ from pathlib import Path
 from crane_lens.data.build.text import normalize_text
 
 _SEGMENT_ID = re.compile(r"^(?:par|hd)_id\w+$")
-_VOID = frozenset("area base br col embed hr img input link meta source track wbr".split())
+_VOID = frozenset(
+    [
+        "area",
+        "base",
+        "br",
+        "col",
+        "embed",
+        "hr",
+        "img",
+        "input",
+        "link",
+        "meta",
+        "source",
+        "track",
+        "wbr",
+    ]
+)
 # Subtrees that are not running text: code samples, scripts, the debug footer.
 _SKIP_TAGS = frozenset({"script", "style", "pre", "code", "footer", "head", "nav", "aside"})
 _SKIP_CLASSES = frozenset({"bascode", "pycode", "code", "iconcell", "noteicon", "debug"})

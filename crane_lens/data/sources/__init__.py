@@ -13,7 +13,7 @@ from crane_lens.data.languages import canonical_langs
 from crane_lens.data.sources.builtin import builtin_langs, load_builtin
 from crane_lens.data.sources.files import JSONL_SUFFIXES, TextUnit, load_jsonl, load_text_folder
 from crane_lens.data.sources.huggingface import load_hf
-from crane_lens.errors import CorpusFormatError
+from crane_lens.errors import CorpusFormatError, UnknownLanguageError
 
 SourceFormat = Literal["auto", "builtin", "text", "jsonl", "hf"]
 
@@ -101,8 +101,15 @@ def load_corpus(
         ['en', 'zh', 'vi']
     """
     source = os.fspath(source)
-    wanted = None if langs is None else canonical_langs(langs)
     kind = _detect_format(source) if format == "auto" else format
+    try:
+        wanted = None if langs is None else canonical_langs(langs)
+    except UnknownLanguageError as exc:
+        if kind != "builtin":
+            raise
+        raise UnknownLanguageError(
+            f"{exc} The built-in corpus has: {', '.join(builtin_langs())}."
+        ) from None
     if kind == "builtin":
         corpus = load_builtin(wanted, split)
     elif kind == "text":

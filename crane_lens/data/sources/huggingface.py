@@ -52,11 +52,12 @@ def _load(
             dataset = datasets.load_from_disk(name)
             return dataset[split] if isinstance(dataset, datasets.DatasetDict) else dataset
         return datasets.load_dataset(name, config, split=split, streaming=streaming, **kwargs)
-    except (FileNotFoundError, ValueError, KeyError) as exc:
+    except (OSError, ValueError, KeyError) as exc:  # OSError covers not-found and no network
         where = f"{name!r}" + (f" (config {config!r})" if config else "")
         raise CorpusFormatError(
             f"Cannot load the dataset {where}, split {split!r}: {exc}. Check the name, the "
-            "config/split, and that the data is local or the hub is reachable."
+            "config/split, and that the data is local or the hub is reachable (without a hub, "
+            "download the dataset elsewhere and pass its local folder)."
         ) from exc
 
 
@@ -161,6 +162,10 @@ def load_hf(
             bucket = records.setdefault(lang, [])
             if max_texts_per_lang is None or len(bucket) < max_texts_per_lang:
                 bucket.extend(_records([row], text_field, key_field, None))
+            elif wanted is not None and all(
+                len(records.get(x, [])) >= max_texts_per_lang for x in wanted
+            ):
+                break  # every requested language is full: stop reading (a stream may be huge)
         if unknown:
             log.warning("skipped rows with unknown language codes: %s", ", ".join(sorted(unknown)))
         if not records:
