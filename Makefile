@@ -9,6 +9,7 @@ PYTHON ?= python3
 VENV   ?= .venv
 TORCH  ?= torch==2.13.0
 BIN    := $(VENV)/bin
+PYTEST_ARGS ?=
 
 .PHONY: demo test lint install install-dev corpus clean
 
@@ -33,7 +34,7 @@ demo: install
 
 # pytest exits 5 when it collected no tests: that is a failure here, not a pass.
 test: install-dev
-	@$(BIN)/python -m pytest -n 2 --dist loadfile --durations=10; rc=$$?; \
+	@$(BIN)/python -m pytest -n 2 --dist loadfile --durations=10 $(PYTEST_ARGS); rc=$$?; \
 	if [ $$rc -eq 5 ]; then echo "make test: pytest collected no tests" >&2; exit 1; fi; exit $$rc
 
 lint: install-dev

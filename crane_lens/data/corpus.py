@@ -261,7 +261,3 @@ class Corpus:
             Path(tmp).unlink(missing_ok=True)
             raise
         return path
-
-    def with_info(self, **changes: Any) -> Corpus:
-        """A copy with some :class:`CorpusInfo` fields replaced."""
-        return Corpus(self.records, replace(self.info, **changes))

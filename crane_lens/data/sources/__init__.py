@@ -20,6 +20,11 @@ SourceFormat = Literal["auto", "builtin", "text", "jsonl", "hf"]
 __all__ = ["builtin_langs", "load_corpus"]
 
 
+def _is_saved_dataset(path: Path) -> bool:
+    """A folder written by ``Dataset.save_to_disk`` / ``DatasetDict.save_to_disk``."""
+    return (path / "dataset_info.json").exists() or (path / "dataset_dict.json").exists()
+
+
 def _detect_format(source: str) -> SourceFormat:
     if source == "builtin":
         return "builtin"
@@ -33,8 +38,8 @@ def _detect_format(source: str) -> SourceFormat:
             "data_files= for parquet/CSV."
         )
     if path.is_dir():
-        if (path / "dataset_info.json").exists() or (path / "dataset_dict.json").exists():
-            return "hf"  # written by save_to_disk
+        if _is_saved_dataset(path):
+            return "hf"
         if any(path.glob("*.txt*")) or any(path.glob("*/*.txt*")):
             return "text"
         return "hf"  # a local dataset repository (parquet/JSON files, README configs)
@@ -124,10 +129,6 @@ def load_corpus(
             key_field=key_field or "key",
         )
     elif kind == "hf":
-        from_disk = Path(source).is_dir() and (
-            (Path(source) / "dataset_info.json").exists()
-            or (Path(source) / "dataset_dict.json").exists()
-        )
         corpus = load_hf(
             source,
             wanted,
@@ -138,7 +139,7 @@ def load_corpus(
             key_field=key_field,
             max_texts_per_lang=max_texts_per_lang,
             streaming=streaming,
-            from_disk=from_disk,
+            from_disk=_is_saved_dataset(Path(source)),
             **hf_kwargs,
         )
     else:
