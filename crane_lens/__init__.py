@@ -1,8 +1,9 @@
 """crane_lens: find the MLP neurons a multilingual language model needs for each language.
 
-The pipeline, one sub-package per stage: ``data`` (corpora, token blocks) → ``model`` →
-``stats`` (relevance and activation statistics) → ``selection`` → ``intervention`` /
-``evaluation`` → ``plots``. The stages after ``data`` arrive in later releases.
+The pipeline, one sub-package per stage: ``data`` (corpora, token blocks) → ``model`` (demo
+models, TransformerBridge loader) → ``stats`` (relevance and activation statistics) →
+``selection`` → ``intervention`` / ``evaluation`` → ``plots``. The stages after ``model`` arrive
+in later releases.
 
 Example:
     >>> import crane_lens as cl
@@ -25,9 +26,12 @@ from crane_lens.errors import (
     CraneLensError,
     EmptyCorpusError,
     MissingLanguageError,
+    ModelLoadError,
     TokenizerError,
     UnknownLanguageError,
+    UnsupportedModelError,
 )
+from crane_lens.model import ModelSpec, get_spec, load_model
 
 try:
     __version__ = version("crane_lens")
@@ -40,11 +44,16 @@ __all__ = [
     "CraneLensError",
     "EmptyCorpusError",
     "MissingLanguageError",
+    "ModelLoadError",
+    "ModelSpec",
     "TokenBlocks",
     "TokenizerError",
     "UnknownLanguageError",
+    "UnsupportedModelError",
     "__version__",
     "canonical_lang",
+    "get_spec",
     "load_corpus",
+    "load_model",
     "make_token_blocks",
 ]

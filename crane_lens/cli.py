@@ -33,6 +33,14 @@ def _run(args: argparse.Namespace) -> int:
     return _corpus_summary(args)
 
 
+def _model_info(args: argparse.Namespace) -> int:
+    from crane_lens.model import get_spec, load_model
+
+    model = load_model(args.model, device=args.device, dtype=args.dtype)
+    print(get_spec(model).summary())  # noqa: T201
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     from crane_lens import __version__
 
@@ -53,6 +61,16 @@ def build_parser() -> argparse.ArgumentParser:
     summary = corpus_sub.add_parser("summary", help="languages and volumes of a corpus")
     _add_corpus_args(summary)
     summary.set_defaults(func=_corpus_summary)
+
+    model = sub.add_parser("model", help="model tools")
+    model_sub = model.add_subparsers(dest="model_command", required=True)
+    info = model_sub.add_parser("info", help="load a model and print its ModelSpec")
+    info.add_argument(
+        "model", nargs="?", default="crane-tiny", help="built-in name, folder or hub id"
+    )
+    info.add_argument("--device", default=None)
+    info.add_argument("--dtype", default=None)
+    info.set_defaults(func=_model_info)
     return parser
 
 

@@ -33,3 +33,11 @@ class CorpusFormatError(CraneLensError, ValueError):
 
 class TokenizerError(CraneLensError, ValueError):
     """A tokenizer that lacks what an operation needs (e.g. a BOS token)."""
+
+
+class ModelLoadError(CraneLensError, ValueError):
+    """A model that cannot be loaded as asked (missing path or tokenizer, bad device/dtype)."""
+
+
+class UnsupportedModelError(CraneLensError, ValueError):
+    """A model without the MLP neuron hooks crane_lens analyses."""

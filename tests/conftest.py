@@ -60,5 +60,15 @@ def tiny_tokenizer(tmp_path_factory: pytest.TempPathFactory) -> object:
 
 
 @pytest.fixture(scope="session")
+def tiny_checkpoints(
+    tmp_path_factory: pytest.TempPathFactory, tiny_tokenizer: object
+) -> dict[str, Path]:
+    """Tiny random Llama, Qwen2, Mistral, Gemma2, GPT-2 and BLOOM checkpoints with a tokenizer."""
+    from tests.tiny_models import save_tiny_checkpoints
+
+    return save_tiny_checkpoints(tmp_path_factory.mktemp("checkpoints"), tiny_tokenizer)
+
+
+@pytest.fixture(scope="session")
 def tokenizer_without_bos(tmp_path_factory: pytest.TempPathFactory) -> object:
     return _train_tokenizer(tmp_path_factory.mktemp("tok_nobos"), with_bos=False)

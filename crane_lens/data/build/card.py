@@ -2,13 +2,11 @@
 
 from __future__ import annotations
 
-import re
 from pathlib import Path
 from typing import Any
 
 from crane_lens.data.languages import LANGUAGES
-
-_BLOCK = re.compile(r"(<!-- volumes-table:[^>]*-->\n)(.*?)(<!-- /volumes-table -->)", re.S)
+from crane_lens.utils.markdown import read_marked_block, update_marked_block
 
 
 def volume_table(provenance: dict[str, Any]) -> str:
@@ -39,17 +37,10 @@ def volume_table(provenance: dict[str, Any]) -> str:
 
 
 def update_card(card: Path, provenance: dict[str, Any]) -> None:
-    """Replace the volumes table between the markers of ``card`` (atomically)."""
-    text = card.read_text(encoding="utf-8")
-    if not _BLOCK.search(text):
-        raise ValueError(f"{card} has no <!-- volumes-table --> block")
-    new = _BLOCK.sub(lambda m: m.group(1) + volume_table(provenance) + m.group(3), text)
-    tmp = card.with_name(card.name + ".tmp")
-    tmp.write_text(new, encoding="utf-8")
-    tmp.replace(card)
+    """Rewrite the volumes table of the data card."""
+    update_marked_block(card, "volumes-table", volume_table(provenance))
 
 
 def card_table(card: Path) -> str:
     """The volumes table currently in ``card``."""
-    match = _BLOCK.search(card.read_text(encoding="utf-8"))
-    return match.group(2) if match else ""
+    return read_marked_block(card, "volumes-table")

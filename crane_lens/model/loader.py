@@ -1,0 +1,197 @@
+"""``load_model``: the embedded demo models, local checkpoints and hub models, one code path.
+
+Every model is booted with ``TransformerBridge.boot_transformers`` (TransformerLens 4): the
+built-in names only resolve to folders inside the package, so the demo models exercise exactly
+the hooks a user's Llama or Qwen checkpoint does.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import weakref
+from importlib import resources
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import torch
+
+from crane_lens.errors import ModelLoadError
+from crane_lens.model.spec import ModelSpec, model_spec
+
+if TYPE_CHECKING:
+    from transformer_lens import TransformerBridge
+
+log = logging.getLogger(__name__)
+
+BUILTIN_MODELS = ("crane-tiny", "crane-tiny-chat")
+_TOKENIZER_FILES = ("tokenizer.json", "tokenizer.model", "vocab.json", "spiece.model")
+_DTYPES = {
+    "float32": torch.float32, "fp32": torch.float32, "float": torch.float32,
+    "float16": torch.float16, "fp16": torch.float16, "half": torch.float16,
+    "bfloat16": torch.bfloat16, "bf16": torch.bfloat16,
+}  # fmt: skip
+_SPECS: weakref.WeakKeyDictionary[Any, ModelSpec] = weakref.WeakKeyDictionary()
+
+
+def builtin_model_dir(name: str) -> Path:
+    """Folder of a built-in model inside the installed package."""
+    if name not in BUILTIN_MODELS:
+        raise ModelLoadError(
+            f"{name!r} is not a built-in model; those are {', '.join(BUILTIN_MODELS)}."
+        )
+    return Path(str(resources.files("crane_lens.model") / "builtin" / name))
+
+
+def resolve_dtype(dtype: str | torch.dtype | None) -> torch.dtype:
+    """``None`` → float32; accepts torch dtypes and names such as ``"bf16"`` or ``"float16"``."""
+    if dtype is None:
+        return torch.float32
+    if isinstance(dtype, torch.dtype):
+        resolved = dtype
+    elif isinstance(dtype, str) and dtype.lower().removeprefix("torch.") in _DTYPES:
+        resolved = _DTYPES[dtype.lower().removeprefix("torch.")]
+    else:
+        raise ModelLoadError(
+            f"Unknown dtype {dtype!r}; use one of float32, bfloat16, float16 (or a torch dtype)."
+        )
+    if not resolved.is_floating_point:
+        raise ModelLoadError(
+            f"dtype {resolved} is not a floating-point type; use float32 or bfloat16."
+        )
+    return resolved
+
+
+def resolve_device(device: str | torch.device | None) -> torch.device:
+    """``None`` → CUDA when available, else CPU. Refuses devices this machine lacks."""
+    if device is None:
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    try:
+        resolved = torch.device(device)
+    except RuntimeError as exc:
+        raise ModelLoadError(f"Unknown device {device!r}: {exc}. Use 'cpu' or 'cuda'.") from exc
+    if resolved.type == "cuda" and not torch.cuda.is_available():
+        raise ModelLoadError(
+            f"Device {device!r} requested but CUDA is not available on this machine (torch "
+            f"{torch.__version__}). Use device='cpu', or install a CUDA build of torch."
+        )
+    if resolved.type == "mps" and not torch.backends.mps.is_available():
+        raise ModelLoadError(f"Device {device!r} requested but MPS is not available. Use 'cpu'.")
+    return resolved
+
+
+def check_device_dtype(device: torch.device, dtype: torch.dtype) -> None:
+    """Run a tiny matmul + softmax in ``dtype`` on ``device``; raise a clear error if it cannot."""
+    try:
+        x = torch.ones(4, 4, device=device, dtype=dtype)
+        float(torch.softmax(x @ x, dim=-1).sum())
+    except (RuntimeError, TypeError, NotImplementedError) as exc:
+        raise ModelLoadError(
+            f"The device {device} cannot run dtype {dtype} ({exc}). Use dtype='float32' "
+            "(or bfloat16 on recent CPUs/GPUs)."
+        ) from exc
+
+
+def _check_local_folder(folder: Path, has_tokenizer_arg: bool) -> None:
+    if not folder.is_dir():
+        raise ModelLoadError(
+            f"No such model folder: {folder}. Pass a folder written by save_pretrained, a hub id, "
+            f"or a built-in name ({', '.join(BUILTIN_MODELS)})."
+        )
+    if not (folder / "config.json").exists():
+        raise ModelLoadError(
+            f"{folder} is not a Hugging Face model folder (no config.json). Save the model with "
+            "model.save_pretrained(folder)."
+        )
+    if not has_tokenizer_arg and not any((folder / f).exists() for f in _TOKENIZER_FILES):
+        raise ModelLoadError(
+            f"{folder} has no tokenizer files ({', '.join(_TOKENIZER_FILES)}). Save the tokenizer "
+            "beside the weights with tokenizer.save_pretrained(folder), or pass tokenizer=."
+        )
+
+
+def _resolve_source(name_or_path: str | os.PathLike[str]) -> tuple[str, bool]:
+    """(what to boot, whether it is a local folder)."""
+    text = os.fspath(name_or_path)
+    if text in BUILTIN_MODELS:
+        folder = builtin_model_dir(text)
+        if not (folder / "config.json").exists():
+            raise ModelLoadError(
+                f"The built-in model {text!r} is missing from this installation ({folder}). "
+                "Reinstall crane_lens, or rebuild it with scripts/train_demo_model.py."
+            )
+        return str(folder), True
+    path = Path(text).expanduser()
+    if path.exists() or text.startswith((".", "/", "~")) or text.count("/") > 1 or os.sep == "\\":
+        return str(path), True
+    return text, False  # a hub id such as "Qwen/Qwen2.5-0.5B"
+
+
+def load_model(
+    name_or_path: str | os.PathLike[str] = "crane-tiny",
+    *,
+    device: str | torch.device | None = None,
+    dtype: str | torch.dtype | None = None,
+    **bridge_kwargs: Any,
+) -> TransformerBridge:
+    """Load a model as a TransformerLens ``TransformerBridge``, validated for neuron analyses.
+
+    Args:
+        name_or_path: A built-in name (``"crane-tiny"``, ``"crane-tiny-chat"``), a local folder
+            written by ``save_pretrained`` (weights + tokenizer), or a hub id (needs a hub).
+        device: ``"cpu"``, ``"cuda"``, ``"cuda:1"``...; default CUDA when available, else CPU.
+            Leave it unset when passing ``device_map`` / ``n_devices``.
+        dtype: Compute dtype (``"float32"`` default, ``"bfloat16"``, ``"float16"``).
+        **bridge_kwargs: Passed to ``TransformerBridge.boot_transformers`` — e.g.
+            ``device_map="auto"`` or ``n_devices=2`` for models larger than one device,
+            ``tokenizer=``, ``revision=``, ``n_ctx=``.
+
+    Returns:
+        The bridge, in eval mode. Its :class:`ModelSpec` is available via :func:`get_spec`.
+
+    Raises:
+        ModelLoadError: Missing folder, config or tokenizer; unknown or unusable device/dtype.
+        UnsupportedModelError: The architecture has no ``blocks.{l}.mlp.hook_post`` neurons.
+
+    Example:
+        >>> import crane_lens as cl
+        >>> model = cl.load_model("crane-tiny")
+        >>> spec = cl.get_spec(model)
+        >>> spec.architecture, spec.gated
+        ('LlamaForCausalLM', True)
+    """
+    from transformer_lens import TransformerBridge
+
+    target, local = _resolve_source(name_or_path)
+    if local:
+        _check_local_folder(Path(target), "tokenizer" in bridge_kwargs)
+    torch_dtype = resolve_dtype(dtype)
+    multi_device = any(k in bridge_kwargs for k in ("device_map", "n_devices"))
+    if multi_device and device is not None:
+        raise ModelLoadError("Pass either device= or device_map=/n_devices=, not both.")
+    torch_device = None if multi_device else resolve_device(device)
+    if torch_device is not None:
+        check_device_dtype(torch_device, torch_dtype)
+    try:
+        bridge = TransformerBridge.boot_transformers(
+            target, device=torch_device, dtype=torch_dtype, **bridge_kwargs
+        )
+    except OSError as exc:  # not found / no network / unreadable weights
+        where = "folder" if local else "hub model"
+        raise ModelLoadError(
+            f"Cannot load the {where} {target!r}: {str(exc).rstrip('.')}. Without a hub, "
+            "download the model elsewhere, save_pretrained it (with its tokenizer) and pass the folder."
+        ) from exc
+    bridge.eval()
+    _SPECS[bridge] = model_spec(bridge, os.fspath(name_or_path))
+    log.info("loaded %s", _SPECS[bridge].summary().replace("\n", "; "))
+    return bridge
+
+
+def get_spec(model: Any) -> ModelSpec:
+    """The :class:`ModelSpec` of a model (computed and cached on first use)."""
+    spec = _SPECS.get(model)
+    if spec is None:
+        name = str(getattr(model.cfg, "model_name", None) or type(model).__name__)
+        spec = _SPECS[model] = model_spec(model, name)
+    return spec

@@ -1,0 +1,162 @@
+#!/usr/bin/env python
+"""Measure a demo model's quality and write it into its model card.
+
+Per language, on the whole eval split of the embedded corpus: next-token NLL (nats/token) and
+perplexity of the model, next to the cross-entropy of the same tokens under a unigram model fitted
+on that language's train split (same tokenizer, add-one smoothing). The ratio NLL / unigram CE is
+reported for the whole split, for the in-domain rows (LibreOffice help + UI) and for the UDHR
+(out of domain). Greedy samples for a few prompts go into the card too.
+
+    python scripts/eval_demo_model.py crane-tiny            # updates the card in the package
+    python scripts/eval_demo_model.py build/crane-tiny/final --card /tmp/README.md
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import math
+import sys
+from pathlib import Path
+from typing import Any
+
+import torch
+
+import crane_lens as cl
+from crane_lens.evaluation import corpus_nll
+from crane_lens.model import BUILTIN_MODELS, builtin_model_dir
+from crane_lens.utils.markdown import update_marked_block
+
+log = logging.getLogger("eval_demo_model")
+IN_DOMAIN = ("libreoffice-help", "libreoffice-ui")
+PROMPTS = {
+    "en": "To insert a table,",
+    "zh": "要插入表格，",
+    "vi": "Để chèn một bảng,",
+    "fr": "Pour insérer un tableau,",
+    "ja": "表を挿入するには、",
+    "ru": "Чтобы вставить таблицу,",
+}
+
+
+def unigram_log_probs(tokenizer: Any, texts: list[str]) -> torch.Tensor:
+    """log p(token) of an add-one-smoothed unigram model fitted on ``texts``."""
+    counts = torch.zeros(len(tokenizer), dtype=torch.float64)
+    for start in range(0, len(texts), 2048):
+        ids = tokenizer(texts[start : start + 2048], add_special_tokens=False)["input_ids"]
+        flat = torch.tensor([t for seq in ids for t in seq], dtype=torch.long)
+        counts += torch.bincount(flat, minlength=len(tokenizer)).double()
+    return torch.log((counts + 1) / (counts.sum() + len(tokenizer)))
+
+
+def unigram_ce(
+    tokenizer: Any, log_probs: torch.Tensor, records: list[Any]
+) -> dict[str, tuple[float, int]]:
+    """Summed unigram NLL and token count per origin (the tokens the model predicts)."""
+    out: dict[str, tuple[float, int]] = {}
+    ids = tokenizer([r.text for r in records], add_special_tokens=False)["input_ids"]
+    for record, seq in zip(records, ids, strict=True):
+        nats = -float(log_probs[torch.tensor(seq, dtype=torch.long)].sum()) if seq else 0.0
+        old = out.get(record.origin, (0.0, 0))
+        out[record.origin] = (old[0] + nats, old[1] + len(seq))
+    return out
+
+
+def _ratio(model_nats: float, uni_nats: float) -> float:
+    return model_nats / uni_nats if uni_nats else float("nan")
+
+
+def evaluate(name: str) -> dict[str, Any]:
+    model = cl.load_model(name, device="cpu")
+    tokenizer = model.tokenizer
+    held_out = cl.load_corpus("builtin", split="eval")
+    train = cl.load_corpus("builtin", split="train")
+    report = corpus_nll(model, held_out)
+    results: dict[str, Any] = {"model": name, "languages": {}}
+    for lang in held_out.langs:
+        uni = unigram_ce(
+            tokenizer, unigram_log_probs(tokenizer, train[lang]), held_out.records[lang]
+        )
+
+        row: dict[str, Any] = {}
+        for label, origins in (("all", None), ("in_domain", IN_DOMAIN), ("udhr", ("udhr",))):
+            keep = [o for o in uni if origins is None or o in origins]
+            model_nats = sum(report.nats[lang][o] for o in keep)
+            uni_nats = sum(uni[o][0] for o in keep)
+            n = sum(uni[o][1] for o in keep)
+            if n:
+                row[label] = {"tokens": n, "nll": model_nats / n, "unigram_ce": uni_nats / n,
+                              "ratio": _ratio(model_nats, uni_nats)}  # fmt: skip
+        row["all"]["perplexity"] = math.exp(row["all"]["nll"])
+        results["languages"][lang] = row
+        log.info(
+            "%s: nll %.3f unigram %.3f ratio %.3f",
+            lang,
+            row["all"]["nll"],
+            row["all"]["unigram_ce"],
+            row["all"]["ratio"],
+        )
+    torch.manual_seed(0)
+    results["samples"] = {
+        lang: model.generate(prompt, max_new_tokens=40, do_sample=False, verbose=False)
+        for lang, prompt in PROMPTS.items()
+    }
+    return results
+
+
+def quality_table(results: dict[str, Any]) -> str:
+    lines = [
+        "| lang | eval tokens | NLL (nats/token) | perplexity | unigram CE | **ratio** "
+        "| in-domain ratio | UDHR ratio |",
+        "| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: |",
+    ]
+    for lang, row in results["languages"].items():
+        a = row["all"]
+        lines.append(
+            f"| {lang} | {a['tokens']:,} | {a['nll']:.3f} | {a['perplexity']:.1f} "
+            f"| {a['unigram_ce']:.3f} | **{a['ratio']:.3f}** | {row['in_domain']['ratio']:.3f} "
+            f"| {row['udhr']['ratio']:.3f} |"
+        )
+    worst = max(row["all"]["ratio"] for row in results["languages"].values())
+    lines.append(f"\nWorst ratio over all languages: **{worst:.3f}** (target ≤ 0.70).\n")
+    return "\n".join(lines) + "\n"
+
+
+def samples_block(results: dict[str, Any]) -> str:
+    lines = []
+    for lang, text in results["samples"].items():
+        lines.append(f"- **{lang}**: `{text!s}`".replace("\n", " "))
+    return "\n".join(lines) + "\n"
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument("model", nargs="?", default="crane-tiny")
+    parser.add_argument(
+        "--card", type=Path, help="model card to update (default: the built-in card)"
+    )
+    parser.add_argument("--json", type=Path, help="where to write the results JSON")
+    parser.add_argument("--max-ratio", type=float, default=0.70)
+    args = parser.parse_args()
+    logging.basicConfig(level=logging.INFO, format="%(message)s")
+    results = evaluate(args.model)
+    folder = builtin_model_dir(args.model) if args.model in BUILTIN_MODELS else Path(args.model)
+    card = args.card or folder / "README.md"
+    out_json = args.json or folder / "eval_results.json"
+    tmp = out_json.with_name(out_json.name + ".tmp")
+    tmp.write_text(json.dumps(results, indent=1, ensure_ascii=False) + "\n", encoding="utf-8")
+    tmp.replace(out_json)
+    if card.exists():
+        update_marked_block(card, "quality-table", quality_table(results))
+        update_marked_block(card, "samples", samples_block(results))
+        log.info("updated %s", card)
+    print(quality_table(results))
+    worst = max(row["all"]["ratio"] for row in results["languages"].values())
+    return 0 if worst <= args.max_ratio else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())
