@@ -7,7 +7,7 @@ on that language's train split (same tokenizer, add-one smoothing). The ratio NL
 reported for the whole split, for the in-domain rows (LibreOffice help + UI) and for the UDHR
 (out of domain). Greedy samples for a few prompts go into the card too.
 
-    python scripts/eval_demo_model.py crane-tiny            # updates the card in the package
+    python scripts/eval_demo_model.py crane-tiny crane-tiny-chat   # updates the packaged cards
     python scripts/eval_demo_model.py build/crane-tiny/final --card /tmp/README.md
 """
 
@@ -24,7 +24,7 @@ from typing import Any
 import torch
 
 import crane_lens as cl
-from crane_lens.evaluation import corpus_nll
+from crane_lens.evaluation import corpus_nll, encode_for_nll
 from crane_lens.model import BUILTIN_MODELS, builtin_model_dir
 from crane_lens.utils.markdown import update_marked_block
 
@@ -51,12 +51,13 @@ def unigram_log_probs(tokenizer: Any, texts: list[str]) -> torch.Tensor:
 
 
 def unigram_ce(
-    tokenizer: Any, log_probs: torch.Tensor, records: list[Any]
+    model: Any, log_probs: torch.Tensor, records: list[Any]
 ) -> dict[str, tuple[float, int]]:
-    """Summed unigram NLL and token count per origin (the tokens the model predicts)."""
+    """Summed unigram NLL and token count per origin, over exactly the tokens the model predicts
+    (``encode_for_nll``: after BOS, truncated to the context)."""
     out: dict[str, tuple[float, int]] = {}
-    ids = tokenizer([r.text for r in records], add_special_tokens=False)["input_ids"]
-    for record, seq in zip(records, ids, strict=True):
+    for record, ids in zip(records, encode_for_nll(model, [r.text for r in records]), strict=True):
+        seq = ids[1:]
         nats = -float(log_probs[torch.tensor(seq, dtype=torch.long)].sum()) if seq else 0.0
         old = out.get(record.origin, (0.0, 0))
         out[record.origin] = (old[0] + nats, old[1] + len(seq))
@@ -67,17 +68,23 @@ def _ratio(model_nats: float, uni_nats: float) -> float:
     return model_nats / uni_nats if uni_nats else float("nan")
 
 
-def evaluate(name: str) -> dict[str, Any]:
-    model = cl.load_model(name, device="cpu")
-    tokenizer = model.tokenizer
-    held_out = cl.load_corpus("builtin", split="eval")
+def unigram_baselines(model: Any, held_out: cl.Corpus) -> dict[str, Any]:
+    """Per language: the unigram CE (per origin) of the eval tokens, fitted on the train split."""
     train = cl.load_corpus("builtin", split="train")
+    fitted = {lang: unigram_log_probs(model.tokenizer, train[lang]) for lang in held_out.langs}
+    return {
+        lang: unigram_ce(model, fitted[lang], held_out.records[lang]) for lang in held_out.langs
+    }
+
+
+def evaluate(name: str, held_out: cl.Corpus, baselines: dict[str, Any] | None) -> dict[str, Any]:
+    model = cl.load_model(name, device="cpu")
+    if baselines is None:
+        baselines = unigram_baselines(model, held_out)
     report = corpus_nll(model, held_out)
     results: dict[str, Any] = {"model": name, "languages": {}}
     for lang in held_out.langs:
-        uni = unigram_ce(
-            tokenizer, unigram_log_probs(tokenizer, train[lang]), held_out.records[lang]
-        )
+        uni = baselines[lang]
 
         row: dict[str, Any] = {}
         for label, origins in (("all", None), ("in_domain", IN_DOMAIN), ("udhr", ("udhr",))):
@@ -85,6 +92,8 @@ def evaluate(name: str) -> dict[str, Any]:
             model_nats = sum(report.nats[lang][o] for o in keep)
             uni_nats = sum(uni[o][0] for o in keep)
             n = sum(uni[o][1] for o in keep)
+            if n != sum(report.tokens[lang][o] for o in keep):  # same tokens, or no comparison
+                raise RuntimeError(f"{lang}: model and unigram scored different tokens")
             if n:
                 row[label] = {"tokens": n, "nll": model_nats / n, "unigram_ce": uni_nats / n,
                               "ratio": _ratio(model_nats, uni_nats)}  # fmt: skip
@@ -97,11 +106,11 @@ def evaluate(name: str) -> dict[str, Any]:
             row["all"]["unigram_ce"],
             row["all"]["ratio"],
         )
-    torch.manual_seed(0)
     results["samples"] = {
         lang: model.generate(prompt, max_new_tokens=40, do_sample=False, verbose=False)
         for lang, prompt in PROMPTS.items()
     }
+    results["_baselines"] = baselines
     return results
 
 
@@ -134,28 +143,32 @@ def main() -> int:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
-    parser.add_argument("model", nargs="?", default="crane-tiny")
-    parser.add_argument(
-        "--card", type=Path, help="model card to update (default: the built-in card)"
-    )
-    parser.add_argument("--json", type=Path, help="where to write the results JSON")
+    parser.add_argument("models", nargs="*", default=["crane-tiny"], help="names or folders")
+    parser.add_argument("--card", type=Path, help="model card to update (one model only)")
+    parser.add_argument("--json", type=Path, help="results JSON to write (one model only)")
     parser.add_argument("--max-ratio", type=float, default=0.70)
     args = parser.parse_args()
     logging.basicConfig(level=logging.INFO, format="%(message)s")
-    results = evaluate(args.model)
-    folder = builtin_model_dir(args.model) if args.model in BUILTIN_MODELS else Path(args.model)
-    card = args.card or folder / "README.md"
-    out_json = args.json or folder / "eval_results.json"
-    tmp = out_json.with_name(out_json.name + ".tmp")
-    tmp.write_text(json.dumps(results, indent=1, ensure_ascii=False) + "\n", encoding="utf-8")
-    tmp.replace(out_json)
-    if card.exists():
-        update_marked_block(card, "quality-table", quality_table(results))
-        update_marked_block(card, "samples", samples_block(results))
-        log.info("updated %s", card)
-    print(quality_table(results))
-    worst = max(row["all"]["ratio"] for row in results["languages"].values())
-    return 0 if worst <= args.max_ratio else 1
+    held_out = cl.load_corpus("builtin", split="eval")
+    baselines = None  # the models share the tokenizer: fit the unigram baselines once
+    status = 0
+    for name in args.models:
+        results = evaluate(name, held_out, baselines)
+        baselines = results.pop("_baselines")
+        folder = builtin_model_dir(name) if name in BUILTIN_MODELS else Path(name)
+        card = args.card or folder / "README.md"
+        out_json = args.json or folder / "eval_results.json"
+        tmp = out_json.with_name(out_json.name + ".tmp")
+        tmp.write_text(json.dumps(results, indent=1, ensure_ascii=False) + "\n", encoding="utf-8")
+        tmp.replace(out_json)
+        if card.exists():
+            update_marked_block(card, "quality-table", quality_table(results))
+            update_marked_block(card, "samples", samples_block(results))
+            log.info("updated %s", card)
+        print(f"{name}\n{quality_table(results)}")
+        worst = max(row["all"]["ratio"] for row in results["languages"].values())
+        status |= int(worst > args.max_ratio)
+    return status
 
 
 if __name__ == "__main__":

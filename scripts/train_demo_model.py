@@ -27,6 +27,7 @@ import torch
 from tqdm.auto import tqdm
 
 import crane_lens as cl
+from crane_lens.data.corpus import Corpus, TextRecord
 
 log = logging.getLogger("train_demo_model")
 
@@ -55,7 +56,18 @@ def load_blocks(args: argparse.Namespace, tokenizer: Any) -> cl.TokenBlocks:
         from chat_data import build_chat_corpus
 
         corpus = build_chat_corpus(seed=args.seed)
-    blocks = corpus.to_token_blocks(tokenizer, seq_len=args.seq_len, seed=args.seed)
+    if args.doc_bos:  # every text starts with BOS, as it does when the model is used
+        corpus = Corpus(
+            {lang: [TextRecord(tokenizer.bos_token + r.text, r.key, r.origin) for r in rows]
+             for lang, rows in corpus.records.items()},
+            corpus.info,
+        )  # fmt: skip
+    blocks = corpus.to_token_blocks(
+        tokenizer,
+        seq_len=args.seq_len,
+        seed=args.seed,
+        max_tokens_per_lang=args.max_tokens_per_lang,
+    )
     blocks.save(cache)
     return blocks
 
@@ -87,6 +99,28 @@ def lr_at(step: int, args: argparse.Namespace) -> float:
     return args.lr * (0.1 + 0.9 * 0.5 * (1 + math.cos(math.pi * min(1.0, progress))))
 
 
+# Arguments that do not change the trained weights: a resumed run may differ in these.
+_NOT_RESULT_DEFINING = {"out", "export", "stop_after", "threads", "ckpt_every", "eval_every"}
+
+
+def check_same_run(out: Path, settings: dict[str, Any]) -> None:
+    """Refuse to resume (or reuse cached data) in ``out`` with settings that change the result."""
+    path = out / "run_settings.json"
+    defining = {k: v for k, v in settings.items() if k not in _NOT_RESULT_DEFINING}
+    if path.exists():
+        previous = json.loads(path.read_text())
+        changed = sorted(
+            k for k in defining.keys() | previous.keys() if defining.get(k) != previous.get(k)
+        )
+        if changed:
+            raise SystemExit(
+                f"{out} holds a run made with other settings ({', '.join(changed)} differ). "
+                "Resume with the same arguments, or use a new --out folder."
+            )
+    else:
+        path.write_text(json.dumps(defining, indent=1))
+
+
 def save_atomic(obj: Any, path: Path) -> None:
     tmp = path.with_name(path.name + ".tmp")
     torch.save(obj, tmp)
@@ -106,7 +140,7 @@ def eval_loss(model: Any, blocks: cl.TokenBlocks, n: int) -> dict[str, float]:
     return out
 
 
-def main() -> None:
+def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
@@ -121,14 +155,23 @@ def main() -> None:
     parser.add_argument("--warmup", type=int, default=100)
     parser.add_argument("--weight-decay", type=float, default=0.1)
     parser.add_argument("--alpha", type=float, default=0.5, help="language sampling exponent")
+    parser.add_argument(
+        "--doc-bos", action="store_true", help="start every text with BOS inside the packed blocks"
+    )
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--ckpt-every", type=int, default=50)
     parser.add_argument("--eval-every", type=int, default=200)
     parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--max-tokens-per-lang", type=int, help="cap the training data (tests)")
+    parser.add_argument("--stop-after", type=int, help="exit after this step, as if killed (tests)")
+    parser.add_argument(
+        "--arch", type=json.loads, default={}, help="JSON overrides of the architecture (tests)"
+    )
     parser.add_argument(
         "--export", type=Path, help="also write a bf16 copy (weights + tokenizer) into this folder"
     )
-    args = parser.parse_args()
+    args = parser.parse_args(argv)
+    arch = {**ARCH, **args.arch}
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s")
     torch.set_num_threads(args.threads)
     args.out.mkdir(parents=True, exist_ok=True)
@@ -137,8 +180,9 @@ def main() -> None:
 
     tokenizer = AutoTokenizer.from_pretrained(args.tokenizer)
     config_record = {k: (str(v) if isinstance(v, Path) else v) for k, v in vars(args).items()}
+    check_same_run(args.out, {**config_record, "arch": arch})
     (args.out / "train_config.json").write_text(
-        json.dumps({**config_record, "arch": ARCH}, indent=1)
+        json.dumps({**config_record, "arch": arch}, indent=1)
     )
     blocks = load_blocks(args, tokenizer)
     probs = language_weights(blocks, args.alpha)
@@ -159,7 +203,7 @@ def main() -> None:
             bos_token_id=tokenizer.bos_token_id,
             eos_token_id=tokenizer.eos_token_id,
             pad_token_id=tokenizer.pad_token_id,
-            **ARCH,
+            **arch,
         )
         model = LlamaForCausalLM(config)
     decay = [p for n, p in model.named_parameters() if p.dim() >= 2]
@@ -203,7 +247,7 @@ def main() -> None:
             grad_norm = torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
             optimizer.step()
             optimizer.zero_grad(set_to_none=True)
-            record: dict[str, Any] = {"step": step, "loss": round(float(loss), 4),
+            record: dict[str, Any] = {"step": step, "loss": round(loss.item(), 4),
                                       "lr": lr_at(step, args), "grad_norm": round(float(grad_norm), 3)}  # fmt: skip
             if (step + 1) % args.eval_every == 0 or step + 1 == args.steps:
                 record["eval"] = {
@@ -212,7 +256,7 @@ def main() -> None:
                 log.info("step %d eval %s", step + 1, record["eval"])
             log_file.write(json.dumps(record) + "\n")
             log_file.flush()
-            bar.set_postfix(loss=f"{float(loss):.3f}")
+            bar.set_postfix(loss=f"{loss.item():.3f}")
             if (step + 1) % args.ckpt_every == 0 or step + 1 == args.steps:
                 save_atomic(
                     {
@@ -222,6 +266,9 @@ def main() -> None:
                     },
                     ckpt_path,
                 )
+            if args.stop_after is not None and step + 1 >= args.stop_after:
+                log.info("stopping after step %d (--stop-after)", step + 1)
+                return
     log.info("trained %d steps in %.0f s", args.steps - start, time.perf_counter() - t0)
     final = args.out / "final"
     model.save_pretrained(final)

@@ -26,7 +26,10 @@ if TYPE_CHECKING:
     from crane_lens.data.corpus import Corpus
 
 
-def _encode(model: Any, texts: Sequence[str]) -> list[list[int]]:
+def encode_for_nll(model: Any, texts: Sequence[str]) -> list[list[int]]:
+    """``[BOS] + tokens`` of each text, truncated to the model's context: what :func:`text_nll`
+    scores (every id after the first is a predicted token). Baselines such as a unigram model
+    must be computed on exactly these tokens."""
     tokenizer = model.tokenizer
     bos = getattr(tokenizer, "bos_token_id", None)
     if bos is None:
@@ -55,7 +58,7 @@ def text_nll(
     Returns:
         ``(nats, tokens)``, lists aligned with ``texts``; a text of zero tokens scores (0.0, 0).
     """
-    ids = _encode(model, texts)
+    ids = encode_for_nll(model, texts)
     device = next(model.parameters()).device
     nats = [0.0] * len(texts)
     counts = [len(seq) - 1 for seq in ids]

@@ -14,6 +14,11 @@ from crane_lens.model import builtin_model_dir
 pytestmark = pytest.mark.integration
 
 
+def _in_script(text: str, script: str) -> int:
+    """Characters of ``text`` in ``script`` (product names in Latin letters are fine beside them)."""
+    return sum(script_share(ch, script) == 1.0 for ch in text if ch.isalpha())
+
+
 @pytest.fixture(scope="module")
 def tiny():  # type: ignore[no-untyped-def]
     return cl.load_model("crane-tiny", device="cpu")
@@ -50,13 +55,28 @@ def test_base_model_continues_in_the_prompt_script(tiny, prompt: str, script: st
     text = tiny.generate(prompt, max_new_tokens=24, do_sample=False, verbose=False)
     continuation = text[len(prompt) :]
     assert len(continuation.strip()) > 5
-    assert script_share(continuation, script) > 0.5, continuation
+    assert _in_script(continuation, script) >= 3, continuation
 
 
-def test_chat_model_answers_after_the_assistant_tag(chat) -> None:  # type: ignore[no-untyped-def]
-    prompt = "<|user|> Translate into Vietnamese: Inserts a new table.\n<|assistant|>"
-    reply = chat.generate(prompt, max_new_tokens=24, do_sample=False, verbose=False)[len(prompt) :]
-    assert len(reply.strip()) > 5 and any(ch in reply for ch in "ăâđêôơưàảãáạèéẻẽẹìíỉĩịòóỏõọùúủũụ")
+@pytest.mark.parametrize(
+    ("prompt", "script"),
+    [
+        ('<|user|> Answer in Chinese: what does "表格" cover?\n<|assistant|>', "Hans"),
+        ("<|user|> Continue in Chinese: 要插入表格，请选择\n<|assistant|>", "Hans"),
+    ],
+)
+def test_chat_model_replies_in_the_asked_language(chat, prompt: str, script: str) -> None:  # type: ignore[no-untyped-def]
+    text = chat.generate(prompt, max_new_tokens=24, do_sample=False, verbose=False)
+    reply = text.split("\n", 1)[1]  # generate() drops the special tokens: reply after the newline
+    assert len(reply.strip()) > 5 and _in_script(reply, script) >= 3, reply
+
+
+def test_chat_model_answers_in_vietnamese(chat) -> None:  # type: ignore[no-untyped-def]
+    prompt = '<|user|> Answer in Vietnamese: what does "Bảng" cover?\n<|assistant|>'
+    reply = chat.generate(prompt, max_new_tokens=24, do_sample=False, verbose=False).split("\n", 1)[
+        1
+    ]
+    assert sum(ch in "ăâđêôơưảãạẻẽẹỉĩịỏõọủũụốồổỗộớờởỡợứừửữựếềểễệ" for ch in reply) >= 3, reply
 
 
 @pytest.mark.parametrize("name", ["crane-tiny", "crane-tiny-chat"])
