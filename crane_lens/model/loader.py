@@ -122,7 +122,7 @@ def _resolve_source(name_or_path: str | os.PathLike[str]) -> tuple[str, bool]:
             )
         return str(folder), True
     path = Path(text).expanduser()
-    if path.exists() or text.startswith((".", "/", "~")) or text.count("/") > 1 or os.sep == "\\":
+    if path.exists() or text.startswith((".", "/", "~")) or text.count("/") > 1:
         return str(path), True
     return text, False  # a hub id such as "Qwen/Qwen2.5-0.5B"
 
