@@ -180,7 +180,8 @@ def load_model(
         where = "folder" if local else "hub model"
         raise ModelLoadError(
             f"Cannot load the {where} {target!r}: {str(exc).rstrip('.')}. Without a hub, "
-            "download the model elsewhere, save_pretrained it (with its tokenizer) and pass the folder."
+            "download the model elsewhere, save_pretrained it (with its tokenizer) and pass the "
+            "folder."
         ) from exc
     bridge.eval()
     _SPECS[bridge] = model_spec(bridge, os.fspath(name_or_path))

@@ -56,8 +56,8 @@ def _load(
         where = f"{name!r}" + (f" (config {config!r})" if config else "")
         raise CorpusFormatError(
             f"Cannot load the dataset {where}, split {split!r}: {str(exc).rstrip('.')}. "
-            "Check the name, the config/split, and that the data is local or the hub is reachable (without a hub, "
-            "download the dataset elsewhere and pass its local folder)."
+            "Check the name, the config/split, and that the data is local or the hub is "
+            "reachable (without a hub, download the dataset elsewhere and pass its local folder)."
         ) from exc
 
 
