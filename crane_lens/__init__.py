@@ -2,7 +2,7 @@
 
 The pipeline, one sub-package per stage: ``data`` (corpora, token blocks) → ``model`` (demo
 models, TransformerBridge loader) → ``stats`` (relevance and activation statistics) →
-``selection`` → ``intervention`` / ``evaluation`` → ``plots``. The stages after ``model`` arrive
+``selection`` → ``intervention`` / ``evaluation`` → ``plots``. The stages after ``stats`` arrive
 in later releases.
 
 Example:
@@ -32,6 +32,7 @@ from crane_lens.errors import (
     UnsupportedModelError,
 )
 from crane_lens.model import ModelSpec, get_spec, load_model
+from crane_lens.stats import NeuronStats, compute_stats
 
 try:
     __version__ = version("crane_lens")
@@ -46,12 +47,14 @@ __all__ = [
     "MissingLanguageError",
     "ModelLoadError",
     "ModelSpec",
+    "NeuronStats",
     "TokenBlocks",
     "TokenizerError",
     "UnknownLanguageError",
     "UnsupportedModelError",
     "__version__",
     "canonical_lang",
+    "compute_stats",
     "get_spec",
     "load_corpus",
     "load_model",

@@ -5,7 +5,9 @@ Per language, on the whole eval split of the embedded corpus: next-token NLL (na
 perplexity of the model, next to the cross-entropy of the same tokens under a unigram model fitted
 on that language's train split (same tokenizer, add-one smoothing). The ratio NLL / unigram CE is
 reported for the whole split, for the in-domain rows (LibreOffice help + UI) and for the UDHR
-(out of domain). Greedy samples for a few prompts go into the card too.
+(out of domain), under two protocols (see ``crane_lens.evaluation.nll``): the **stream** protocol
+(the language's texts in order, packed like pre-training data; the quality gate) and the
+**per-text** protocol (each text alone after BOS). Greedy samples go into the card too.
 
     python scripts/eval_demo_model.py crane-tiny crane-tiny-chat   # updates the packaged cards
     python scripts/eval_demo_model.py build/crane-tiny/final --card /tmp/README.md
@@ -24,12 +26,13 @@ from typing import Any
 import torch
 
 import crane_lens as cl
-from crane_lens.evaluation import corpus_nll, encode_for_nll
+from crane_lens.evaluation import corpus_nll, encode_for_nll, stream_nll, stream_tokens
 from crane_lens.model import BUILTIN_MODELS, builtin_model_dir
 from crane_lens.utils.markdown import update_marked_block
 
 log = logging.getLogger("eval_demo_model")
 IN_DOMAIN = ("libreoffice-help", "libreoffice-ui")
+SEQ_LEN = 256  # stream blocks: the training block length of the demo models
 PROMPTS = {
     "en": "To insert a table,",
     "zh": "要插入表格，",
@@ -64,47 +67,71 @@ def unigram_ce(
     return out
 
 
+def unigram_ce_stream(
+    model: Any, log_probs: torch.Tensor, records: list[Any], seq_len: int
+) -> dict[str, tuple[float, int]]:
+    """Like :func:`unigram_ce`, over exactly the tokens :func:`stream_nll` scores."""
+    out: dict[str, tuple[float, int]] = {}
+    blocks, owners = stream_tokens(model, [r.text for r in records], seq_len)
+    for block, owner in zip(blocks, owners, strict=True):
+        for token, text in zip(block[1:], owner[1:], strict=True):
+            if text >= 0:
+                origin = records[text].origin
+                old = out.get(origin, (0.0, 0))
+                out[origin] = (old[0] - float(log_probs[token]), old[1] + 1)
+    return out
+
+
 def _ratio(model_nats: float, uni_nats: float) -> float:
     return model_nats / uni_nats if uni_nats else float("nan")
 
 
 def unigram_baselines(model: Any, held_out: cl.Corpus) -> dict[str, Any]:
-    """Per language: the unigram CE (per origin) of the eval tokens, fitted on the train split."""
+    """Per protocol and language: the unigram CE (per origin) of the scored eval tokens, with the
+    unigram fitted on the train split."""
     train = cl.load_corpus("builtin", split="train")
     fitted = {lang: unigram_log_probs(model.tokenizer, train[lang]) for lang in held_out.langs}
     return {
-        lang: unigram_ce(model, fitted[lang], held_out.records[lang]) for lang in held_out.langs
-    }
+        "per_text": {lang: unigram_ce(model, fitted[lang], held_out.records[lang])
+                     for lang in held_out.langs},
+        "stream": {lang: unigram_ce_stream(model, fitted[lang], held_out.records[lang], SEQ_LEN)
+                   for lang in held_out.langs},
+    }  # fmt: skip
+
+
+def _rows(report: Any, uni: dict[str, tuple[float, int]], lang: str) -> dict[str, Any]:
+    row: dict[str, Any] = {}
+    for label, origins in (("all", None), ("in_domain", IN_DOMAIN), ("udhr", ("udhr",))):
+        keep = [o for o in uni if origins is None or o in origins]
+        model_nats = sum(report.nats[lang][o] for o in keep)
+        uni_nats = sum(uni[o][0] for o in keep)
+        n = sum(uni[o][1] for o in keep)
+        if n != sum(report.tokens[lang][o] for o in keep):  # same tokens, or no comparison
+            raise RuntimeError(f"{lang}: model and unigram scored different tokens")
+        if n:
+            row[label] = {"tokens": n, "nll": model_nats / n, "unigram_ce": uni_nats / n,
+                          "ratio": _ratio(model_nats, uni_nats)}  # fmt: skip
+    row["all"]["perplexity"] = math.exp(row["all"]["nll"])
+    return row
 
 
 def evaluate(name: str, held_out: cl.Corpus, baselines: dict[str, Any] | None) -> dict[str, Any]:
     model = cl.load_model(name, device="cpu")
     if baselines is None:
         baselines = unigram_baselines(model, held_out)
-    report = corpus_nll(model, held_out)
-    results: dict[str, Any] = {"model": name, "languages": {}}
+    reports = {"stream": stream_nll(model, held_out, seq_len=SEQ_LEN),
+               "per_text": corpus_nll(model, held_out)}  # fmt: skip
+    results: dict[str, Any] = {"model": name, "stream_seq_len": SEQ_LEN, "languages": {}}
     for lang in held_out.langs:
-        uni = baselines[lang]
-
-        row: dict[str, Any] = {}
-        for label, origins in (("all", None), ("in_domain", IN_DOMAIN), ("udhr", ("udhr",))):
-            keep = [o for o in uni if origins is None or o in origins]
-            model_nats = sum(report.nats[lang][o] for o in keep)
-            uni_nats = sum(uni[o][0] for o in keep)
-            n = sum(uni[o][1] for o in keep)
-            if n != sum(report.tokens[lang][o] for o in keep):  # same tokens, or no comparison
-                raise RuntimeError(f"{lang}: model and unigram scored different tokens")
-            if n:
-                row[label] = {"tokens": n, "nll": model_nats / n, "unigram_ce": uni_nats / n,
-                              "ratio": _ratio(model_nats, uni_nats)}  # fmt: skip
-        row["all"]["perplexity"] = math.exp(row["all"]["nll"])
+        row = {p: _rows(reports[p], baselines[p][lang], lang) for p in ("stream", "per_text")}
         results["languages"][lang] = row
         log.info(
-            "%s: nll %.3f unigram %.3f ratio %.3f",
+            "%s: stream nll %.3f unigram %.3f ratio %.3f (per text %.3f)",
             lang,
-            row["all"]["nll"],
-            row["all"]["unigram_ce"],
-            row["all"]["ratio"],
+            row["stream"]["all"]["nll"],
+            row["stream"]["all"]["unigram_ce"],
+            row["stream"]["all"]["ratio"],
+            row["per_text"]["all"]["ratio"],
         )
     results["samples"] = {
         lang: model.generate(prompt, max_new_tokens=40, do_sample=False, verbose=False)
@@ -114,21 +141,28 @@ def evaluate(name: str, held_out: cl.Corpus, baselines: dict[str, Any] | None) -
     return results
 
 
+def worst_ratio(results: dict[str, Any], protocol: str = "stream") -> float:
+    return max(row[protocol]["all"]["ratio"] for row in results["languages"].values())
+
+
 def quality_table(results: dict[str, Any]) -> str:
     lines = [
         "| lang | eval tokens | NLL (nats/token) | perplexity | unigram CE | **ratio** "
-        "| in-domain ratio | UDHR ratio |",
-        "| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: |",
+        "| in-domain ratio | UDHR ratio | per-text ratio |",
+        "| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |",
     ]
     for lang, row in results["languages"].items():
-        a = row["all"]
+        a, per_text = row["stream"]["all"], row["per_text"]["all"]
         lines.append(
             f"| {lang} | {a['tokens']:,} | {a['nll']:.3f} | {a['perplexity']:.1f} "
-            f"| {a['unigram_ce']:.3f} | **{a['ratio']:.3f}** | {row['in_domain']['ratio']:.3f} "
-            f"| {row['udhr']['ratio']:.3f} |"
+            f"| {a['unigram_ce']:.3f} | **{a['ratio']:.3f}** "
+            f"| {row['stream']['in_domain']['ratio']:.3f} | {row['stream']['udhr']['ratio']:.3f} "
+            f"| {per_text['ratio']:.3f} |"
         )
-    worst = max(row["all"]["ratio"] for row in results["languages"].values())
-    lines.append(f"\nWorst ratio over all languages: **{worst:.3f}** (target ≤ 0.70).\n")
+    lines.append(
+        f"\nWorst ratio over all languages (stream protocol): **{worst_ratio(results):.3f}** "
+        f"(target ≤ 0.70); per-text protocol: {worst_ratio(results, 'per_text'):.3f}.\n"
+    )
     return "\n".join(lines) + "\n"
 
 
@@ -166,8 +200,7 @@ def main() -> int:
             update_marked_block(card, "samples", samples_block(results))
             log.info("updated %s", card)
         print(f"{name}\n{quality_table(results)}")
-        worst = max(row["all"]["ratio"] for row in results["languages"].values())
-        status |= int(worst > args.max_ratio)
+        status |= int(worst_ratio(results) > args.max_ratio)
     return status
 
 

@@ -67,6 +67,7 @@ def load_blocks(args: argparse.Namespace, tokenizer: Any) -> cl.TokenBlocks:
         seq_len=args.seq_len,
         seed=args.seed,
         max_tokens_per_lang=args.max_tokens_per_lang,
+        separator="eos",  # --doc-bos adds the BOS itself; this keeps phase 1 reproducible
     )
     blocks.save(cache)
     return blocks
@@ -191,7 +192,7 @@ def main(argv: list[str] | None = None) -> None:
         "builtin", split="eval", origins=["libreoffice-help", "libreoffice-ui"]
     )
     eval_blocks = held_out.to_token_blocks(
-        tokenizer, seq_len=args.seq_len, max_tokens_per_lang=args.seq_len * 4
+        tokenizer, seq_len=args.seq_len, max_tokens_per_lang=args.seq_len * 4, separator="eos"
     )
 
     torch.manual_seed(args.seed)

@@ -8,7 +8,7 @@ import tempfile
 from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Literal
 
 from crane_lens.data.languages import LANGUAGES, canonical_lang, canonical_langs
 from crane_lens.errors import EmptyCorpusError, MissingLanguageError
@@ -225,6 +225,7 @@ class Corpus:
         seed: int = 0,
         *,
         balance: bool = False,
+        separator: Literal["eos+bos", "eos"] = "eos+bos",
     ) -> TokenBlocks:
         """Tokenise into fixed-length blocks per language; see :func:`make_token_blocks`."""
         from crane_lens.data.tokens import make_token_blocks
@@ -236,6 +237,7 @@ class Corpus:
             max_tokens_per_lang=max_tokens_per_lang,
             seed=seed,
             balance=balance,
+            separator=separator,
         )
 
     def save(self, path: str | os.PathLike[str]) -> Path:

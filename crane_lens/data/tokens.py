@@ -8,7 +8,7 @@ import random
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Protocol
+from typing import TYPE_CHECKING, Any, Literal, Protocol
 
 import torch
 from jaxtyping import Int
@@ -95,17 +95,17 @@ def _token_stream(
     texts: Sequence[str],
     order: list[int],
     tokenizer: TokenizerLike,
-    separator: int | None,
+    separator: list[int],
     needed: int | None,
 ) -> list[int]:
-    """Concatenate token ids of texts in ``order`` (separated), stopping once ``needed`` is met."""
+    """Concatenate token ids of texts in ``order``, each followed by ``separator``, stopping
+    once ``needed`` is met."""
     ids: list[int] = []
     for start in range(0, len(order), _TOKENIZE_CHUNK):
         batch = [texts[i] for i in order[start : start + _TOKENIZE_CHUNK]]
         for seq in tokenizer(batch, add_special_tokens=False)["input_ids"]:
             ids.extend(seq)
-            if separator is not None:
-                ids.append(separator)
+            ids.extend(separator)
         if needed is not None and len(ids) >= needed:
             break
     return ids
@@ -119,12 +119,14 @@ def make_token_blocks(
     seed: int = 0,
     *,
     balance: bool = False,
+    separator: Literal["eos+bos", "eos"] = "eos+bos",
 ) -> TokenBlocks:
     """Cut each language's texts into blocks of ``seq_len`` tokens that start with BOS.
 
     Texts are shuffled with a per-language generator seeded by ``(seed, lang)``, tokenised
-    without special tokens, joined with EOS (when the tokenizer has one) and cut into
-    consecutive chunks of ``seq_len - 1`` tokens; BOS is prepended to every chunk and the last
+    without special tokens, each followed by EOS + BOS (BOS alone when the tokenizer has no EOS)
+    — the packing of pre-training data, so every text starts after BOS as it does when the
+    model is prompted — and cut into consecutive chunks of ``seq_len - 1`` tokens; BOS is prepended to every chunk and the last
     partial chunk is dropped. The result depends only on the corpus, tokenizer and seed.
 
     Args:
@@ -134,6 +136,8 @@ def make_token_blocks(
         max_tokens_per_lang: Cap on tokens per language (rounded down to whole blocks).
         seed: Seed of the text order.
         balance: Give every language the same number of blocks (the smallest language's).
+        separator: What follows each text: ``"eos+bos"`` (default) or ``"eos"`` alone (the
+            demo models' phase-1 training data).
 
     Returns:
         :class:`TokenBlocks` with ``Int[Tensor, "block pos"]`` per language.
@@ -158,14 +162,19 @@ def make_token_blocks(
             raise ValueError(
                 f"max_tokens_per_lang={max_tokens_per_lang} is below one block of {seq_len} tokens."
             )
-    separator = getattr(tokenizer, "eos_token_id", None)
+    eos = getattr(tokenizer, "eos_token_id", None)
+    if separator not in ("eos+bos", "eos"):
+        raise ValueError(f"separator must be 'eos+bos' or 'eos', not {separator!r}.")
+    after = [
+        t for t in (eos, bos if separator == "eos+bos" or eos is None else None) if t is not None
+    ]
     blocks: dict[str, Tensor] = {}
     for lang in corpus.langs:
         texts = corpus[lang]
         order = list(range(len(texts)))
         random.Random(f"{seed}:{lang}").shuffle(order)
         needed = None if max_blocks is None else max_blocks * (seq_len - 1)
-        ids = _token_stream(texts, order, tokenizer, separator, needed)
+        ids = _token_stream(texts, order, tokenizer, after, needed)
         n_blocks = len(ids) // (seq_len - 1)
         if max_blocks is not None:
             n_blocks = min(n_blocks, max_blocks)

@@ -1,7 +1,14 @@
-"""Next-token negative log-likelihood of texts, per language and origin.
+"""Next-token negative log-likelihood of texts, per language and origin — two protocols.
 
-Each text is scored on its own, as ``[BOS] + tokens`` (truncated to the model's context), so
-NLL is comparable across models, interventions and the unigram baseline over the same tokens.
+* **Per text** (:func:`corpus_nll`, :func:`text_nll`): each text alone, as ``[BOS] + tokens``
+  (truncated to the model's context). The first token of every text is predicted from BOS
+  alone, so it also pays for not knowing the language yet — a cost that dominates short texts.
+* **Stream** (:func:`stream_nll`): a language's texts in corpus order, joined with EOS + BOS
+  (the packing of pre-training data) and cut into BOS-prefixed blocks — the way language-model perplexity is usually measured (LAPE
+  evaluates on a per-language token stream) and the way crane_lens' statistics see text. Every
+  text token is scored with the preceding text of the same language as context; separators are
+  context only, never scored.
+
 Texts are sorted by length and batched with *right* padding: under a causal mask no real
 position attends to a pad, so no attention mask is needed and the scores equal unbatched ones;
 padded targets are simply not counted. A forward pass under intervention hooks
@@ -156,4 +163,83 @@ def corpus_nll(
             origin = record.origin or "text"
             report.nats[lang][origin] = report.nats[lang].get(origin, 0.0) + value
             report.tokens[lang][origin] = report.tokens[lang].get(origin, 0) + count
+    return report
+
+
+def stream_tokens(
+    model: Any, texts: Sequence[str], seq_len: int
+) -> tuple[list[list[int]], list[list[int]]]:
+    """Blocks ``[BOS] + up to seq_len - 1 stream tokens`` and, per block position, the index of
+    the text the token belongs to (``-1`` for BOS and the EOS + BOS separators, never scored)."""
+    tokenizer = model.tokenizer
+    bos, eos = getattr(tokenizer, "bos_token_id", None), getattr(tokenizer, "eos_token_id", None)
+    if bos is None:
+        raise TokenizerError("The model's tokenizer has no BOS token; blocks start with BOS.")
+    if seq_len < 2:
+        raise ValueError(f"seq_len must be at least 2, not {seq_len}.")
+    stream: list[int] = []
+    owner: list[int] = []
+    for index, ids in enumerate(tokenizer(list(texts), add_special_tokens=False)["input_ids"]):
+        if index:  # EOS closes a text and BOS opens the next, as in packed pre-training data
+            separator = [bos] if eos is None else [eos, bos]
+            stream += separator
+            owner += [-1] * len(separator)
+        stream += ids
+        owner += [index] * len(ids)
+    step = seq_len - 1
+    blocks = [[bos, *stream[i : i + step]] for i in range(0, len(stream), step)]
+    owners = [[-1, *owner[i : i + step]] for i in range(0, len(stream), step)]
+    return blocks, owners
+
+
+@torch.no_grad()
+def stream_nll(
+    model: Any,
+    corpus: Corpus,
+    *,
+    seq_len: int = 256,
+    batch_size: int = 16,
+    show_progress: bool = True,
+) -> NLLReport:
+    """Score each language's texts as one stream (see the module docstring); per origin.
+
+    Args:
+        model: A TransformerBridge.
+        corpus: Texts; each language's records are streamed in corpus order.
+        seq_len: Block length, BOS included (at most the model's context).
+        batch_size: Blocks per forward pass.
+        show_progress: Show a progress bar over languages.
+
+    Returns:
+        :class:`NLLReport` whose token counts are exactly the text tokens.
+
+    Example:
+        >>> import crane_lens as cl
+        >>> model = cl.load_model("crane-tiny")
+        >>> udhr = cl.load_corpus("builtin", langs="vi", split="eval", origins=["udhr"])
+        >>> stream = stream_nll(model, udhr, show_progress=False)
+        >>> stream.nll("vi") < corpus_nll(model, udhr, show_progress=False).nll("vi")
+        True
+    """
+    device = next(model.parameters()).device
+    pad = 0
+    report = NLLReport()
+    for lang in tqdm(corpus.langs, desc="languages", disable=not show_progress):
+        records = corpus.records[lang]
+        origins = [r.origin or "text" for r in records]
+        blocks, owners = stream_tokens(model, [r.text for r in records], seq_len)
+        report.nats[lang] = dict.fromkeys(origins, 0.0)
+        report.tokens[lang] = dict.fromkeys(origins, 0)
+        for start in range(0, len(blocks), batch_size):
+            chunk, owner = blocks[start : start + batch_size], owners[start : start + batch_size]
+            width = max(len(b) for b in chunk)
+            tokens = torch.tensor([b + [pad] * (width - len(b)) for b in chunk], device=device)
+            logits = model(tokens, return_type="logits")[:, :-1].float()
+            nll = -logits.log_softmax(-1).gather(-1, tokens[:, 1:, None])[..., 0].double().cpu()
+            for row, positions in enumerate(owner):
+                for pos, text in enumerate(positions[1:]):
+                    if text >= 0:
+                        origin = origins[text]
+                        report.nats[lang][origin] += float(nll[row, pos])
+                        report.tokens[lang][origin] += 1
     return report

@@ -25,12 +25,13 @@ def _corpus(texts: dict[str, list[str]] = TEXTS) -> Corpus:
 
 
 def _reference_stream(texts: list[str], tokenizer, seed: int, lang: str) -> list[int]:  # type: ignore[no-untyped-def]
-    """Independent oracle: shuffle, tokenize one text at a time, join with EOS."""
+    """Independent oracle: shuffle, tokenize one text at a time, each followed by EOS + BOS."""
     order = list(range(len(texts)))
     random.Random(f"{seed}:{lang}").shuffle(order)
     ids: list[int] = []
     for i in order:
-        ids += [*tokenizer.encode(texts[i], add_special_tokens=False), tokenizer.eos_token_id]
+        ids += [*tokenizer.encode(texts[i], add_special_tokens=False), tokenizer.eos_token_id,
+                tokenizer.bos_token_id]  # fmt: skip
     return ids
 
 
@@ -107,3 +108,12 @@ def test_builtin_corpus_to_blocks(tiny_tokenizer) -> None:  # type: ignore[no-un
         "zh": (20, 64),
         "vi": (20, 64),
     }
+
+
+def test_eos_only_separator_and_bad_separator(tiny_tokenizer) -> None:  # type: ignore[no-untyped-def]
+    blocks = _corpus().to_token_blocks(tiny_tokenizer, seq_len=16, seed=3, separator="eos")
+    stream = _reference_stream(TEXTS["en"], tiny_tokenizer, seed=3, lang="en")
+    without_bos = [t for t in stream if t != tiny_tokenizer.bos_token_id]
+    assert blocks["en"][:, 1:].reshape(-1).tolist() == without_bos[: blocks["en"].shape[0] * 15]
+    with pytest.raises(ValueError, match="separator"):
+        _corpus().to_token_blocks(tiny_tokenizer, seq_len=16, separator="bos")  # type: ignore[arg-type]

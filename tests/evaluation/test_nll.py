@@ -9,7 +9,7 @@ import torch
 
 import crane_lens as cl
 from crane_lens.data.corpus import Corpus, CorpusInfo, TextRecord
-from crane_lens.evaluation import corpus_nll, text_nll
+from crane_lens.evaluation import corpus_nll, stream_nll, text_nll
 
 TEXTS = ["The quick brown fox.", "Con cáo nâu nhanh nhẹn nhảy qua.", "敏捷的棕色狐狸", "Le renard."]
 
@@ -55,3 +55,39 @@ def test_corpus_report_aggregates_by_language_and_origin(tiny_checkpoints) -> No
     assert report.n_tokens("en") == sum(counts)
     frame = report.to_dataframe()
     assert set(frame["origin"]) == {"a", "b"} and len(frame) == 3
+
+
+def test_stream_nll_equals_the_hf_loss_on_the_packed_stream(tiny_checkpoints) -> None:  # type: ignore[no-untyped-def]
+    """Oracle: pack ``BOS t1 EOS BOS t2 ...`` by hand, cut into blocks, score every text token
+    with the HF model; separators are context, never scored."""
+    from transformers import AutoModelForCausalLM
+
+    model = cl.load_model(tiny_checkpoints["llama"], device="cpu")
+    hf = AutoModelForCausalLM.from_pretrained(
+        tiny_checkpoints["llama"], attn_implementation="eager"
+    )
+    tok = model.tokenizer
+    records = [TextRecord(t, origin="x" if i % 2 else "y") for i, t in enumerate(TEXTS * 2)]
+    corpus = Corpus({"en": records}, CorpusInfo(source="test", split="eval"))
+    seq_len = 9
+    stream, scored = [], []
+    for i, record in enumerate(records):
+        if i:
+            stream += [tok.eos_token_id, tok.bos_token_id]
+            scored += [None, None]
+        ids = tok(record.text, add_special_tokens=False)["input_ids"]
+        stream += ids
+        scored += [record.origin] * len(ids)
+    expected: dict[str, float] = {"x": 0.0, "y": 0.0}
+    for start in range(0, len(stream), seq_len - 1):
+        block = [tok.bos_token_id, *stream[start : start + seq_len - 1]]
+        with torch.no_grad():
+            logp = hf(input_ids=torch.tensor([block])).logits[0, :-1].log_softmax(-1)
+        for pos, origin in enumerate(scored[start : start + seq_len - 1]):
+            if origin is not None:
+                expected[origin] -= float(logp[pos, block[pos + 1]])
+    for batch_size in (1, 3):
+        report = stream_nll(model, corpus, seq_len=seq_len, batch_size=batch_size,
+                            show_progress=False)  # fmt: skip
+        assert report.nats["en"] == pytest.approx(expected, rel=1e-5)
+        assert report.n_tokens("en") == sum(o is not None for o in scored)

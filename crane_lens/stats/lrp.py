@@ -1,0 +1,141 @@
+"""AttnLRP in its efficient gradient×input form, expressed as TransformerBridge hooks.
+
+With these hooks active, one ordinary backward pass yields the LRP-modified gradient ``g`` at
+every neuron hook, and the relevance of a neuron on a token is ``h * g``. The forward values
+are never changed — only the gradient paths:
+
+* norms (every ``*.hook_scale``): identity rule — the 1/std (1/rms) factor is detached;
+* MLP activation: identity rule — derivative ``act(x)/x`` instead of ``act'(x)``;
+* gated product ``act(gate) * up``: uniform rule — each factor gets half the gradient;
+* attention: Q and K gradients quartered, V halved (AttnLRP, Achtibat et al. 2024), or with
+  ``attention="cp"`` the gradient through Q and K stopped and V left whole (CP-LRP).
+
+Linear layers need nothing: the epsilon rule in gradient×input form is the plain gradient.
+Rules that break exact conservation: the softmax (first-order Taylor rule, AttnLRP only) and
+every bias (absorbs relevance). On a bias-free model with CP-LRP, the relevance at the input
+embeddings sums exactly to the explained logit.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import warnings
+from collections.abc import Callable, Iterator
+from typing import Any, Literal
+
+import torch
+from torch import Tensor
+
+from crane_lens.stats.model_parts import Activation, activation_function
+
+AttentionRule = Literal["attnlrp", "cp"]
+HookFn = Callable[[Tensor, Any], Tensor]
+_RATIO_EPS = 1e-6  # |x| below this: use act(x)/x at x = ±eps (the limit act'(0))
+
+
+class _ScaleGrad(torch.autograd.Function):
+    """Identity forward; backward multiplies the incoming gradient by a constant."""
+
+    @staticmethod
+    def forward(ctx: Any, x: Tensor, factor: float) -> Tensor:
+        ctx.factor = factor
+        return x.view_as(x)
+
+    @staticmethod
+    def backward(ctx: Any, grad: Tensor) -> tuple[Tensor, None]:
+        return grad * ctx.factor, None
+
+
+def scale_grad(x: Tensor, factor: float) -> Tensor:
+    """``x`` unchanged, with its gradient multiplied by ``factor`` on the way back."""
+    return _ScaleGrad.apply(x, factor)
+
+
+def _with_gradient_of(value: Tensor, surrogate: Tensor) -> Tensor:
+    """Exactly ``value`` in the forward pass, with the gradient paths of ``surrogate``."""
+    return value.detach() + (surrogate - surrogate.detach())
+
+
+def activation_ratio(pre: Tensor, act: Activation) -> Tensor:
+    """``act(x) / x`` (detached), the identity rule's stand-in for ``act'(x)``."""
+    x = pre.detach().float()
+    safe = torch.where(x.abs() < _RATIO_EPS, torch.full_like(x, _RATIO_EPS).copysign(x), x)
+    return (act(safe) / safe).to(pre.dtype)
+
+
+def identity_rule(pre: Tensor, post: Tensor, act: Activation) -> Tensor:
+    """``post = act(pre)`` with the identity rule: gradient ``g · act(x)/x`` to ``pre``."""
+    return _with_gradient_of(post, pre * activation_ratio(pre, act))
+
+
+def gated_product_rule(pre: Tensor, up: Tensor, post: Tensor, act: Activation) -> Tensor:
+    """``post = act(pre) * up`` with the identity rule on ``act`` and the gradient halved
+    through the product: ``g · up · act(x)/x / 2`` to ``pre`` and ``g · act(pre) / 2`` to ``up``."""
+    gate = pre * activation_ratio(pre, act)  # value act(pre), identity-rule gradient
+    surrogate = 0.5 * gate * up.detach() + 0.5 * gate.detach() * up
+    return _with_gradient_of(post, surrogate)
+
+
+@contextlib.contextmanager
+def quiet_norm_edits() -> Iterator[None]:
+    """Silence TransformerLens' warning that a hook edited ``hook_scale``: detaching the norm
+    scale is the identity rule, and the forward value is unchanged up to float rounding."""
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", message="A forward hook edited hook_scale")
+        yield
+
+
+def lrp_hooks(
+    model: Any, *, attention: AttentionRule = "attnlrp", gated: bool
+) -> list[tuple[str, HookFn]]:
+    """Forward hooks that turn one backward pass into AttnLRP (or CP-LRP).
+
+    Args:
+        model: A TransformerBridge in default (non-compatibility) mode.
+        attention: ``"attnlrp"`` (Q, K gradients ÷4, V ÷2) or ``"cp"`` (stop Q, K; V whole).
+        gated: Whether the MLPs are gated (``hook_pre_linear`` exists).
+
+    Returns:
+        ``(hook_name, fn)`` pairs for ``model.hooks(fwd_hooks=...)``.
+    """
+    hooks: list[tuple[str, HookFn]] = []
+    names = set(model.hook_dict)
+    hooks += [(n, lambda x, hook: x.detach()) for n in sorted(names) if n.endswith("hook_scale")]
+    if attention == "attnlrp":
+        qk: HookFn = lambda x, hook: scale_grad(x, 0.25)  # noqa: E731
+        v: HookFn | None = lambda x, hook: scale_grad(x, 0.5)  # noqa: E731
+    elif attention == "cp":
+        qk, v = (lambda x, hook: x.detach()), None
+    else:
+        raise ValueError(f"attention rule must be 'attnlrp' or 'cp', not {attention!r}")
+    for layer in range(int(model.cfg.n_layers)):
+        attn = f"blocks.{layer}.attn"
+        hooks += [(f"{attn}.hook_q", qk), (f"{attn}.hook_k", qk)]
+        if v is not None:
+            hooks.append((f"{attn}.hook_v", v))
+        hooks += _mlp_hooks(model, layer, gated)
+    return hooks
+
+
+def _mlp_hooks(model: Any, layer: int, gated: bool) -> list[tuple[str, HookFn]]:
+    act = activation_function(model, layer)
+    seen: dict[str, Tensor] = {}
+
+    def keep(key: str) -> HookFn:
+        def fn(x: Tensor, hook: Any) -> Tensor:
+            seen[key] = x
+            return x
+
+        return fn
+
+    def rebuild(post: Tensor, hook: Any) -> Tensor:
+        pre = seen.pop("pre")
+        if gated:
+            return gated_product_rule(pre, seen.pop("up"), post, act)
+        return identity_rule(pre, post, act)
+
+    mlp = f"blocks.{layer}.mlp"
+    hooks = [(f"{mlp}.hook_pre", keep("pre"))]
+    if gated:
+        hooks.append((f"{mlp}.hook_pre_linear", keep("up")))
+    return [*hooks, (f"{mlp}.hook_post", rebuild)]

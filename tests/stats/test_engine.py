@@ -1,0 +1,173 @@
+"""The streaming engine: exactness oracles, streaming/merging/resuming, every architecture."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+import crane_lens as cl
+from crane_lens.stats import METHODS, NeuronStats, compute_stats
+from crane_lens.stats import engine as engine_module
+
+ALL_METHODS = list(METHODS)
+
+
+def _blocks(n_blocks: int = 6, seq_len: int = 10, vocab: int = 300, langs=("en", "vi")):  # type: ignore[no-untyped-def]
+    generator = torch.Generator().manual_seed(0)
+    blocks = {}
+    for lang in langs:
+        rows = torch.randint(2, vocab, (n_blocks, seq_len), generator=generator)
+        rows[:, 0] = 0
+        blocks[lang] = rows
+    return cl.TokenBlocks(blocks, seq_len=seq_len, bos_token_id=0, seed=0)
+
+
+@pytest.fixture(scope="module")
+def linear_readout_model():  # type: ignore[no-untyped-def]
+    """One layer, no norms: the gold logit is exactly linear in every MLP neuron."""
+    from transformer_lens import TransformerBridge, TransformerBridgeConfig
+
+    cfg = TransformerBridgeConfig(d_model=16, d_head=4, n_heads=4, n_layers=1, n_ctx=16,
+                                  d_vocab=40, d_mlp=24, act_fn="gelu", normalization_type=None,
+                                  seed=0)  # fmt: skip
+    return TransformerBridge.boot_native(cfg)
+
+
+def test_attribution_equals_exact_ablation_on_a_linear_readout(linear_readout_model) -> None:  # type: ignore[no-untyped-def]
+    blocks = _blocks(4, 8, vocab=40)
+    stats = compute_stats(linear_readout_model, blocks, ["attribution", "ablation"],
+                          objective="logit", batch_size=2, progress=False)  # fmt: skip
+    exact, estimate = stats.scores("ablation"), stats.scores("attribution")
+    assert exact.abs().max() > 1e-2  # real effects, not zeros
+    torch.testing.assert_close(estimate, exact, atol=1e-5, rtol=1e-4)
+
+
+def test_attribution_is_only_first_order_for_nll(linear_readout_model) -> None:  # type: ignore[no-untyped-def]
+    """With the NLL (non-linear in the logits) the estimate is close, not exact."""
+    stats = compute_stats(linear_readout_model, _blocks(4, 8, vocab=40),
+                          ["attribution", "ablation"], batch_size=2, progress=False)  # fmt: skip
+    exact, estimate = stats.scores("ablation").flatten(), stats.scores("attribution").flatten()
+    assert not torch.allclose(exact, estimate, atol=1e-6)
+    assert torch.corrcoef(torch.stack([exact, estimate]))[0, 1] > 0.9
+
+
+def _assert_same(a: NeuronStats, b: NeuronStats, exact: bool) -> None:
+    assert a.n_tokens == b.n_tokens
+    for name in a.statistics:
+        if exact:
+            assert torch.equal(a.scores(name), b.scores(name)), name
+        else:
+            torch.testing.assert_close(a.scores(name), b.scores(name), rtol=1e-4, atol=1e-5)
+
+
+@pytest.fixture(scope="module")
+def llama(tiny_checkpoints):  # type: ignore[no-untyped-def]
+    return cl.load_model(tiny_checkpoints["llama"])
+
+
+def test_streaming_in_batches_equals_one_shot(llama) -> None:  # type: ignore[no-untyped-def]
+    blocks = _blocks()
+    streamed = compute_stats(llama, blocks, ALL_METHODS, batch_size=1, progress=False)
+    one_shot = compute_stats(llama, blocks, ALL_METHODS, batch_size=6, progress=False)
+    _assert_same(streamed, one_shot, exact=False)
+
+
+def test_two_merged_shards_equal_the_whole(llama) -> None:  # type: ignore[no-untyped-def]
+    blocks = _blocks()
+    halves = [cl.TokenBlocks({lang: t[part] for lang, t in blocks.blocks.items()}, 10, 0, 0)
+              for part in (slice(0, 3), slice(3, 6))]  # fmt: skip
+    whole = compute_stats(llama, blocks, ALL_METHODS, batch_size=3, progress=False)
+    shards = [compute_stats(llama, h, ALL_METHODS, batch_size=3, progress=False) for h in halves]
+    merged = shards[0] + shards[1]
+    _assert_same(merged, whole, exact=False)
+    # Kojima keeps every block: the merged shards hold exactly the whole run's blocks.
+    assert torch.equal(merged.block_means["en"], whole.block_means["en"])
+
+
+def test_interrupted_run_resumes_to_the_uninterrupted_result(llama, tmp_path, monkeypatch) -> None:  # type: ignore[no-untyped-def]
+    blocks = _blocks()
+    methods = ["crane", "attribution", "ablation", "kojima", "plnd"]
+    reference = compute_stats(llama, blocks, methods, batch_size=2, progress=False)
+
+    real_run, calls = engine_module._Engine.run, []
+
+    def crash_after_five(self, item):  # type: ignore[no-untyped-def]
+        if len(calls) == 5:
+            raise KeyboardInterrupt
+        calls.append(item)
+        real_run(self, item)
+
+    monkeypatch.setattr(engine_module._Engine, "run", crash_after_five)
+    with pytest.raises(KeyboardInterrupt):
+        compute_stats(llama, blocks, methods, batch_size=2, output_dir=tmp_path,
+                      checkpoint_every=2, progress=False)  # fmt: skip
+    assert (tmp_path / "checkpoint.json").is_file() and not (tmp_path / "stats.json").exists()
+    monkeypatch.setattr(engine_module._Engine, "run", real_run)
+    resumed_items: list[object] = []
+    monkeypatch.setattr(engine_module._Engine, "run",
+                        lambda self, item: (resumed_items.append(item), real_run(self, item)))  # fmt: skip
+    resumed = compute_stats(llama, blocks, methods, batch_size=2, output_dir=tmp_path,
+                            checkpoint_every=2, progress=False)  # fmt: skip
+    assert resumed_items and resumed_items[0] == calls[4]  # item 5 was lost, items 1–4 were not
+    _assert_same(resumed, reference, exact=True)
+    assert not (tmp_path / "checkpoint.json").exists()
+    # Re-running a finished run loads it; the folder reloads through the API too.
+    _assert_same(NeuronStats.load(tmp_path), reference, exact=True)
+    again = compute_stats(llama, blocks, methods, batch_size=2, output_dir=tmp_path, progress=False)
+    _assert_same(again, reference, exact=True)
+
+
+def test_output_dir_of_another_run_is_refused(llama, tmp_path) -> None:  # type: ignore[no-untyped-def]
+    compute_stats(llama, _blocks(), ["lape"], output_dir=tmp_path, progress=False)
+    with pytest.raises(cl.CraneLensError, match="different run"):
+        compute_stats(llama, _blocks(), ["crane"], output_dir=tmp_path, progress=False)
+
+
+def test_save_load_top_and_dataframe(llama, tmp_path) -> None:  # type: ignore[no-untyped-def]
+    stats = compute_stats(llama, _blocks(), ["crane", "lape"], progress=False)
+    loaded = NeuronStats.load(stats.save(tmp_path / "s"))
+    _assert_same(loaded, stats, exact=True)
+    assert loaded.config["blocks_sha256"] == stats.config["blocks_sha256"]
+    assert set(loaded.versions) >= {"crane_lens", "transformer_lens", "transformers", "torch"}
+    top = loaded.top(5, "vi")
+    scores = loaded.scores("crane")[1].flatten()
+    assert list(top["score"]) == sorted(scores.tolist(), reverse=True)[:5]
+    layer, neuron = int(top["layer"][0]), int(top["neuron"][0])
+    assert float(loaded.scores("crane")[1, layer, neuron]) == top["score"][0]
+    frame = loaded.to_dataframe()
+    assert len(frame) == 2 * loaded.spec.n_neurons
+    assert {"crane", "crane_abs", "activation_probability"} <= set(frame.columns)
+
+
+def test_bad_inputs_have_clear_errors(llama, tmp_path) -> None:  # type: ignore[no-untyped-def]
+    with pytest.raises(ValueError, match="choose from"):
+        compute_stats(llama, _blocks(), ["lrp"], progress=False)
+    with pytest.raises(cl.MissingLanguageError, match="cover"):
+        compute_stats(llama, _blocks(), ["crane"], langs=["zh"], progress=False)
+    with pytest.raises(cl.UnknownLanguageError):
+        compute_stats(llama, _blocks(), ["crane"], langs=["klingon"], progress=False)
+    with pytest.raises(ValueError, match="out of range"):
+        compute_stats(llama, _blocks(), ["ablation"], ablation_layers=[7], progress=False)
+    stats = compute_stats(llama, _blocks(), ["lape"], progress=False)
+    with pytest.raises(KeyError, match="did not compute"):
+        stats.scores("crane")
+    with pytest.raises(cl.UnknownLanguageError, match="cover"):
+        stats.top(3, "zh")
+    with pytest.raises(cl.CraneLensError, match="no neuron statistics"):
+        NeuronStats.load(tmp_path)
+
+
+@pytest.mark.parametrize("arch", ["llama", "qwen2", "mistral", "gemma2", "gpt2", "bloom"])
+def test_every_method_runs_on_every_architecture(tiny_checkpoints, arch) -> None:  # type: ignore[no-untyped-def]
+    model = cl.load_model(tiny_checkpoints[arch])
+    stats = compute_stats(model, _blocks(4, 8), ALL_METHODS, batch_size=2, progress=False)
+    spec = cl.get_spec(model)
+    for name in stats.statistics:
+        values = stats.scores(name)
+        assert values.shape == (2, spec.n_layers, spec.d_mlp), name
+        assert torch.isfinite(values).all(), name
+    probs = stats.scores("activation_probability")
+    assert ((probs >= 0) & (probs <= 1)).all()
+    # Zero-ablation attribution tracks the exact effect on every architecture.
+    exact, estimate = stats.scores("ablation").flatten(), stats.scores("attribution").flatten()
+    assert torch.corrcoef(torch.stack([exact, estimate]))[0, 1] > 0.8
