@@ -231,11 +231,17 @@ class _Engine:
         fields += ["rel_sum", "rel_abs_sum", "rel_pos_sum"] if "crane" in methods else []
         fields += ["hg_sum", "g_sum", "hg_abs_sum"] if _GRAD_METHODS & set(methods) else []
         fields += ["ablation_sum"] if "ablation" in methods else []
+        # Accumulators live on the model's device (no per-batch transfers) and move to the CPU
+        # for checkpoints and the result.
         for lang in blocks.langs:
             self.stats.n_tokens[lang] = 0
-            self.stats.sums[lang] = {name: torch.zeros(shape) for name in fields}
+            self.stats.sums[lang] = {
+                name: torch.zeros(shape, device=self.device) for name in fields
+            }
             if "plnd" in methods:
-                self.stats.sums[lang]["abs_mean_min"] = torch.full(shape, torch.inf)
+                self.stats.sums[lang]["abs_mean_min"] = torch.full(
+                    shape, torch.inf, device=self.device
+                )
             if "kojima" in methods:
                 self.stats.block_means[lang] = torch.zeros((0, *shape))
 
@@ -390,7 +396,7 @@ class _Engine:
                 logits = self.model(stacked, return_type="logits")
             score = self._per_copy_objective(logits, stacked).view(len(mask), batch).sum(1)
             effect[neurons] = (score[0] - score[1:]).cpu()  # drop in log-likelihood = ΔNLL
-        self.sums(lang)["ablation_sum"][layer] += effect.float()
+        self.sums(lang)["ablation_sum"][layer] += effect.float().to(self.device)
 
     def _per_copy_objective(self, logits: Tensor, tokens: Tensor) -> Tensor:
         gold = tokens[:, 1:]
@@ -439,10 +445,13 @@ class _Engine:
             if name == "block_means":
                 self.stats.block_means[lang] = tensor
             else:
-                self.stats.sums[lang][name] = tensor
+                self.stats.sums[lang][name] = tensor.to(self.device)
         self.stats.n_tokens = {lang: int(n) for lang, n in meta["n_tokens"].items()}
         log.info("resuming after %d work items from %s", meta["done"], folder)
         return int(meta["done"])
 
     def result(self) -> NeuronStats:
+        for fields in self.stats.sums.values():
+            for name, tensor in fields.items():
+                fields[name] = tensor.cpu()
         return self.stats

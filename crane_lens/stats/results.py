@@ -177,7 +177,7 @@ class NeuronStats:
         out |= {f"{lang}/block_means": t for lang, t in self.block_means.items()}
         if self.w_down_norm is not None:
             out["w_down_norm"] = self.w_down_norm
-        return {k: v.contiguous() for k, v in out.items()}
+        return {k: v.detach().cpu().contiguous() for k, v in out.items()}
 
     def metadata(self) -> dict[str, Any]:
         return {

@@ -171,3 +171,14 @@ def test_every_method_runs_on_every_architecture(tiny_checkpoints, arch) -> None
     # Zero-ablation attribution tracks the exact effect on every architecture.
     exact, estimate = stats.scores("ablation").flatten(), stats.scores("attribution").flatten()
     assert torch.corrcoef(torch.stack([exact, estimate]))[0, 1] > 0.8
+
+
+def test_bf16_model_accumulates_in_float32(tiny_checkpoints, llama) -> None:  # type: ignore[no-untyped-def]
+    half = cl.load_model(tiny_checkpoints["llama"], dtype="bf16")
+    methods = ["crane", "attribution", "lape"]
+    low = compute_stats(half, _blocks(), methods, progress=False)
+    full = compute_stats(llama, _blocks(), methods, progress=False)
+    for name in ("crane", "attribution", "activation_probability"):
+        assert low.scores(name).dtype == torch.float32
+        rho = torch.corrcoef(torch.stack([low.scores(name).flatten(), full.scores(name).flatten()]))
+        assert rho[0, 1] > 0.95, name
