@@ -73,11 +73,24 @@ def load_blocks(args: argparse.Namespace, tokenizer: Any) -> cl.TokenBlocks:
     return blocks
 
 
-def language_weights(blocks: cl.TokenBlocks, alpha: float) -> torch.Tensor:
-    """Sampling probability per language ∝ (number of blocks)^alpha (alpha < 1 favours small ones)."""
+def language_weights(
+    blocks: cl.TokenBlocks, alpha: float, boost: dict[str, float] | None = None
+) -> torch.Tensor:
+    """Sampling probability per language ∝ (number of blocks)^alpha (alpha < 1 favours small
+    ones), times an optional per-language ``boost`` factor."""
     sizes = torch.tensor([blocks[lang].shape[0] for lang in blocks.langs], dtype=torch.float64)
-    weights = sizes**alpha
+    factors = torch.tensor([(boost or {}).get(lang, 1.0) for lang in blocks.langs],
+                           dtype=torch.float64)  # fmt: skip
+    weights = sizes**alpha * factors
     return weights / weights.sum()
+
+
+def parse_boost(text: str | None) -> dict[str, float]:
+    """``"zh=3,ar=2"`` → ``{"zh": 3.0, "ar": 2.0}``."""
+    if not text:
+        return {}
+    pairs = [item.split("=") for item in text.split(",")]
+    return {cl.canonical_lang(lang.strip()): float(factor) for lang, factor in pairs}
 
 
 def batch_at(
@@ -157,6 +170,9 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--weight-decay", type=float, default=0.1)
     parser.add_argument("--alpha", type=float, default=0.5, help="language sampling exponent")
     parser.add_argument(
+        "--boost", default=None, help="extra sampling weight per language, e.g. 'zh=3,ar=2'"
+    )
+    parser.add_argument(
         "--doc-bos", action="store_true", help="start every text with BOS inside the packed blocks"
     )
     parser.add_argument("--seed", type=int, default=0)
@@ -186,7 +202,7 @@ def main(argv: list[str] | None = None) -> None:
         json.dumps({**config_record, "arch": arch}, indent=1)
     )
     blocks = load_blocks(args, tokenizer)
-    probs = language_weights(blocks, args.alpha)
+    probs = language_weights(blocks, args.alpha, parse_boost(args.boost))
     log.info("data: %s", {lang: tuple(blocks[lang].shape) for lang in blocks.langs})
     held_out = cl.load_corpus(
         "builtin", split="eval", origins=["libreoffice-help", "libreoffice-ui"]

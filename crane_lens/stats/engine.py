@@ -221,6 +221,7 @@ class _Engine:
         self.batch_size = int(config["batch_size"])
         self.device = next(model.parameters()).device
         self.acts = [activation_function(model, layer) for layer in range(spec.n_layers)]
+        self._lrp: list[tuple[str, Any]] | None = None
         self.stats = NeuronStats(spec, methods, config=config, versions=_versions())
         if "plnd" in methods:
             self.stats.w_down_norm = torch.stack(
@@ -302,8 +303,11 @@ class _Engine:
         sums = self.sums(lang)
         collected = False
         if "crane" in methods:
-            hooks = lrp_hooks(self.model, attention=self.config["attention"], gated=self.spec.gated)
-            logits, store = self._forward(tokens, hooks, grad=True)
+            if self._lrp is None:  # built once: the hooks keep no state between forward passes
+                self._lrp = lrp_hooks(
+                    self.model, attention=self.config["attention"], gated=self.spec.gated
+                )
+            logits, store = self._forward(tokens, self._lrp, grad=True)
             grads = self._grads(self._crane_target(logits, tokens), store["post"])
             self._collect_activations(lang, store)
             collected = True
