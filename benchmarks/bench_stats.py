@@ -30,6 +30,7 @@ from typing import Any
 import torch
 
 import crane_lens as cl
+from crane_lens.utils.markdown import update_marked_block
 
 ACTIVATION_METHODS = ["lape", "mean_activation", "kojima", "plnd"]
 DOCS = Path(__file__).resolve().parents[1] / "docs" / "performance.md"
@@ -176,10 +177,7 @@ def main() -> int:
     table = "\n".join(lines) + "\n"
     print(table)
     if args.write_docs:
-        from crane_lens.utils.markdown import update_marked_block
-
-        update_marked_block(DOCS, "bench-stats", table)
-        print(f"updated {DOCS}")
+        update_marked_block(DOCS, "bench-stats", table)  # the generated block of the docs page
     return 0
 
 

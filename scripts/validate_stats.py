@@ -17,6 +17,7 @@ import time
 from pathlib import Path
 
 import crane_lens as cl
+from crane_lens.utils.markdown import update_marked_block
 from crane_lens.utils.ranking import spearman
 
 ESTIMATES = ["attribution", "attribution_mean", "grad_act", "crane", "crane_abs", "crane_pos",
@@ -68,10 +69,7 @@ def main() -> int:
     table = "\n".join(lines) + "\n"
     print(table)
     if args.write_docs:
-        from crane_lens.utils.markdown import update_marked_block
-
-        update_marked_block(DOCS, "correlations", table)
-        print(f"updated {DOCS}")
+        update_marked_block(DOCS, "correlations", table)  # the generated block of the docs page
     return 0
 
 
