@@ -16,10 +16,12 @@ uninterrupted run.
 from __future__ import annotations
 
 import contextlib
+import functools
 import hashlib
 import json
 import logging
 import os
+import weakref
 from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any, Literal
@@ -46,6 +48,10 @@ Target = Literal["logit", "logprob"]
 Objective = Literal["nll", "logit"]
 CHECKPOINT_FILE, CHECKPOINT_META = "checkpoint.safetensors", "checkpoint.json"
 _GRAD_METHODS = {m for m, spec in METHODS.items() if spec.needs == "grad"}
+
+
+class _StopForward(Exception):
+    """Raised by a hook to end a forward pass once everything needed has been captured."""
 
 
 def compute_stats(
@@ -192,6 +198,7 @@ def _frozen(model: Any) -> Iterator[None]:
             p.requires_grad_(flag)
 
 
+@functools.lru_cache(maxsize=1)
 def _versions() -> dict[str, str]:
     from importlib.metadata import PackageNotFoundError, version
 
@@ -202,6 +209,21 @@ def _versions() -> dict[str, str]:
         except PackageNotFoundError:
             out[package] = "unknown"
     return out
+
+
+_W_DOWN_NORMS: weakref.WeakKeyDictionary[Any, tuple[tuple[int, ...], Tensor]] = (
+    weakref.WeakKeyDictionary()
+)
+
+
+def _w_down_norm(model: Any, n_layers: int) -> Tensor:
+    """‖W_down[i, :]‖ per layer and neuron, cached per model until its weights change."""
+    stamp = tuple(p._version for p in model.parameters())  # bumped by every in-place edit
+    cached = _W_DOWN_NORMS.get(model)
+    if cached is None or cached[0] != stamp:
+        rows = [down_projection_rows(model, layer).norm(dim=-1) for layer in range(n_layers)]
+        cached = _W_DOWN_NORMS[model] = (stamp, torch.stack(rows).cpu())
+    return cached[1]
 
 
 class _Engine:
@@ -222,11 +244,10 @@ class _Engine:
         self.device = next(model.parameters()).device
         self.acts = [activation_function(model, layer) for layer in range(spec.n_layers)]
         self._lrp: list[tuple[str, Any]] | None = None
-        self.stats = NeuronStats(spec, methods, config=config, versions=_versions())
+        self._shortcut: bool | None = None  # gold logits without the full unembedding
+        self.stats = NeuronStats(spec, methods, config=config, versions=dict(_versions()))
         if "plnd" in methods:
-            self.stats.w_down_norm = torch.stack(
-                [down_projection_rows(model, layer).norm(dim=-1) for layer in range(spec.n_layers)]
-            ).cpu()
+            self.stats.w_down_norm = _w_down_norm(model, spec.n_layers)
         shape = (spec.n_layers, spec.d_mlp)
         fields = ["act_sum", "act_abs_sum", "act_on"]
         fields += ["rel_sum", "rel_abs_sum", "rel_pos_sum"] if "crane" in methods else []
@@ -287,16 +308,55 @@ class _Engine:
         return hooks
 
     def _forward(
-        self, tokens: Tensor, extra: list[tuple[str, Any]], grad: bool
+        self, tokens: Tensor, extra: list[tuple[str, Any]], grad: bool, logits: bool = True
     ) -> tuple[Tensor, dict[str, list[Tensor | None]]]:
+        """Run the model with the capture hooks (and ``extra``). Returns the logits, or with
+        ``logits=False`` the unembedding's input (the forward stops there: the full-vocabulary
+        projection is the costliest layer of a small model and often not needed)."""
         store: dict[str, list[Tensor | None]] = {}
         hooks = list(extra)
         if grad:  # a leaf that requires grad, so the frozen model builds a graph
             hooks.insert(0, ("hook_embed", lambda x, hook: x.detach().requires_grad_(True)))
         hooks += self._capture_hooks(store)
+        if not logits:
+
+            def stop(x: Tensor, hook: Any) -> Tensor:
+                store["resid"] = [x]
+                raise _StopForward
+
+            hooks.append(("unembed.hook_in", stop))
         with torch.set_grad_enabled(grad), self.model.hooks(fwd_hooks=hooks), quiet_norm_edits():
-            logits = self.model(tokens, return_type="logits")
-        return logits, store
+            try:
+                out = self.model(tokens, return_type="logits")
+            except _StopForward:
+                out = store.pop("resid")[0]
+        return out, store
+
+    def _gold_logits(self, resid: Tensor, tokens: Tensor) -> Tensor:
+        """Gold next-token logits from the unembedding's input: only the gold rows of W_U."""
+        unembed = self.model.unembed.original_component
+        gold = tokens[:, 1:]
+        logit = (resid[:, :-1] * unembed.weight[gold]).sum(-1)
+        if getattr(unembed, "bias", None) is not None:
+            logit = logit + unembed.bias[gold]
+        cap = getattr(getattr(self.model, "original_model", None), "config", None)
+        cap = getattr(cap, "final_logit_softcapping", None)
+        return cap * torch.tanh(logit / cap) if cap else logit
+
+    def _gold_shortcut_is_exact(self, tokens: Tensor) -> bool:
+        """Check once per run that :meth:`_gold_logits` reproduces the model's own logits (an
+        architecture with an unusual head falls back to full logits)."""
+        try:
+            with torch.no_grad():
+                full = self.model(tokens, return_type="logits")[:, :-1]
+                expected = full.gather(-1, tokens[:, 1:, None])[..., 0].float()
+                resid, _ = self._forward(tokens, [], grad=False, logits=False)
+                got = self._gold_logits(resid, tokens).float()
+        except Exception:  # any failure means: use the full logits
+            return False
+        return bool(
+            torch.allclose(got, expected, rtol=1e-3, atol=1e-3 * float(expected.abs().max()))
+        )
 
     def _run_batch(self, lang: str, tokens: Tensor) -> None:
         methods = set(self.methods)
@@ -307,8 +367,14 @@ class _Engine:
                 self._lrp = lrp_hooks(
                     self.model, attention=self.config["attention"], gated=self.spec.gated
                 )
-            logits, store = self._forward(tokens, self._lrp, grad=True)
-            grads = self._grads(self._crane_target(logits, tokens), store["post"])
+            if self._shortcut is None:
+                self._shortcut = self._gold_shortcut_is_exact(tokens[:1])
+                log.info("gold-logit shortcut %s", "on" if self._shortcut else "off")
+            shortcut = self._shortcut and self.config["target"] == "logit"
+            out, store = self._forward(tokens, self._lrp, grad=True, logits=not shortcut)
+            target = self._gold_logits(out, tokens).float().sum() if shortcut else (
+                self._crane_target(out, tokens))  # fmt: skip
+            grads = self._grads(target, store["post"])
             self._collect_activations(lang, store)
             collected = True
             for layer, (h, g) in enumerate(zip(store["post"], grads, strict=True)):
@@ -316,7 +382,7 @@ class _Engine:
                 sums["rel_sum"][layer] += rel.sum(dim=(0, 1))
                 sums["rel_abs_sum"][layer] += rel.abs().sum(dim=(0, 1))
                 sums["rel_pos_sum"][layer] += rel.clamp(min=0).sum(dim=(0, 1))
-            del logits, store, grads
+            del out, store, grads
         if methods & _GRAD_METHODS:
             logits, store = self._forward(tokens, [], grad=True)
             grads = self._grads(-self._objective(logits, tokens), store["post"])
@@ -330,7 +396,7 @@ class _Engine:
                 sums["hg_abs_sum"][layer] += hg.abs().sum(dim=(0, 1))
             del logits, store, grads
         if not collected:
-            _, store = self._forward(tokens, [], grad=False)
+            _, store = self._forward(tokens, [], grad=False, logits=False)
             self._collect_activations(lang, store)
         self.stats.n_tokens[lang] += tokens.shape[0] * (tokens.shape[1] - 1)
 

@@ -182,3 +182,23 @@ def test_bf16_model_accumulates_in_float32(tiny_checkpoints, llama) -> None:  # 
         assert low.scores(name).dtype == torch.float32
         rho = torch.corrcoef(torch.stack([low.scores(name).flatten(), full.scores(name).flatten()]))
         assert rho[0, 1] > 0.95, name
+
+
+@pytest.mark.parametrize("arch", ["llama", "gemma2", "gpt2", "bloom"])
+def test_gold_logit_shortcut_equals_full_logits(tiny_checkpoints, arch, monkeypatch) -> None:  # type: ignore[no-untyped-def]
+    """CRANE explains only the gold logits, so the engine skips the full unembedding; the
+    relevance must not change (and the shortcut must be taken on these architectures)."""
+    model = cl.load_model(tiny_checkpoints[arch])
+    checks: list[bool] = []
+    real_check = engine_module._Engine._gold_shortcut_is_exact
+
+    def spy(self, tokens):  # type: ignore[no-untyped-def]
+        checks.append(real_check(self, tokens))
+        return checks[-1]
+
+    monkeypatch.setattr(engine_module._Engine, "_gold_shortcut_is_exact", spy)
+    fast = compute_stats(model, _blocks(4, 8), ["crane"], batch_size=2, progress=False)
+    assert checks == [True]
+    monkeypatch.setattr(engine_module._Engine, "_gold_shortcut_is_exact", lambda self, t: False)
+    full = compute_stats(model, _blocks(4, 8), ["crane"], batch_size=2, progress=False)
+    torch.testing.assert_close(fast.scores("crane"), full.scores("crane"), rtol=1e-4, atol=1e-6)
