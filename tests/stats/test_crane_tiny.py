@@ -43,7 +43,9 @@ def against_ablation(model):  # type: ignore[no-untyped-def]
 # the gold logit through LRP rules, not the NLL's change. The floors leave room for numerics only.
 @pytest.mark.parametrize("lang", ["en", "zh"])
 @pytest.mark.parametrize(("estimate", "floor"), [("attribution", 0.9), ("crane", 0.25)])
-def test_estimates_rank_neurons_like_exact_ablation(against_ablation, lang, estimate, floor) -> None:  # type: ignore[no-untyped-def]
+def test_estimates_rank_neurons_like_exact_ablation(
+    against_ablation, lang, estimate, floor
+) -> None:  # type: ignore[no-untyped-def]
     stats = against_ablation
     i = stats.langs.index(lang)
     rho = spearman(stats.scores(estimate)[i, LAYER], stats.scores("ablation")[i, LAYER])
