@@ -228,18 +228,22 @@ def stream_nll(
         records = corpus.records[lang]
         origins = [r.origin or "text" for r in records]
         blocks, owners = stream_tokens(model, [r.text for r in records], seq_len)
-        report.nats[lang] = dict.fromkeys(origins, 0.0)
-        report.tokens[lang] = dict.fromkeys(origins, 0)
+        names = list(dict.fromkeys(origins))
+        origin_of_text = torch.tensor([names.index(o) for o in origins] + [-1])  # [-1]: separators
+        nats = torch.zeros(len(names), dtype=torch.float64)
+        counts = torch.zeros(len(names), dtype=torch.long)
         for start in range(0, len(blocks), batch_size):
             chunk, owner = blocks[start : start + batch_size], owners[start : start + batch_size]
             width = max(len(b) for b in chunk)
             tokens = torch.tensor([b + [pad] * (width - len(b)) for b in chunk], device=device)
             logits = model(tokens, return_type="logits")[:, :-1].float()
             nll = -logits.log_softmax(-1).gather(-1, tokens[:, 1:, None])[..., 0].double().cpu()
-            for row, positions in enumerate(owner):
-                for pos, text in enumerate(positions[1:]):
-                    if text >= 0:
-                        origin = origins[text]
-                        report.nats[lang][origin] += float(nll[row, pos])
-                        report.tokens[lang][origin] += 1
+            # Text index of each predicted token; -1 (separators, BOS, padding) is not scored.
+            text = torch.tensor([o[1:] + [-1] * (width - len(o)) for o in owner])
+            origin = origin_of_text[text]
+            scored = origin >= 0
+            nats.index_add_(0, origin[scored], nll[scored])
+            counts.index_add_(0, origin[scored], torch.ones_like(origin[scored]))
+        report.nats[lang] = {name: float(nats[i]) for i, name in enumerate(names)}
+        report.tokens[lang] = {name: int(counts[i]) for i, name in enumerate(names)}
     return report

@@ -27,7 +27,6 @@ from pathlib import Path
 from typing import Any, Literal
 
 import torch
-import torch.nn.functional as F
 from jaxtyping import Int
 from torch import Tensor
 from tqdm.auto import tqdm
@@ -385,7 +384,7 @@ class _Engine:
             del out, store, grads
         if methods & _GRAD_METHODS:
             logits, store = self._forward(tokens, [], grad=True)
-            grads = self._grads(-self._objective(logits, tokens), store["post"])
+            grads = self._grads(-self._objective_scores(logits, tokens).sum(), store["post"])
             if not collected:
                 self._collect_activations(lang, store)
                 collected = True
@@ -407,23 +406,26 @@ class _Engine:
     def _grads(target: Tensor, outputs: list[Tensor | None]) -> tuple[Tensor, ...]:
         return torch.autograd.grad(target, outputs)  # type: ignore[arg-type]
 
-    def _crane_target(self, logits: Tensor, tokens: Tensor) -> Tensor:
+    @staticmethod
+    def _gold_scores(logits: Tensor, tokens: Tensor, kind: str) -> Tensor:
+        """Per predicted position: the gold token's ``"logit"`` or ``"logprob"`` (float32)."""
         gold = tokens[:, 1:].unsqueeze(-1)
-        if self.config["target"] == "logprob":
-            return logits[:, :-1].float().log_softmax(-1).gather(-1, gold).sum()
-        return logits[:, :-1].gather(-1, gold).float().sum()
+        if kind == "logprob":
+            return logits[:, :-1].float().log_softmax(-1).gather(-1, gold)[..., 0]
+        return logits[:, :-1].gather(-1, gold)[..., 0].float()
 
-    def _objective(self, logits: Tensor, tokens: Tensor) -> Tensor:
-        """Per-sequence log-likelihood-like score (higher is better), summed over positions."""
-        gold = tokens[:, 1:]
-        if self.config["objective"] == "logit":
-            return logits[:, :-1].gather(-1, gold.unsqueeze(-1)).float().sum()
-        return -F.cross_entropy(
-            logits[:, :-1].flatten(0, 1).float(), gold.flatten(), reduction="sum"
-        )
+    def _crane_target(self, logits: Tensor, tokens: Tensor) -> Tensor:
+        return self._gold_scores(logits, tokens, self.config["target"]).sum()
+
+    def _objective_scores(self, logits: Tensor, tokens: Tensor) -> Tensor:
+        """Per position, what attribution and ablation measure (higher is better): the gold
+        log-probability (``objective="nll"``) or the gold logit (``objective="logit"``)."""
+        kind = "logit" if self.config["objective"] == "logit" else "logprob"
+        return self._gold_scores(logits, tokens, kind)
 
     def _collect_activations(self, lang: str, store: dict[str, list[Tensor | None]]) -> None:
         sums = self.sums(lang)
+        block_means: list[Tensor] = []
         for layer in range(self.spec.n_layers):
             post = store["post"][layer]
             assert post is not None
@@ -434,16 +436,18 @@ class _Engine:
                 on = self.acts[layer](pre.detach()[:, 1:]) > 0
             else:
                 on = h > 0
+            h_abs = h.abs()
             sums["act_sum"][layer] += h.sum(dim=(0, 1))
-            sums["act_abs_sum"][layer] += h.abs().sum(dim=(0, 1))
+            sums["act_abs_sum"][layer] += h_abs.sum(dim=(0, 1))
             sums["act_on"][layer] += on.sum(dim=(0, 1)).float()
             if "plnd" in self.methods:
-                block_abs = h.abs().mean(dim=1).min(dim=0).values
+                block_abs = h_abs.mean(dim=1).min(dim=0).values
                 sums["abs_mean_min"][layer] = torch.minimum(sums["abs_mean_min"][layer], block_abs)
-        if "kojima" in self.methods:
-            means = torch.stack([p.detach()[:, 1:].float().mean(dim=1)  # type: ignore[union-attr]
-                                 for p in store["post"]], dim=1)  # fmt: skip
-            self.stats.block_means[lang] = torch.cat([self.stats.block_means[lang], means.cpu()])
+            if "kojima" in self.methods:
+                block_means.append(h.mean(dim=1))
+        if block_means:
+            means = torch.stack(block_means, dim=1).cpu()  # block × layer × neuron
+            self.stats.block_means[lang] = torch.cat([self.stats.block_means[lang], means])
 
     @torch.no_grad()
     def _run_ablation(self, lang: str, tokens: Tensor, layer: int) -> None:
@@ -464,19 +468,10 @@ class _Engine:
             stacked = tokens.repeat(len(mask), 1)
             with self.model.hooks(fwd_hooks=[(self.spec.hook_name(layer), zero)]):
                 logits = self.model(stacked, return_type="logits")
-            score = self._per_copy_objective(logits, stacked).view(len(mask), batch).sum(1)
+            per_copy = self._objective_scores(logits, stacked).double().sum(dim=1)
+            score = per_copy.view(len(mask), batch).sum(1)
             effect[neurons] = (score[0] - score[1:]).cpu()  # drop in log-likelihood = ΔNLL
         self.sums(lang)["ablation_sum"][layer] += effect.float().to(self.device)
-
-    def _per_copy_objective(self, logits: Tensor, tokens: Tensor) -> Tensor:
-        gold = tokens[:, 1:]
-        if self.config["objective"] == "logit":
-            per_token = logits[:, :-1].gather(-1, gold.unsqueeze(-1)).squeeze(-1).double()
-        else:
-            per_token = -F.cross_entropy(
-                logits[:, :-1].transpose(1, 2).float(), gold, reduction="none"
-            ).double()
-        return per_token.sum(dim=1)
 
     # -- checkpoints -----------------------------------------------------------------------
     def checkpoint(self, folder: Path, done: int) -> None:

@@ -115,15 +115,13 @@ class NeuronStats:
 
         statistic = statistic or primary_statistic(self.methods[0])
         values = self.scores(statistic)[self._lang_index(lang)].flatten()
-        order = sorted(range(values.numel()), key=lambda i: (-float(values[i]), i))[:k]
+        # A stable sort of the negated scores keeps equal scores in (layer, neuron) order.
+        order = torch.sort(-values, stable=True).indices[:k]
         d_mlp = self.spec.d_mlp
         return pd.DataFrame(
-            {
-                "layer": [i // d_mlp for i in order],
-                "neuron": [i % d_mlp for i in order],
-                "score": [float(values[i]) for i in order],
-            }
-        )
+            {"layer": (order // d_mlp).numpy(), "neuron": (order % d_mlp).numpy(),
+             "score": values[order].numpy()}
+        )  # fmt: skip
 
     def to_dataframe(self, statistics: list[str] | None = None) -> pd.DataFrame:
         """Long format: one row per (lang, layer, neuron), one column per statistic."""
