@@ -2,8 +2,8 @@
 
 The pipeline, one sub-package per stage: ``data`` (corpora, token blocks) → ``model`` (demo
 models, TransformerBridge loader) → ``stats`` (relevance and activation statistics) →
-``selection`` → ``intervention`` / ``evaluation`` → ``plots``. The stages after ``stats`` arrive
-in later releases.
+``selection`` (language-specific neuron sets) → ``intervention`` (hooks that mask them) /
+``evaluation`` (ablation matrices, benchmarks) → ``plots``; ``pipeline`` runs them all.
 
 Example:
     >>> import crane_lens as cl
@@ -27,11 +27,16 @@ from crane_lens.errors import (
     EmptyCorpusError,
     MissingLanguageError,
     ModelLoadError,
+    NeuronSetMismatchError,
+    OutputExistsError,
     TokenizerError,
     UnknownLanguageError,
     UnsupportedModelError,
 )
+from crane_lens.evaluation import AblationMatrix, ablation_matrix
+from crane_lens.intervention import ablate, ablation_hooks, intervention_values
 from crane_lens.model import ModelSpec, get_spec, load_model
+from crane_lens.selection import LanguageNeurons, random_neurons, select_language_neurons
 from crane_lens.stats import NeuronStats, compute_stats
 
 try:
@@ -40,23 +45,33 @@ except PackageNotFoundError:  # running from a source tree that was not installe
     __version__ = "0.0.0+unknown"
 
 __all__ = [
+    "AblationMatrix",
     "Corpus",
     "CorpusFormatError",
     "CraneLensError",
     "EmptyCorpusError",
+    "LanguageNeurons",
     "MissingLanguageError",
     "ModelLoadError",
     "ModelSpec",
+    "NeuronSetMismatchError",
     "NeuronStats",
+    "OutputExistsError",
     "TokenBlocks",
     "TokenizerError",
     "UnknownLanguageError",
     "UnsupportedModelError",
     "__version__",
+    "ablate",
+    "ablation_hooks",
+    "ablation_matrix",
     "canonical_lang",
     "compute_stats",
     "get_spec",
+    "intervention_values",
     "load_corpus",
     "load_model",
     "make_token_blocks",
+    "random_neurons",
+    "select_language_neurons",
 ]

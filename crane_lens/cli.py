@@ -26,11 +26,28 @@ def _corpus_summary(args: argparse.Namespace) -> int:
     return 0
 
 
+def _langs(value: str) -> list[str]:
+    from crane_lens.data import canonical_lang, load_corpus
+
+    if value == "all":
+        return load_corpus("builtin", split="eval").langs
+    return [canonical_lang(x.strip()) for x in value.split(",") if x.strip()]
+
+
 def _run(args: argparse.Namespace) -> int:
-    # The analysis stages (model, statistics, selection, evaluation) are not part of this
-    # release yet; the main job runs the stage that exists, on the embedded default.
-    log.info("crane-lens run: data stage (the analysis stages are not in this release yet)")
-    return _corpus_summary(args)
+    from crane_lens.pipeline import RunConfig, run
+
+    config = RunConfig(
+        model=args.model, langs=_langs(args.langs), methods=args.methods.split(","),
+        budget=args.budget, mode=args.mode, corpus=args.source,
+        max_tokens_per_lang=args.max_tokens, eval_tokens_per_lang=args.eval_tokens,
+        batch_size=args.batch_size, random_seeds=args.random_seeds, target=args.target,
+        seed=args.seed, device=args.device, dtype=args.dtype,
+    )  # fmt: skip
+    result = run(config, out=args.out, name=args.name, overwrite=args.overwrite,
+                 progress=not args.quiet)  # fmt: skip
+    print(result.summary())  # noqa: T201
+    return 0
 
 
 def _model_info(args: argparse.Namespace) -> int:
@@ -52,8 +69,41 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("-v", "--verbose", action="store_true", help="debug logging")
     sub = parser.add_subparsers(dest="command", required=True)
 
-    run = sub.add_parser("run", help="the main job on the embedded default")
-    _add_corpus_args(run)
+    run = sub.add_parser(
+        "run",
+        help="the main job: statistics → selection → ablation matrices",
+        description="Select each language's neurons with CRANE and the baselines, mask them, "
+        "and write results/<run-name>/. Re-running the same command continues an interrupted "
+        "run.",
+    )
+    run.add_argument("--model", default="crane-tiny", help="built-in name, folder or hub id")
+    run.add_argument(
+        "--langs", default="en,zh,vi", help="comma-separated, or 'all' (default: en,zh,vi)"
+    )
+    run.add_argument("--methods", default="crane,lape",
+                     help="comma-separated: crane, lape, attribution, grad_act, kojima, plnd, "
+                     "activation_probability, mean_activation (random control always added)")  # fmt: skip
+    run.add_argument("--budget", type=float, default=0.01,
+                     help="neurons per language, fraction of all MLP neurons (default 0.01)")  # fmt: skip
+    run.add_argument("--mode", default="zero", choices=["zero", "mean", "fixed"],
+                     help="intervention (fixed = Kojima's medians; needs --methods with kojima)")  # fmt: skip
+    run.add_argument("--source", default="builtin", help="corpus source (default: builtin)")
+    run.add_argument("--max-tokens", type=int, default=16384,
+                     help="training tokens per language for the statistics")  # fmt: skip
+    run.add_argument("--eval-tokens", type=int, default=4096,
+                     help="held-out tokens per language for the ablation matrix")  # fmt: skip
+    run.add_argument("--batch-size", type=int, default=8)
+    run.add_argument("--random-seeds", type=int, default=5, help="random control sets")
+    run.add_argument("--target", default="logit", choices=["logit", "logprob"],
+                     help="what CRANE's relevance explains")  # fmt: skip
+    run.add_argument("--seed", type=int, default=0)
+    run.add_argument("--device", default=None)
+    run.add_argument("--dtype", default=None)
+    run.add_argument("--out", default="results", help="parent folder of run folders")
+    run.add_argument("--name", default=None, help="run folder name (default: from the settings)")
+    run.add_argument("--overwrite", action="store_true",
+                     help="replace a folder that holds a run of other settings")  # fmt: skip
+    run.add_argument("-q", "--quiet", action="store_true", help="no progress bars")
     run.set_defaults(func=_run)
 
     corpus = sub.add_parser("corpus", help="corpus tools")
@@ -84,7 +134,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     )
     try:
         return int(args.func(args))
-    except CraneLensError as exc:
+    except (CraneLensError, ValueError) as exc:
+        if args.verbose:
+            raise
         # Bad input is the user's to fix: the message says how, a traceback would bury it.
         print(f"crane-lens: error: {exc}", file=sys.stderr)  # noqa: T201
         return 2

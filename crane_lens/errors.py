@@ -41,3 +41,11 @@ class ModelLoadError(CraneLensError, ValueError):
 
 class UnsupportedModelError(CraneLensError, ValueError):
     """A model without the MLP neuron hooks crane_lens analyses."""
+
+
+class NeuronSetMismatchError(CraneLensError, ValueError):
+    """A neuron set whose layers or neuron indices do not fit the model it is applied to."""
+
+
+class OutputExistsError(CraneLensError, FileExistsError):
+    """An output folder that holds a different run; crane_lens never overwrites it silently."""

@@ -1,0 +1,379 @@
+"""The ablation matrix: mask language A's neurons, measure the NLL of language B.
+
+Text is each language's held-out stream (:func:`crane_lens.evaluation.stream_tokens`: texts
+joined with EOS + BOS, cut into BOS-prefixed blocks; separators are never scored), capped at
+``max_tokens_per_lang``. Every condition — the unmasked baseline, each language's set, and random
+sets of the same per-layer sizes for several seeds — runs on exactly the same tokens. Conditions
+are stacked along the batch dimension (:func:`crane_lens.intervention.stacked_hooks`), so one
+forward pass evaluates several maskings; with ``checkpoint_dir`` every finished
+(language, condition chunk) is written at once and an interrupted run resumes where it stopped.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import torch
+from jaxtyping import Bool, Int
+from torch import Tensor
+from tqdm.auto import tqdm
+
+from crane_lens.errors import CraneLensError, OutputExistsError
+from crane_lens.evaluation.nll import stream_tokens
+from crane_lens.intervention.hooks import Intervention, Mode, intervention, stacked_hooks
+from crane_lens.selection.neurons import LanguageNeurons
+from crane_lens.selection.select import random_neurons
+
+if TYPE_CHECKING:
+    import pandas as pd
+
+    from crane_lens.data.corpus import Corpus
+
+log = logging.getLogger(__name__)
+
+MATRIX_FILE, CHECKPOINT_FILE = "matrix.json", "ablation_checkpoint.json"
+BASELINE = "baseline"
+
+
+@dataclass
+class EvalBlocks:
+    """One language's held-out token blocks and which predicted positions are scored."""
+
+    tokens: Int[Tensor, "block pos"]
+    scored: Bool[Tensor, "block pos_minus_1"]
+
+    @property
+    def n_tokens(self) -> int:
+        return int(self.scored.sum())
+
+
+def eval_blocks(
+    model: Any, corpus: Corpus, langs: list[str], *, seq_len: int = 256,
+    max_tokens_per_lang: int | None = 4096,
+) -> dict[str, EvalBlocks]:  # fmt: skip
+    """Each language's texts as a stream of blocks (at most ``max_tokens_per_lang`` tokens)."""
+    out = {}
+    for lang in langs:
+        blocks, owners = stream_tokens(model, corpus[lang], seq_len)
+        if max_tokens_per_lang is not None:
+            keep = max(1, max_tokens_per_lang // seq_len)
+            blocks, owners = blocks[:keep], owners[:keep]
+        width = max(len(b) for b in blocks)
+        tokens = torch.tensor([b + [0] * (width - len(b)) for b in blocks])
+        owner = torch.tensor([o + [-1] * (width - len(o)) for o in owners])
+        out[lang] = EvalBlocks(tokens, owner[:, 1:] >= 0)
+    return out
+
+
+@torch.no_grad()
+def conditions_nll(
+    model: Any,
+    blocks: EvalBlocks,
+    conditions: list[Intervention],
+    *,
+    max_batch_rows: int = 16,
+    stack: bool = True,
+) -> list[tuple[float, int]]:
+    """Summed NLL (nats) and scored tokens of ``blocks`` under each condition.
+
+    Args:
+        model: A TransformerBridge.
+        blocks: Token blocks of one language.
+        conditions: Interventions (``Intervention({}, {})`` is the unmasked model).
+        max_batch_rows: Rows per forward pass (conditions × blocks).
+        stack: Evaluate several conditions per forward pass (``False``: one forward pass per
+            condition and block chunk — the same numbers, for benchmarking).
+    """
+    device = next(model.parameters()).device
+    n_blocks = len(blocks.tokens)
+    rows = min(n_blocks, max_batch_rows)
+    per_pass = max(1, max_batch_rows // rows) if stack else 1
+    nats = torch.zeros(len(conditions), dtype=torch.float64)
+    for start in range(0, n_blocks, rows):
+        tokens = blocks.tokens[start : start + rows].to(device)
+        scored = blocks.scored[start : start + rows].to(device)
+        for first in range(0, len(conditions), per_pass):
+            chunk = conditions[first : first + per_pass]
+            stacked = tokens.repeat(len(chunk), 1)
+            with model.hooks(fwd_hooks=stacked_hooks(chunk, len(tokens))):
+                logits = model(stacked, return_type="logits")[:, :-1].float()
+            nll = -logits.log_softmax(-1).gather(-1, stacked[:, 1:, None])[..., 0]
+            nll = (nll * scored.repeat(len(chunk), 1)).sum(dim=1).double().cpu()
+            nats[first : first + len(chunk)] += nll.view(len(chunk), -1).sum(dim=1)
+    return [(float(n), blocks.n_tokens) for n in nats]
+
+
+@dataclass
+class AblationMatrix:
+    """Mean NLL per evaluated language under each masking, and what it is compared with.
+
+    Attributes:
+        method: The method whose sets were masked.
+        mode: The intervention (``zero``, ``mean``...).
+        masked: Languages whose sets were masked (rows).
+        evaluated: Languages evaluated (columns).
+        baseline: ``B -> nll`` of the unmasked model.
+        nll: ``A -> B -> nll`` with A's set masked.
+        random_nll: ``A -> B -> [nll per seed]`` with random sets of A's per-layer sizes.
+        n_neurons: ``A -> size`` of A's set.
+        tokens: ``B -> scored tokens``.
+        config: Settings of the run.
+    """
+
+    method: str
+    mode: str
+    masked: list[str]
+    evaluated: list[str]
+    baseline: dict[str, float]
+    nll: dict[str, dict[str, float]]
+    random_nll: dict[str, dict[str, list[float]]] = field(default_factory=dict)
+    n_neurons: dict[str, int] = field(default_factory=dict)
+    tokens: dict[str, int] = field(default_factory=dict)
+    config: dict[str, Any] = field(default_factory=dict)
+
+    def _frame(self, table: dict[str, dict[str, float]]) -> pd.DataFrame:
+        import pandas as pd
+
+        frame = pd.DataFrame(table).T.loc[self.masked, self.evaluated]
+        frame.index.name, frame.columns.name = "masked", "evaluated"
+        return frame
+
+    def delta(self) -> pd.DataFrame:
+        """ΔNLL (nats/token) = masked − baseline; rows masked, columns evaluated."""
+        return self._frame({a: {b: self.nll[a][b] - self.baseline[b] for b in self.evaluated}
+                            for a in self.masked})  # fmt: skip
+
+    def relative(self) -> pd.DataFrame:
+        """ΔNLL / baseline NLL."""
+        return self.delta() / self._frame({a: self.baseline for a in self.masked})
+
+    def random_delta(self, reduce: str = "mean") -> pd.DataFrame:
+        """ΔNLL of the random control sets: ``reduce`` over seeds (``"mean"`` or ``"std"``)."""
+        if not self.random_nll:
+            raise CraneLensError("This matrix was computed without random control sets.")
+        out: dict[str, dict[str, float]] = {}
+        for a in self.masked:
+            out[a] = {}
+            for b in self.evaluated:
+                values = torch.tensor(self.random_nll[a][b], dtype=torch.float64)
+                values = values - self.baseline[b]
+                out[a][b] = float(values.mean() if reduce == "mean" else values.std(correction=1))
+        return self._frame(out)
+
+    def selectivity(self) -> pd.DataFrame:
+        """Per masked language: its own ΔNLL against the others' and against random sets.
+
+        Columns: ``own`` (ΔNLL on its own language), ``others`` (mean ΔNLL on the other
+        evaluated languages), ``ratio`` (own / others), ``index`` ((own − others) / (|own| +
+        |others|), in [−1, 1]: 1 = only its own language degrades, 0 = no preference),
+        ``random_own`` / ``random_own_std`` (random sets of the same per-layer sizes, mean and
+        std over seeds), ``vs_random`` (own / random_own) and ``z`` ((own − random_own) / std).
+        """
+        import pandas as pd
+
+        delta = self.delta()
+        rand = self.random_delta() if self.random_nll else None
+        spread = self.random_delta("std") if self.random_nll else None
+        rows = []
+        for a in self.masked:
+            own = float(delta.loc[a, a]) if a in self.evaluated else float("nan")
+            rest = [float(delta.loc[a, b]) for b in self.evaluated if b != a]
+            others = sum(rest) / len(rest) if rest else float("nan")
+            denom = abs(own) + abs(others)
+            row = {"masked": a, "n_neurons": self.n_neurons.get(a), "own": own, "others": others,
+                   "ratio": own / others if others else float("nan"),
+                   "index": (own - others) / denom if denom else 0.0}  # fmt: skip
+            if rand is not None and spread is not None and a in self.evaluated:
+                r, s = float(rand.loc[a, a]), float(spread.loc[a, a])
+                row |= {"random_own": r, "random_own_std": s,
+                        "vs_random": own / r if r else float("nan"),
+                        "z": (own - r) / s if s else float("nan")}  # fmt: skip
+            rows.append(row)
+        return pd.DataFrame(rows).set_index("masked")
+
+    def to_dataframe(self) -> pd.DataFrame:
+        """Long format: one row per (condition, seed, masked, evaluated)."""
+        import pandas as pd
+
+        rows = [{"condition": "selected", "seed": None, "masked": a, "evaluated": b,
+                 "nll": self.nll[a][b]} for a in self.masked for b in self.evaluated]  # fmt: skip
+        rows += [{"condition": "random", "seed": s, "masked": a, "evaluated": b, "nll": v}
+                 for a in self.random_nll for b in self.evaluated
+                 for s, v in enumerate(self.random_nll[a][b])]  # fmt: skip
+        frame = pd.DataFrame(rows)
+        frame["baseline"] = frame["evaluated"].map(self.baseline)
+        frame["delta"] = frame["nll"] - frame["baseline"]
+        frame["relative"] = frame["delta"] / frame["baseline"]
+        frame.insert(0, "method", self.method)
+        return frame
+
+    # -- persistence ----------------------------------------------------------------------
+    def to_dict(self) -> dict[str, Any]:
+        return {k: getattr(self, k) for k in ("method", "mode", "masked", "evaluated", "baseline",
+                "nll", "random_nll", "n_neurons", "tokens", "config")}  # fmt: skip
+
+    def save(self, directory: str | os.PathLike[str]) -> Path:
+        """``matrix.json`` (everything) plus CSV tables: delta, relative, random delta, selectivity."""
+        folder = Path(directory)
+        folder.mkdir(parents=True, exist_ok=True)
+        tables = {"delta.csv": self.delta(), "relative.csv": self.relative(),
+                  "selectivity.csv": self.selectivity()}  # fmt: skip
+        if self.random_nll:
+            tables |= {"random_delta_mean.csv": self.random_delta(),
+                       "random_delta_std.csv": self.random_delta("std")}  # fmt: skip
+        for name, table in tables.items():
+            tmp = folder / (name + ".tmp")
+            table.to_csv(tmp)
+            os.replace(tmp, folder / name)
+        _write_json(folder / MATRIX_FILE, self.to_dict())  # last: marks a complete result
+        return folder
+
+    @classmethod
+    def load(cls, directory: str | os.PathLike[str]) -> AblationMatrix:
+        path = Path(directory) / MATRIX_FILE
+        if not path.is_file():
+            raise CraneLensError(f"{directory} holds no ablation matrix ({MATRIX_FILE}).")
+        return cls(**json.loads(path.read_text(encoding="utf-8")))
+
+
+def _write_json(path: Path, data: Any) -> None:
+    tmp = path.with_name(path.name + ".tmp")
+    tmp.write_text(json.dumps(data, indent=1) + "\n", encoding="utf-8")
+    os.replace(tmp, path)
+
+
+def _fingerprint(parts: Any) -> str:
+    return hashlib.sha256(json.dumps(parts, sort_keys=True).encode()).hexdigest()[:16]
+
+
+def ablation_matrix(
+    model: Any,
+    corpus: Corpus,
+    neurons: LanguageNeurons,
+    *,
+    mode: Mode = "zero",
+    values: dict[str, Tensor] | Tensor | None = None,
+    factor: float = 0.0,
+    langs: list[str] | None = None,
+    random_seeds: int | list[int] = 5,
+    seq_len: int = 256,
+    max_tokens_per_lang: int | None = 4096,
+    max_batch_rows: int = 16,
+    checkpoint_dir: str | os.PathLike[str] | None = None,
+    progress: bool = True,
+) -> AblationMatrix:
+    """ΔNLL[masked language, evaluated language] with random control sets.
+
+    Args:
+        model: A TransformerBridge.
+        corpus: Held-out text (e.g. ``load_corpus("builtin", split="eval")``).
+        neurons: Each language's set (rows of the matrix).
+        mode: Intervention (see :mod:`crane_lens.intervention`).
+        values: For ``mean``/``fixed``: one ``[layer, neuron]`` tensor for every set, or one per
+            masked language (e.g. Kojima's medians of that language).
+        factor: For ``scale``.
+        langs: Languages to evaluate (default: those of ``neurons`` that ``corpus`` has).
+        random_seeds: Number of random control seeds (or the seeds); 0 for none.
+        seq_len: Block length of the token stream.
+        max_tokens_per_lang: Cap on evaluated tokens per language (``None``: all).
+        max_batch_rows: Rows per forward pass (conditions are stacked up to it).
+        checkpoint_dir: Folder for a checkpoint that lets an interrupted run resume.
+        progress: Show a progress bar.
+
+    Returns:
+        :class:`AblationMatrix`.
+
+    Raises:
+        NeuronSetMismatchError: ``neurons`` do not fit ``model``.
+        OutputExistsError: ``checkpoint_dir`` holds a checkpoint of different settings.
+
+    Example:
+        >>> import crane_lens as cl
+        >>> model = cl.load_model("crane-tiny")
+        >>> stats = cl.compute_stats(model, cl.load_corpus("builtin", langs=["en", "zh"]),
+        ...                          "crane", max_tokens_per_lang=512, progress=False)
+        >>> neurons = cl.select_language_neurons(stats, "crane", k=40)
+        >>> held_out = cl.load_corpus("builtin", langs=["en", "zh"], split="eval")
+        >>> matrix = cl.ablation_matrix(model, held_out, neurons, random_seeds=2,
+        ...                             max_tokens_per_lang=512, progress=False)
+        >>> matrix.delta().shape
+        (2, 2)
+    """
+    from crane_lens.model.loader import get_spec
+
+    spec = get_spec(model)
+    neurons.check_fits(spec)
+    langs = langs or [lang for lang in neurons.langs if lang in corpus]
+    if not langs:
+        raise CraneLensError(
+            f"The corpus ({corpus.langs}) has none of the neuron sets' languages "
+            f"({neurons.langs}); pass langs= to evaluate others."
+        )
+    seeds = list(range(random_seeds)) if isinstance(random_seeds, int) else list(random_seeds)
+
+    def values_for(lang: str) -> Tensor | None:
+        return values.get(lang) if isinstance(values, dict) else values
+
+    conditions: dict[str, Intervention] = {BASELINE: Intervention({}, {}, BASELINE)}
+    for a in neurons.langs:
+        kwargs = {"mode": mode, "values": values_for(a), "factor": factor}
+        conditions[f"selected|{a}"] = intervention(neurons, a, **kwargs)  # type: ignore[arg-type]
+        for seed in seeds:
+            control = random_neurons(neurons, seed)
+            conditions[f"random{seed}|{a}"] = intervention(control, a, **kwargs)  # type: ignore[arg-type]
+    blocks = eval_blocks(model, corpus, langs, seq_len=seq_len,
+                         max_tokens_per_lang=max_tokens_per_lang)  # fmt: skip
+    config = {"mode": mode, "factor": factor, "seeds": seeds, "seq_len": seq_len,
+              "max_tokens_per_lang": max_tokens_per_lang, "model": spec.name}  # fmt: skip
+    fingerprint = _fingerprint({
+        "config": config, "neurons": neurons.to_dict(),
+        "values": {a: None if values_for(a) is None else float(values_for(a).double().sum())  # type: ignore[union-attr]
+                   for a in neurons.langs},
+        "tokens": {b: hashlib.sha256(blk.tokens.numpy().tobytes()).hexdigest() for b, blk in blocks.items()},
+    })  # fmt: skip
+
+    done: dict[str, list[float]] = {}
+    checkpoint = Path(checkpoint_dir) / CHECKPOINT_FILE if checkpoint_dir is not None else None
+    if checkpoint is not None and checkpoint.is_file():
+        saved = json.loads(checkpoint.read_text(encoding="utf-8"))
+        if saved["fingerprint"] != fingerprint:
+            raise OutputExistsError(
+                f"{checkpoint} belongs to an ablation run with other settings or neuron sets; "
+                "use another folder or delete it to start over."
+            )
+        done = saved["done"]
+        log.info("resuming the ablation matrix: %d results already computed", len(done))
+    names = list(conditions)
+    chunk = max(1, max_batch_rows)
+    work = [(b, names[i : i + chunk]) for b in langs for i in range(0, len(names), chunk)]
+    for b, members in tqdm(work, desc=f"ablation ({neurons.method})", disable=not progress):
+        todo = [n for n in members if f"{n}|@{b}" not in done]
+        if not todo:
+            continue
+        results = conditions_nll(model, blocks[b], [conditions[n] for n in todo],
+                                 max_batch_rows=max_batch_rows)  # fmt: skip
+        for name, (nats, tokens) in zip(todo, results, strict=True):
+            done[f"{name}|@{b}"] = [nats, tokens]
+        if checkpoint is not None:
+            checkpoint.parent.mkdir(parents=True, exist_ok=True)
+            _write_json(checkpoint, {"fingerprint": fingerprint, "done": done})
+
+    def mean_nll(name: str, b: str) -> float:
+        nats, tokens = done[f"{name}|@{b}"]
+        return nats / tokens
+
+    return AblationMatrix(
+        method=neurons.method, mode=mode, masked=neurons.langs, evaluated=langs,
+        baseline={b: mean_nll(BASELINE, b) for b in langs},
+        nll={a: {b: mean_nll(f"selected|{a}", b) for b in langs} for a in neurons.langs},
+        random_nll={a: {b: [mean_nll(f"random{s}|{a}", b) for s in seeds] for b in langs}
+                    for a in neurons.langs} if seeds else {},
+        n_neurons={a: neurons.count(a) for a in neurons.langs},
+        tokens={b: blocks[b].n_tokens for b in langs}, config=config | {"fingerprint": fingerprint},
+    )  # fmt: skip

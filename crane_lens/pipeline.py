@@ -1,0 +1,340 @@
+"""The main job: statistics → selection → evaluation, written to ``results/<run-name>/``.
+
+``crane-lens run`` calls :func:`run`. Every stage saves its result as soon as it is done and
+skips work already saved, so re-running the same command after an interruption continues where
+it stopped (the statistics and the ablation matrices also checkpoint *within* their stage). A
+folder that holds a run of other settings is never overwritten silently.
+
+Layout of a run folder::
+
+    run_config.json          settings, package versions, and which stages are complete
+    stats/                   NeuronStats of the training split (stats.safetensors + stats.json)
+    eval_stats/              CRANE relevance on the held-out split (for the relevance metric)
+    neurons/<method>.json    LanguageNeurons (+ <method>.lape.pt, LAPE's torch format)
+    ablation/<method>/       AblationMatrix: matrix.json, delta.csv, relative.csv, ...
+    selectivity.csv          every method's selectivity table, one row per (method, language)
+    relevance_share.csv      relevance-based metric per (method, language)
+    jaccard.csv              overlap of the methods' sets, per language
+    summary.md               what ``crane-lens run`` prints
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import shutil
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+from crane_lens.errors import CraneLensError, OutputExistsError
+from crane_lens.evaluation.ablation import AblationMatrix, ablation_matrix
+from crane_lens.evaluation.relevance import relevance_selectivity
+from crane_lens.intervention.hooks import Mode, intervention_values
+from crane_lens.selection.neurons import LanguageNeurons
+from crane_lens.selection.select import select_language_neurons
+from crane_lens.stats.methods import METHODS
+from crane_lens.stats.results import NeuronStats
+
+log = logging.getLogger(__name__)
+
+CONFIG_FILE = "run_config.json"
+PAPER_LANGS = ["en", "zh", "vi"]
+
+
+@dataclass
+class RunConfig:
+    """Settings of one run (every field is a ``crane-lens run`` option).
+
+    Attributes:
+        model: Built-in name, local folder or hub id.
+        langs: Languages to analyse.
+        methods: Selection methods compared (the random control is always added).
+        budget: Neurons per language, as a fraction of all MLP neurons.
+        mode: Intervention used in the ablation matrix (``zero``, ``mean``, ``fixed``).
+        corpus: Corpus source; statistics use its ``train`` split, evaluation its ``eval`` split.
+        max_tokens_per_lang: Training tokens per language for the statistics.
+        eval_tokens_per_lang: Held-out tokens per language for the ablation matrix.
+        seq_len: Block length of the statistics.
+        eval_seq_len: Block length of the evaluation stream.
+        batch_size: Blocks per forward pass (statistics) and rows per pass (evaluation, × 2).
+        random_seeds: Random control sets per language.
+        target: CRANE's target (``logit`` or ``logprob``).
+        seed: Seed of the text order.
+        device: Device (default: CUDA if available, else CPU).
+        dtype: Model dtype (default: the checkpoint's).
+    """
+
+    model: str = "crane-tiny"
+    langs: list[str] = field(default_factory=lambda: list(PAPER_LANGS))
+    methods: list[str] = field(default_factory=lambda: ["crane", "lape"])
+    budget: float = 0.01
+    mode: Mode = "zero"
+    corpus: str = "builtin"
+    max_tokens_per_lang: int = 16384
+    eval_tokens_per_lang: int = 4096
+    seq_len: int = 128
+    eval_seq_len: int = 256
+    batch_size: int = 8
+    random_seeds: int = 5
+    target: str = "logit"
+    seed: int = 0
+    device: str | None = None
+    dtype: str | None = None
+
+    def __post_init__(self) -> None:
+        unknown = [m for m in self.methods if m not in METHODS or m == "ablation"]
+        if unknown or not self.methods:
+            raise ValueError(
+                f"Unknown selection methods {unknown or self.methods}; choose from "
+                f"{sorted(m for m in METHODS if m != 'ablation')} (random is always included)."
+            )
+        if self.mode == "fixed" and "kojima" not in self.methods:
+            raise ValueError("mode='fixed' uses Kojima's medians: add 'kojima' to methods.")
+
+    @property
+    def name(self) -> str:
+        """Default run name: model, languages, budget and mode."""
+        model = Path(self.model).name or self.model
+        langs = "-".join(self.langs) if len(self.langs) <= 4 else f"{len(self.langs)}langs"
+        return f"{model}_{langs}_{self.budget * 100:g}pct_{self.mode}"
+
+    def stats_methods(self) -> list[str]:
+        needed = [m for m in self.methods if m != "crane"]
+        return ["crane", *needed]  # crane's pass also feeds the relevance metric
+
+    def comparable(self) -> dict[str, Any]:
+        """The settings that determine the results (device and dtype aside)."""
+        return {k: v for k, v in asdict(self).items() if k not in ("device",)}
+
+
+@dataclass
+class RunResult:
+    """Everything a run produced (also what :meth:`load` reads back from its folder)."""
+
+    folder: Path
+    config: RunConfig
+    stats: NeuronStats
+    neurons: dict[str, LanguageNeurons]
+    matrices: dict[str, AblationMatrix]
+    eval_stats: NeuronStats | None = None
+
+    def selectivity(self) -> Any:
+        """Every method's selectivity table stacked (index: method, masked language)."""
+        import pandas as pd
+
+        return pd.concat({m: x.selectivity() for m, x in self.matrices.items()}, names=["method"])
+
+    def relevance(self) -> Any:
+        """Relevance-based selectivity per method and language (held-out CRANE relevance)."""
+        import pandas as pd
+
+        if self.eval_stats is None:
+            raise CraneLensError("This run has no held-out relevance statistics.")
+        return pd.concat({m: relevance_selectivity(n, self.eval_stats)
+                          for m, n in self.neurons.items()}, names=["method"])  # fmt: skip
+
+    def jaccard(self) -> Any:
+        """Per language, Jaccard overlap between every pair of methods' sets."""
+        import pandas as pd
+
+        rows = []
+        names = list(self.neurons)
+        for i, a in enumerate(names):
+            for b in names[i + 1 :]:
+                table = self.neurons[a].jaccard(self.neurons[b])
+                rows += [{"method_a": a, "method_b": b, "lang": lang,
+                          "jaccard": float(table.loc[lang, lang])}
+                         for lang in self.neurons[a].langs if lang in table.columns]  # fmt: skip
+        return pd.DataFrame(rows, columns=["method_a", "method_b", "lang", "jaccard"])
+
+    def summary(self) -> str:
+        """A readable report: per method and language, set size, ΔNLL and selectivity."""
+        lines = [f"# crane-lens run: {self.config.name}", "",
+                 f"model {self.stats.spec.name} ({self.stats.spec.n_layers} layers × "
+                 f"{self.stats.spec.d_mlp} neurons); languages {', '.join(self.config.langs)}; "
+                 f"budget {self.config.budget:g} per language; intervention {self.config.mode}; "
+                 f"{self.config.random_seeds} random control seeds.", "",
+                 "ΔNLL = NLL with the set masked − unmasked NLL (nats/token), held-out text.", "",
+                 "## Selectivity", ""]  # fmt: skip
+        table = self.selectivity().reset_index()
+        columns = ["method", "masked", "n_neurons", "own", "others", "ratio", "index"]
+        if "random_own" in table:
+            table["random (mean ± std)"] = [f"{m:.3f} ± {s:.3f}" for m, s in
+                                            zip(table.random_own, table.random_own_std, strict=True)]  # fmt: skip
+            columns += ["random (mean ± std)", "vs_random"]
+        lines += [table[columns].to_markdown(index=False, floatfmt=".3f"), ""]
+        for method, matrix in self.matrices.items():
+            lines += [f"## ΔNLL matrix, {method} (rows: masked set, columns: evaluated)", "",
+                      matrix.delta().to_markdown(floatfmt=".3f"), ""]  # fmt: skip
+        if self.eval_stats is not None:
+            lines += ["## Relevance share (held-out CRANE relevance captured by each set)", "",
+                      self.relevance().reset_index().to_markdown(index=False, floatfmt=".3f"), ""]  # fmt: skip
+        counts = [n.overlap_counts().query("layer == 'all'").assign(method=m)
+                  for m, n in self.neurons.items()]  # fmt: skip
+        if counts:
+            import pandas as pd
+
+            frame = pd.concat(counts)[["method", "lang", "selected", "exclusive", "shared"]]
+            lines += ["## Exclusive and shared neurons", "",
+                      frame.to_markdown(index=False), ""]  # fmt: skip
+        lines += [f"Results: {self.folder}"]
+        return "\n".join(lines)
+
+    @classmethod
+    def load(cls, folder: str | os.PathLike[str]) -> RunResult:
+        """Read a finished run folder.
+
+        Raises:
+            CraneLensError: The folder holds no complete run.
+        """
+        folder = Path(folder)
+        meta = _read_config(folder)
+        if meta is None or not meta.get("complete"):
+            raise CraneLensError(
+                f"{folder} holds no complete crane-lens run; re-run the command that made it "
+                "to finish it."
+            )
+        config = RunConfig(**meta["config"])
+        eval_dir = folder / "eval_stats"
+        return cls(
+            folder, config, NeuronStats.load(folder / "stats"),
+            {m: LanguageNeurons.load(folder / "neurons" / f"{m}.json") for m in config.methods},
+            {m: AblationMatrix.load(folder / "ablation" / m) for m in config.methods},
+            NeuronStats.load(eval_dir) if (eval_dir / "stats.json").is_file() else None,
+        )  # fmt: skip
+
+
+def _read_config(folder: Path) -> dict[str, Any] | None:
+    path = folder / CONFIG_FILE
+    return json.loads(path.read_text(encoding="utf-8")) if path.is_file() else None
+
+
+def _write_config(folder: Path, config: RunConfig, complete: bool) -> None:
+    from crane_lens.stats.engine import _versions
+
+    data = {"config": asdict(config), "complete": complete, "versions": _versions()}
+    tmp = folder / (CONFIG_FILE + ".tmp")
+    tmp.write_text(json.dumps(data, indent=1) + "\n", encoding="utf-8")
+    os.replace(tmp, folder / CONFIG_FILE)
+
+
+def _prepare_folder(folder: Path, config: RunConfig, overwrite: bool) -> None:
+    if overwrite and folder.exists():
+        shutil.rmtree(folder)
+    saved = _read_config(folder)
+    if saved is not None:
+        old = RunConfig(**saved["config"]).comparable()
+        diff = sorted(k for k, v in config.comparable().items() if old.get(k) != v)
+        if diff:
+            raise OutputExistsError(
+                f"{folder} holds a run with other settings ({', '.join(diff)} differ). Choose "
+                "another --name/--out, or pass --overwrite to replace it."
+            )
+        log.info("continuing the run in %s", folder)
+    elif folder.exists() and any(folder.iterdir()):
+        raise OutputExistsError(
+            f"{folder} exists and is not a crane-lens run folder; choose another --name/--out."
+        )
+    folder.mkdir(parents=True, exist_ok=True)
+    _write_config(folder, config, complete=False)
+
+
+def run(
+    config: RunConfig | None = None,
+    *,
+    out: str | os.PathLike[str] = "results",
+    name: str | None = None,
+    overwrite: bool = False,
+    progress: bool = True,
+) -> RunResult:
+    """Run (or continue) the whole pipeline and write ``<out>/<name>/``.
+
+    Args:
+        config: Settings (default: the embedded default — crane-tiny, en/zh/vi, CRANE and
+            LAPE, 1 %).
+        out: Parent folder of run folders.
+        name: Run folder name (default: :attr:`RunConfig.name`).
+        overwrite: Replace a folder that holds a run of other settings.
+        progress: Progress bars.
+
+    Raises:
+        OutputExistsError: The folder holds a different run and ``overwrite`` is false.
+    """
+    from crane_lens.data import load_corpus
+    from crane_lens.model import load_model
+    from crane_lens.stats import compute_stats
+
+    config = config or RunConfig()
+    folder = Path(out) / (name or config.name)
+    _prepare_folder(folder, config, overwrite)
+    model = load_model(config.model, device=config.device, dtype=config.dtype)
+    langs = config.langs
+    train = load_corpus(config.corpus, langs=langs, split="train")
+    held_out = load_corpus(config.corpus, langs=langs, split="eval")
+
+    log.info("stage 1/3: neuron statistics (%s)", ", ".join(config.stats_methods()))
+    stats = compute_stats(
+        model, train, config.stats_methods(), seq_len=config.seq_len,
+        batch_size=config.batch_size, max_tokens_per_lang=config.max_tokens_per_lang,
+        seed=config.seed, target=config.target,  # type: ignore[arg-type]
+        output_dir=folder / "stats", progress=progress,
+    )  # fmt: skip
+    eval_stats = compute_stats(
+        model, held_out, ["crane"], seq_len=config.seq_len, batch_size=config.batch_size,
+        max_tokens_per_lang=config.eval_tokens_per_lang, seed=config.seed,
+        target=config.target,  # type: ignore[arg-type]
+        output_dir=folder / "eval_stats", progress=progress,
+    )  # fmt: skip
+
+    log.info("stage 2/3: selection (%s, budget %g)", ", ".join(config.methods), config.budget)
+    neurons = {}
+    for method in config.methods:
+        path = folder / "neurons" / f"{method}.json"
+        if path.is_file():
+            neurons[method] = LanguageNeurons.load(path)
+            continue
+        neurons[method] = select_language_neurons(stats, method, budget=config.budget)
+        neurons[method].to_lape(folder / "neurons" / f"{method}.lape.pt")
+        neurons[method].save(path)
+
+    log.info("stage 3/3: ablation matrices (%s, %d random seeds)", config.mode,
+             config.random_seeds)  # fmt: skip
+    matrices = {}
+    for method, sets in neurons.items():
+        target = folder / "ablation" / method
+        if (target / "matrix.json").is_file():
+            matrices[method] = AblationMatrix.load(target)
+            continue
+        values: Any = None
+        if config.mode == "mean":
+            values = intervention_values(stats, "mean")
+        elif config.mode == "fixed":
+            values = {lang: intervention_values(stats, "fixed", lang) for lang in langs}
+        matrices[method] = ablation_matrix(
+            model, held_out, sets, mode=config.mode, values=values, langs=langs,
+            random_seeds=config.random_seeds, seq_len=config.eval_seq_len,
+            max_tokens_per_lang=config.eval_tokens_per_lang,
+            max_batch_rows=2 * config.batch_size, checkpoint_dir=target, progress=progress,
+        )  # fmt: skip
+        matrices[method].save(target)
+        (target / "ablation_checkpoint.json").unlink(missing_ok=True)
+
+    result = RunResult(folder, config, stats, neurons, matrices, eval_stats)
+    _write_tables(result)
+    _write_config(folder, config, complete=True)
+    return result
+
+
+def _write_tables(result: RunResult) -> None:
+    tables = {"selectivity.csv": result.selectivity(), "jaccard.csv": result.jaccard()}
+    if result.eval_stats is not None:
+        tables["relevance_share.csv"] = result.relevance()
+    for filename, table in tables.items():
+        tmp = result.folder / (filename + ".tmp")
+        table.to_csv(tmp)
+        os.replace(tmp, result.folder / filename)
+    tmp = result.folder / "summary.md.tmp"
+    tmp.write_text(result.summary() + "\n", encoding="utf-8")
+    os.replace(tmp, result.folder / "summary.md")

@@ -1,0 +1,199 @@
+"""Stage 4 of the pipeline — selection: from neuron scores to language-specific neuron sets.
+
+Rules (``rule=``), each applied to one statistic of :class:`~crane_lens.stats.NeuronStats`:
+
+* ``"specificity"`` — CRANE's default (our reconstruction, ``../shared/METHODS.md``): each
+  language's score map is divided by its total ``|score|`` (so languages with larger relevance
+  overall do not dominate), ``score(L, n) = R̃_L(n) − max_{L'≠L} R̃_L'(n)``, and the top-k
+  neurons by that score among those with ``R̃_L(n) > 0`` are kept.
+* ``"contrast_mean"`` — as ``specificity`` but against the *mean* of the other languages.
+* ``"top"`` — the top-k neurons by the raw statistic (the default for ``attribution``,
+  ``grad_act``, ``kojima``, ``plnd``): what those methods rank, not made specific.
+* ``"lape"`` — LAPE's own entropy ranking and threshold assignment (only for ``lape``).
+
+Ties always break by (score, layer, neuron index): a stable sort of the negated scores over
+the flattened ``layer × neuron`` grid.
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import Literal
+
+import torch
+from jaxtyping import Float
+from torch import Tensor
+
+from crane_lens.errors import UnknownLanguageError
+from crane_lens.selection.neurons import LanguageNeurons
+from crane_lens.stats.lape import ACTIVATION_BAR_RATIO, lape_entropy, lape_neurons
+from crane_lens.stats.methods import METHODS, STATISTICS, primary_statistic
+from crane_lens.stats.results import NeuronStats
+
+log = logging.getLogger(__name__)
+
+Rule = Literal["specificity", "contrast_mean", "top", "lape"]
+RULES = ("specificity", "contrast_mean", "top", "lape")
+
+DEFAULT_BUDGET = 0.01
+# Statistic and rule each method selects with unless told otherwise. PLND's paper keeps neurons
+# important on *every* document, hence the minimum over blocks rather than the mean.
+DEFAULT_STATISTIC = {"plnd": "plnd_min", "lape": "activation_probability"}
+DEFAULT_RULE: dict[str, Rule] = {"crane": "specificity", "lape": "lape"}
+
+
+def budget_to_k(n_neurons: int, budget: float | None, k: int | None) -> int:
+    """Neurons per language for a budget (a fraction of all MLP neurons) or an absolute ``k``."""
+    if (budget is None) == (k is None):
+        raise ValueError("Give exactly one of budget (a fraction, e.g. 0.01) or k (a count).")
+    if k is not None:
+        if not 0 < k <= n_neurons:
+            raise ValueError(f"k must be between 1 and the model's {n_neurons} neurons, not {k}.")
+        return int(k)
+    assert budget is not None
+    if not 0 < budget <= 1:
+        raise ValueError(f"budget is a fraction of all MLP neurons in (0, 1], not {budget}.")
+    return max(1, round(budget * n_neurons))
+
+
+def specificity_scores(
+    scores: Float[Tensor, "lang layer neuron"], against: Literal["max", "mean"] = "max"
+) -> tuple[Float[Tensor, "lang layer neuron"], Float[Tensor, "lang layer neuron"]]:
+    """Normalised maps ``R̃`` and specificity ``R̃_L − max`` (or mean) ``over L' ≠ L of R̃_L'``.
+
+    With a single language there is nothing to contrast with: the specificity is ``R̃`` itself.
+
+    Returns:
+        ``(normalised, specificity)``.
+    """
+    total = scores.abs().sum(dim=(1, 2), keepdim=True).clamp_min(torch.finfo(scores.dtype).tiny)
+    normalised = scores / total
+    n_lang = len(scores)
+    if n_lang == 1:
+        return normalised, normalised.clone()
+    others = []
+    for index in range(n_lang):
+        rest = torch.cat([normalised[:index], normalised[index + 1 :]])
+        others.append(rest.max(dim=0).values if against == "max" else rest.mean(dim=0))
+    return normalised, normalised - torch.stack(others)
+
+
+def _ranked(values: Tensor, eligible: Tensor, k: int, d_mlp: int) -> tuple[Tensor, Tensor]:
+    flat, ok = values.flatten(), eligible.flatten()
+    order = torch.sort(-flat, stable=True).indices  # stable: ties stay in (layer, neuron) order
+    order = order[ok[order]][:k]
+    return torch.stack([order // d_mlp, order % d_mlp], dim=1), flat[order]
+
+
+def select_language_neurons(
+    stats: NeuronStats,
+    method: str = "crane",
+    *,
+    budget: float | None = DEFAULT_BUDGET,
+    k: int | None = None,
+    statistic: str | None = None,
+    rule: Rule | None = None,
+    langs: list[str] | None = None,
+    lape_ratio: float = ACTIVATION_BAR_RATIO,
+) -> LanguageNeurons:
+    """Select each language's neurons.
+
+    Args:
+        stats: Statistics of every language to contrast (from :func:`crane_lens.compute_stats`).
+        method: A method of ``stats`` (``"crane"``, ``"lape"``, ``"attribution"``...).
+        budget: Neurons per language as a fraction of all MLP neurons (default 1 %). For
+            ``lape`` it is the average per language: LAPE keeps ``budget × n_langs`` of all
+            neurons (its ``top_rate``) and its assignment splits them among languages.
+        k: Neurons per language as a count (overrides ``budget``).
+        statistic: Score to rank by (default: the method's primary statistic; ``plnd_min`` for
+            ``plnd``).
+        rule: ``"specificity"`` (default for ``crane``), ``"contrast_mean"``, ``"top"``
+            (default for the other scores) or ``"lape"`` (default, and only valid, for LAPE).
+        langs: Languages to select for (default: all of ``stats``); specificity contrasts them
+            with each other only.
+        lape_ratio: LAPE's activation-threshold quantile.
+
+    Returns:
+        :class:`LanguageNeurons`, each language's set in rank order.
+
+    Raises:
+        KeyError: ``method`` (or ``statistic``) was not computed in ``stats``.
+        ValueError: Bad budget/k or rule.
+
+    Example:
+        >>> import crane_lens as cl
+        >>> model = cl.load_model("crane-tiny")
+        >>> corpus = cl.load_corpus("builtin", langs=["en", "zh"])
+        >>> stats = cl.compute_stats(model, corpus, "crane", max_tokens_per_lang=256, progress=False)
+        >>> neurons = cl.select_language_neurons(stats, "crane", k=8)
+        >>> [neurons.count(lang) for lang in neurons.langs]
+        [8, 8]
+    """
+    if method not in METHODS and method not in STATISTICS:
+        raise KeyError(f"Unknown method {method!r}; choose from {sorted(METHODS)}.")
+    statistic = (
+        statistic
+        or DEFAULT_STATISTIC.get(method)
+        or (primary_statistic(method) if method in METHODS else method)
+    )
+    rule = rule or DEFAULT_RULE.get(method, "top")
+    if rule not in RULES:
+        raise ValueError(f"Unknown rule {rule!r}; choose from {RULES}.")
+    if rule == "lape" and statistic != "activation_probability":
+        raise ValueError("rule='lape' ranks activation probabilities: use it with method='lape'.")
+    langs = list(stats.langs if langs is None else langs)
+    for lang in langs:
+        if lang not in stats.langs:
+            raise UnknownLanguageError(f"No statistics for {lang!r}; stats cover {stats.langs}.")
+    index = [stats.langs.index(lang) for lang in langs]
+    values = stats.scores(statistic)[index]
+    n_layers, d_mlp = stats.spec.n_layers, stats.spec.d_mlp
+    per_lang = budget_to_k(stats.spec.n_neurons, None if k is not None else budget, k)
+    config = {"statistic": statistic, "rule": rule, "budget": budget, "k": per_lang,
+              "langs": langs, "stats_config": stats.config}  # fmt: skip
+    ranked, scores = {}, {}
+    if rule == "lape":
+        top_rate = per_lang * len(langs) / stats.spec.n_neurons
+        config |= {"top_rate": top_rate, "activation_bar_ratio": lape_ratio}
+        entropy = lape_entropy(values, lape_ratio)
+        for lang, layers in zip(langs, lape_neurons(values, top_rate, lape_ratio), strict=True):
+            pairs = torch.cat([torch.stack([torch.full_like(i, layer), i], 1)
+                               for layer, i in enumerate(layers)])  # fmt: skip
+            # Rank order = LAPE's: lowest entropy first; the score is the negated entropy.
+            negated = -entropy[pairs[:, 0], pairs[:, 1]]
+            order = torch.sort(-negated, stable=True).indices
+            ranked[lang], scores[lang] = pairs[order], negated[order]
+    else:
+        if rule == "top":
+            ranking, eligible = values, torch.ones_like(values, dtype=torch.bool)
+        else:
+            normalised, ranking = specificity_scores(
+                values, "max" if rule == "specificity" else "mean"
+            )
+            eligible = normalised > 0
+        for i, lang in enumerate(langs):
+            ranked[lang], scores[lang] = _ranked(ranking[i], eligible[i], per_lang, d_mlp)
+            if len(ranked[lang]) < per_lang:
+                log.warning("%s: only %d neurons are eligible for %s (asked for %d).",
+                            method, len(ranked[lang]), lang, per_lang)  # fmt: skip
+    return LanguageNeurons(n_layers, d_mlp, ranked, scores, method, stats.spec.name, config)
+
+
+def random_neurons(like: LanguageNeurons, seed: int) -> LanguageNeurons:
+    """Random control sets: for each language, as many neurons per layer as ``like`` holds,
+    drawn uniformly without replacement within the layer.
+
+    Args:
+        like: The sets whose per-layer sizes to copy.
+        seed: Seed of the draw (a ``torch.Generator``; the same seed gives the same sets).
+    """
+    generator = torch.Generator().manual_seed(seed)
+    ranked = {}
+    for lang in like.langs:
+        rows = []
+        for layer, count in enumerate(like.layer_counts(lang)):
+            idx = torch.randperm(like.d_mlp, generator=generator)[:count].sort().values
+            rows.append(torch.stack([torch.full_like(idx, layer), idx], dim=1))
+        ranked[lang] = torch.cat(rows)
+    return LanguageNeurons(like.n_layers, like.d_mlp, ranked, None, "random", like.model,
+                           {"seed": seed, "like": like.method})  # fmt: skip
