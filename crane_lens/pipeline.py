@@ -279,7 +279,7 @@ def run(
         model, train, config.stats_methods(), seq_len=config.seq_len,
         batch_size=config.batch_size, max_tokens_per_lang=config.max_tokens_per_lang,
         seed=config.seed, target=config.target,  # type: ignore[arg-type]
-        output_dir=folder / "stats", progress=progress,
+        output_dir=folder / "stats", checkpoint_every=4, progress=progress,
     )  # fmt: skip
     eval_stats = compute_stats(
         model, held_out, ["crane"], seq_len=config.seq_len, batch_size=config.batch_size,

@@ -9,12 +9,6 @@ def test_corpus_summary(capsys: pytest.CaptureFixture[str]) -> None:
     assert "vi   Vietnamese" in out and "eval texts" in out
 
 
-def test_run_prints_the_builtin_summary(capsys: pytest.CaptureFixture[str]) -> None:
-    assert main(["run"]) == 0
-    out = capsys.readouterr().out
-    assert "builtin" in out and "zh   Chinese" in out
-
-
 def test_bad_language_is_a_clean_error(capsys: pytest.CaptureFixture[str]) -> None:
     assert main(["corpus", "summary", "--langs", "xx"]) == 2
     err = capsys.readouterr().err

@@ -1,0 +1,118 @@
+"""The main job end to end: CLI, results folder, reload, and resumption after a hard kill."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+import torch
+
+import crane_lens as cl
+from crane_lens.cli import main
+from crane_lens.pipeline import RunResult
+
+pytestmark = pytest.mark.integration
+# Small enough for a test, large enough that the run takes several seconds per stage.
+ARGS = ["run", "--max-tokens", "1024", "--eval-tokens", "768", "--random-seeds", "2",
+        "--batch-size", "4", "-q"]  # fmt: skip
+
+
+def _assert_same_results(a: Path, b: Path) -> None:
+    first, second = RunResult.load(a), RunResult.load(b)
+    assert first.config == second.config
+    for method in first.config.methods:
+        assert first.neurons[method].to_dict() == second.neurons[method].to_dict()
+        assert first.matrices[method].to_dict() == second.matrices[method].to_dict()
+    for name, tensor in first.stats.tensors().items():
+        torch.testing.assert_close(second.stats.tensors()[name], tensor, rtol=0, atol=0)
+    assert (a / "summary.md").read_text().replace(str(a), "") == (
+        b / "summary.md"
+    ).read_text().replace(str(b), "")
+
+
+@pytest.fixture(scope="module")
+def uninterrupted(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    out = tmp_path_factory.mktemp("runs")
+    assert main([*ARGS, "--out", str(out), "--name", "run"]) == 0
+    return out / "run"
+
+
+def test_run_writes_a_folder_that_reloads(uninterrupted: Path, capsys) -> None:  # type: ignore[no-untyped-def]
+    result = RunResult.load(uninterrupted)
+    assert result.config.langs == ["en", "zh", "vi"] and result.config.methods == ["crane", "lape"]
+    for name in ("run_config.json", "summary.md", "selectivity.csv", "jaccard.csv",
+                 "relevance_share.csv", "neurons/crane.json", "neurons/lape.lape.pt",
+                 "ablation/crane/delta.csv", "stats/stats.safetensors"):  # fmt: skip
+        assert (uninterrupted / name).is_file(), name
+    assert not list(uninterrupted.rglob("*checkpoint*"))  # finished runs keep no checkpoints
+    lape = cl.LanguageNeurons.from_lape(uninterrupted / "neurons/lape.lape.pt", result.config.langs,
+                                        result.stats.spec)  # fmt: skip
+    assert all(torch.equal(lape.mask(x), result.neurons["lape"].mask(x)) for x in lape.langs)
+    # Re-running the finished command recomputes nothing and prints the same summary.
+    assert main([*ARGS, "--out", str(uninterrupted.parent), "--name", "run"]) == 0
+    out = capsys.readouterr().out
+    assert "## Selectivity" in out and "| crane    | zh " in out
+
+
+def test_a_run_killed_midway_resumes_to_the_same_results(uninterrupted: Path, tmp_path: Path) -> None:  # fmt: skip
+    command = [
+        sys.executable,
+        "-m",
+        "crane_lens.cli",
+        *ARGS,
+        "--out",
+        str(tmp_path),
+        "--name",
+        "run",
+    ]
+    env = {**os.environ, "HF_HUB_OFFLINE": "1"}
+    process = subprocess.Popen(
+        command, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
+    )
+    marker = tmp_path / "run" / "ablation" / "crane" / "ablation_checkpoint.json"
+    deadline = time.monotonic() + 600
+    while not marker.exists() and process.poll() is None and time.monotonic() < deadline:
+        time.sleep(0.02)
+    process.send_signal(signal.SIGKILL)
+    assert process.wait() == -signal.SIGKILL, "the run ended before it could be killed midway"
+    with pytest.raises(cl.CraneLensError, match="no complete crane-lens run"):
+        RunResult.load(tmp_path / "run")
+    assert main([*ARGS, "--out", str(tmp_path), "--name", "run"]) == 0
+    _assert_same_results(uninterrupted, tmp_path / "run")
+
+
+def test_interrupt_inside_the_statistics_stage_resumes(uninterrupted: Path, tmp_path: Path, monkeypatch) -> None:  # type: ignore[no-untyped-def]  # fmt: skip
+    from crane_lens.stats import engine
+
+    real, calls = engine._Engine.run, []
+
+    def crash_after_five(self, item):  # type: ignore[no-untyped-def]
+        calls.append(item)
+        if len(calls) == 6:
+            raise KeyboardInterrupt
+        return real(self, item)
+
+    monkeypatch.setattr(engine._Engine, "run", crash_after_five)
+    with pytest.raises(KeyboardInterrupt):
+        main([*ARGS, "--out", str(tmp_path), "--name", "run"])
+    assert (tmp_path / "run" / "stats" / "checkpoint.safetensors").is_file()
+    monkeypatch.setattr(engine._Engine, "run", real)
+    assert main([*ARGS, "--out", str(tmp_path), "--name", "run"]) == 0
+    _assert_same_results(uninterrupted, tmp_path / "run")
+
+
+def test_a_folder_of_other_settings_is_never_overwritten(uninterrupted: Path, capsys) -> None:  # type: ignore[no-untyped-def]
+    before = (uninterrupted / "run_config.json").read_text()
+    code = main(
+        [*ARGS[:-1], "--budget", "0.02", "--out", str(uninterrupted.parent), "--name", "run"]
+    )
+    assert code == 2
+    assert "holds a run with other settings (budget differ)" in capsys.readouterr().err
+    assert (uninterrupted / "run_config.json").read_text() == before
+    assert main(["run", "--methods", "crane,magic"]) == 2
+    assert "Unknown selection methods ['magic']" in capsys.readouterr().err
