@@ -31,7 +31,7 @@ DOCS = Path(__file__).resolve().parents[1] / "docs" / "performance.md"
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--repeats", type=int, default=5)
-    parser.add_argument("--rows", type=int, default=32, help="rows per stacked forward pass")
+    parser.add_argument("--rows", type=int, default=8, help="rows per stacked forward pass")
     parser.add_argument("--write-docs", action="store_true")
     args = parser.parse_args()
     model = cl.load_model("crane-tiny")

@@ -58,7 +58,7 @@ class RunConfig:
         eval_tokens_per_lang: Held-out tokens per language for the ablation matrix.
         seq_len: Block length of the statistics.
         eval_seq_len: Block length of the evaluation stream.
-        batch_size: Blocks per forward pass (statistics) and rows per pass (evaluation, × 2).
+        batch_size: Blocks per forward pass (statistics) and rows per pass (evaluation).
         random_seeds: Random control sets per language.
         target: CRANE's target (``logit`` or ``logprob``).
         seed: Seed of the text order.
@@ -316,7 +316,7 @@ def run(
             model, held_out, sets, mode=config.mode, values=values, langs=langs,
             random_seeds=config.random_seeds, seq_len=config.eval_seq_len,
             max_tokens_per_lang=config.eval_tokens_per_lang,
-            max_batch_rows=2 * config.batch_size, checkpoint_dir=target, progress=progress,
+            max_batch_rows=config.batch_size, checkpoint_dir=target, progress=progress,
         )  # fmt: skip
         matrices[method].save(target)
         (target / "ablation_checkpoint.json").unlink(missing_ok=True)

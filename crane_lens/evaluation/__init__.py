@@ -7,6 +7,15 @@ from crane_lens.evaluation.ablation import (
     conditions_nll,
     eval_blocks,
 )
+from crane_lens.evaluation.multiple_choice import (
+    MultipleChoiceItem,
+    MultipleChoiceReport,
+    MultipleChoiceSet,
+    builtin_multiple_choice,
+    continuation_logprobs,
+    load_multiple_choice,
+    mc_accuracy,
+)
 from crane_lens.evaluation.nll import (
     NLLReport,
     corpus_nll,
@@ -19,12 +28,19 @@ from crane_lens.evaluation.nll import (
 __all__ = [
     "AblationMatrix",
     "EvalBlocks",
+    "MultipleChoiceItem",
+    "MultipleChoiceReport",
+    "MultipleChoiceSet",
     "NLLReport",
     "ablation_matrix",
+    "builtin_multiple_choice",
     "conditions_nll",
+    "continuation_logprobs",
     "corpus_nll",
     "encode_for_nll",
     "eval_blocks",
+    "load_multiple_choice",
+    "mc_accuracy",
     "stream_nll",
     "stream_tokens",
     "text_nll",

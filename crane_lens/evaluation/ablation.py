@@ -77,7 +77,7 @@ def conditions_nll(
     blocks: EvalBlocks,
     conditions: list[Intervention],
     *,
-    max_batch_rows: int = 16,
+    max_batch_rows: int = 8,
     stack: bool = True,
 ) -> list[tuple[float, int]]:
     """Summed NLL (nats) and scored tokens of ``blocks`` under each condition.
@@ -102,8 +102,11 @@ def conditions_nll(
             chunk = conditions[first : first + per_pass]
             stacked = tokens.repeat(len(chunk), 1)
             with model.hooks(fwd_hooks=stacked_hooks(chunk, len(tokens))):
-                logits = model(stacked, return_type="logits")[:, :-1].float()
-            nll = -logits.log_softmax(-1).gather(-1, stacked[:, 1:, None])[..., 0]
+                logits = model(stacked, return_type="logits")[:, :-1]
+            # Fused cross-entropy: no second [rows, pos, vocab] tensor for the log-softmax.
+            nll = torch.nn.functional.cross_entropy(
+                logits.flatten(0, 1).float(), stacked[:, 1:].flatten(), reduction="none"
+            ).view(len(stacked), -1)
             nll = (nll * scored.repeat(len(chunk), 1)).sum(dim=1).double().cpu()
             nats[first : first + len(chunk)] += nll.view(len(chunk), -1).sum(dim=1)
     return [(float(n), blocks.n_tokens) for n in nats]
@@ -173,7 +176,8 @@ class AblationMatrix:
         evaluated languages), ``ratio`` (own / others), ``index`` ((own − others) / (|own| +
         |others|), in [−1, 1]: 1 = only its own language degrades, 0 = no preference),
         ``random_own`` / ``random_own_std`` (random sets of the same per-layer sizes, mean and
-        std over seeds), ``vs_random`` (own / random_own) and ``z`` ((own − random_own) / std).
+        std over seeds), ``vs_random`` (own / random_own; NaN when the random sets do not raise
+        the NLL at all) and ``z`` ((own − random_own) / std).
         """
         import pandas as pd
 
@@ -192,7 +196,8 @@ class AblationMatrix:
             if rand is not None and spread is not None and a in self.evaluated:
                 r, s = float(rand.loc[a, a]), float(spread.loc[a, a])
                 row |= {"random_own": r, "random_own_std": s,
-                        "vs_random": own / r if r else float("nan"),
+                        # A ratio over a random effect ≤ 0 means nothing: z says it instead.
+                        "vs_random": own / r if r > 0 else float("nan"),
                         "z": (own - r) / s if s else float("nan")}  # fmt: skip
             rows.append(row)
         return pd.DataFrame(rows).set_index("masked")
@@ -264,7 +269,7 @@ def ablation_matrix(
     random_seeds: int | list[int] = 5,
     seq_len: int = 256,
     max_tokens_per_lang: int | None = 4096,
-    max_batch_rows: int = 16,
+    max_batch_rows: int = 8,
     checkpoint_dir: str | os.PathLike[str] | None = None,
     progress: bool = True,
 ) -> AblationMatrix:
