@@ -133,14 +133,17 @@ def main() -> int:
         transfer["jaccard"] = base_sets.jaccard(chat_sets)
     benchmarks: dict[str, Any] = {}
     if 5 in stages:
-        benchmarks = run_benchmarks(out, base, neurons["crane"].select_langs(PAPER),
-                                    neurons["lape"].select_langs(PAPER))  # fmt: skip
+        strong = cl.select_language_neurons(stats["main"], "crane", budget=5 * args.budget)
+        benchmarks = run_benchmarks(out, base, {
+            "crane": neurons["crane"].select_langs(PAPER), "lape": neurons["lape"].select_langs(PAPER),
+            f"crane ×5 budget ({strong.count('en')} neurons)": strong.select_langs(PAPER),
+        })  # fmt: skip
     if args.write_docs:
         write_docs(args, out, neurons, matrices, transfer, benchmarks)
     return 0
 
 
-def run_benchmarks(out: Path, model: Any, crane_sets: Any, lape_sets: Any) -> dict[str, Any]:
+def run_benchmarks(out: Path, model: Any, sets_by_name: dict[str, Any]) -> dict[str, Any]:
     """Multiple-choice accuracy and generation language, unmasked and with each set masked."""
     from crane_lens.evaluation.generation import generation_check
     from crane_lens.evaluation.multiple_choice import builtin_multiple_choice, mc_accuracy
@@ -150,21 +153,18 @@ def run_benchmarks(out: Path, model: Any, crane_sets: Any, lape_sets: Any) -> di
         return json.loads(path.read_text())
     # Help-text items: the UDHR items are out of crane-tiny's domain (accuracy at chance).
     mc = builtin_multiple_choice(PAPER, origins=["libreoffice-help"], max_items_per_lang=200)
-    rows: dict[str, Any] = {
-        "mc": {},
-        "generation": {},
-        "mc_items": {x: len(mc.items[x]) for x in PAPER},
-    }
+    rows: dict[str, Any] = {"mc": {}, "generation": {},
+                            "mc_items": {x: len(mc.items[x]) for x in PAPER}}  # fmt: skip
     conditions: list[tuple[str, Any, str | None]] = [("none", None, None)]
-    conditions += [(f"{name}:{lang}", sets, lang) for name, sets in
-                   (("crane", crane_sets), ("lape", lape_sets)) for lang in PAPER]  # fmt: skip
+    conditions += [(f"{name}:{lang}", sets, lang) for name, sets in sets_by_name.items()
+                   for lang in PAPER]  # fmt: skip
     for label, sets, lang in conditions:
         logging.info("benchmarks under %s", label)
         if sets is None:
-            report, generated = mc_accuracy(model, mc), generation_check(model)
+            report, generated = mc_accuracy(model, mc), generation_check(model, langs=PAPER)
         else:
             with cl.ablate(model, sets, lang):
-                report, generated = mc_accuracy(model, mc), generation_check(model)
+                report, generated = mc_accuracy(model, mc), generation_check(model, langs=PAPER)
         rows["mc"][label] = {x: report.accuracy(x) for x in PAPER}
         rows["generation"][label] = {x: generated.fraction_in_language(x) for x in PAPER}
     path.write_text(json.dumps(rows, indent=1))

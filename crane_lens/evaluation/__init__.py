@@ -7,6 +7,17 @@ from crane_lens.evaluation.ablation import (
     conditions_nll,
     eval_blocks,
 )
+from crane_lens.evaluation.generation import (
+    GenerationReport,
+    default_prompts,
+    generation_check,
+    greedy_continuations,
+)
+from crane_lens.evaluation.language_id import (
+    LanguageIdentifier,
+    default_identifier,
+    identify_language,
+)
 from crane_lens.evaluation.multiple_choice import (
     MultipleChoiceItem,
     MultipleChoiceReport,
@@ -28,6 +39,8 @@ from crane_lens.evaluation.nll import (
 __all__ = [
     "AblationMatrix",
     "EvalBlocks",
+    "GenerationReport",
+    "LanguageIdentifier",
     "MultipleChoiceItem",
     "MultipleChoiceReport",
     "MultipleChoiceSet",
@@ -37,8 +50,13 @@ __all__ = [
     "conditions_nll",
     "continuation_logprobs",
     "corpus_nll",
+    "default_identifier",
+    "default_prompts",
     "encode_for_nll",
     "eval_blocks",
+    "generation_check",
+    "greedy_continuations",
+    "identify_language",
     "load_multiple_choice",
     "mc_accuracy",
     "stream_nll",
