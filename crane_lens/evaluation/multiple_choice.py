@@ -96,6 +96,7 @@ from crane_lens.errors import (
     TokenizerError,
     UnknownLanguageError,
 )
+from crane_lens.evaluation.nll import length_batches
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -408,13 +409,7 @@ def continuation_logprobs(
     ids, starts = encode_pairs(model, contexts, continuations)
     device = next(model.parameters()).device
     logprobs = [0.0] * len(ids)
-    order = sorted(range(len(ids)), key=lambda i: len(ids[i]))
-    batches: list[list[int]] = []
-    for i in order:  # ascending length: the newest member is the longest of its batch
-        if batches and (len(batches[-1]) + 1) * len(ids[i]) <= max_tokens_per_batch:
-            batches[-1].append(i)
-        else:
-            batches.append([i])
+    batches = length_batches(ids, max_tokens_per_batch)
     for members in tqdm(batches, desc="choices", disable=not show_progress, leave=False):
         width = len(ids[members[-1]])
         pad = ids[members[0]][0]  # any real id: padded positions are never scored

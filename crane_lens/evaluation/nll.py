@@ -46,6 +46,24 @@ def encode_for_nll(model: Any, texts: Sequence[str]) -> list[list[int]]:
     return [[bos, *ids][:n_ctx] for ids in encoded]
 
 
+def length_batches(
+    ids: Sequence[Sequence[int]], max_tokens: int, indices: Iterable[int] | None = None
+) -> list[list[int]]:
+    """Group sequences (by index) into batches of similar length for right-padded passes.
+
+    Sorted by length, each batch grows while ``members × longest`` stays within ``max_tokens``
+    (a sequence longer than that runs alone); the last member of a batch is its longest.
+    """
+    chosen = range(len(ids)) if indices is None else indices
+    batches: list[list[int]] = []
+    for i in sorted(chosen, key=lambda i: len(ids[i])):
+        if batches and (len(batches[-1]) + 1) * len(ids[i]) <= max_tokens:
+            batches[-1].append(i)
+        else:
+            batches.append([i])
+    return batches
+
+
 @torch.no_grad()
 def text_nll(
     model: Any,
@@ -69,13 +87,8 @@ def text_nll(
     device = next(model.parameters()).device
     nats = [0.0] * len(texts)
     counts = [len(seq) - 1 for seq in ids]
-    order = sorted((i for i, seq in enumerate(ids) if len(seq) >= 2), key=lambda i: len(ids[i]))
-    batches: list[list[int]] = []
-    for i in order:  # ascending length: the newest member is the longest of its batch
-        if batches and (len(batches[-1]) + 1) * len(ids[i]) <= max_tokens_per_batch:
-            batches[-1].append(i)
-        else:
-            batches.append([i])
+    scorable = [i for i, seq in enumerate(ids) if len(seq) >= 2]
+    batches = length_batches(ids, max_tokens_per_batch, scorable)
     for members in tqdm(batches, desc="NLL", disable=not show_progress, leave=False):
         width = len(ids[members[-1]])
         pad = ids[members[0]][0]  # any real token id; padded positions are never scored
