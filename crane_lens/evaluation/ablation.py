@@ -325,12 +325,12 @@ def ablation_matrix(
     def values_for(lang: str) -> Tensor | None:
         return values.get(lang) if isinstance(values, dict) else values
 
+    controls = {seed: random_neurons(neurons, seed) for seed in seeds}
     conditions: dict[str, Intervention] = {BASELINE: Intervention({}, {}, BASELINE)}
     for a in neurons.langs:
         kwargs = {"mode": mode, "values": values_for(a), "factor": factor}
         conditions[f"selected|{a}"] = intervention(neurons, a, **kwargs)  # type: ignore[arg-type]
-        for seed in seeds:
-            control = random_neurons(neurons, seed)
+        for seed, control in controls.items():
             conditions[f"random{seed}|{a}"] = intervention(control, a, **kwargs)  # type: ignore[arg-type]
     blocks = eval_blocks(model, corpus, langs, seq_len=seq_len,
                          max_tokens_per_lang=max_tokens_per_lang)  # fmt: skip

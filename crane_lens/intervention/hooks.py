@@ -158,15 +158,10 @@ def intervention(
             )
     keep, fill = {}, {}
     for layer, idx in enumerate(per_layer):
-        if not len(idx):
-            continue
-        if mode == "scale":
-            keep[layer], fill[layer] = _edit(d_mlp, idx, factor, 0.0)
-        elif mode == "zero":
-            keep[layer], fill[layer] = _edit(d_mlp, idx, 0.0, 0.0)
-        else:
-            assert values is not None
-            keep[layer], fill[layer] = _edit(d_mlp, idx, 0.0, values[layer, idx].float())
+        if len(idx):
+            value = values[layer, idx].float() if values is not None and mode != "zero" else 0.0
+            keep[layer], fill[layer] = _edit(d_mlp, idx, factor if mode == "scale" else 0.0,
+                                             0.0 if mode == "scale" else value)  # fmt: skip
     label = f"{getattr(neurons, 'method', '') or 'neurons'}:{lang}" if lang else "neurons"
     return Intervention(keep, fill, label)
 
@@ -265,8 +260,7 @@ def stacked_hooks(
     layers = sorted({layer for c in conditions for layer in c.layers})
     hooks = []
     for layer in layers:
-        sizes = [c.keep[layer] for c in conditions if layer in c.keep]
-        d_mlp = len(sizes[0])
+        d_mlp = next(len(c.keep[layer]) for c in conditions if layer in c.keep)
         keep = torch.stack([c.keep.get(layer, torch.ones(d_mlp)) for c in conditions])
         fill = torch.stack([c.fill.get(layer, torch.zeros(d_mlp)) for c in conditions])
         hooks.append((hook_name.format(layer=layer), _stacked_hook(keep, fill, rows_each)))

@@ -31,6 +31,13 @@ def _pairs(tensor: Tensor) -> Int[Tensor, "k 2"]:
     return tensor.to(torch.long).reshape(-1, 2)
 
 
+def pairs_from_layers(layers: list[Tensor]) -> Int[Tensor, "k 2"]:
+    """``(layer, neuron)`` rows from per-layer index tensors (LAPE's layout)."""
+    rows = [torch.stack([torch.full_like(idx, layer), idx], dim=1)
+            for layer, idx in enumerate(torch.as_tensor(x, dtype=torch.long) for x in layers)]  # fmt: skip
+    return torch.cat(rows) if rows else torch.zeros(0, 2, dtype=torch.long)
+
+
 @dataclass
 class LanguageNeurons:
     """Per language, the selected ``(layer, neuron)`` pairs, best first.
@@ -167,11 +174,13 @@ class LanguageNeurons:
                 f"Cannot compare sets for {self.n_layers}×{self.d_mlp} and "
                 f"{other.n_layers}×{other.d_mlp} neurons."
             )
+        mine = {a: self.mask(a) for a in self.langs}
         table = {}
         for b in other.langs:
             column = {}
+            mb = other.mask(b)
             for a in self.langs:
-                ma, mb = self.mask(a), other.mask(b)
+                ma = mine[a]
                 union = int((ma | mb).sum())
                 column[a] = int((ma & mb).sum()) / union if union else float("nan")
             table[b] = column
@@ -322,11 +331,7 @@ class LanguageNeurons:
                     f"The entry for {lang!r} has {found} layers; the model has {n_layers}. "
                     "Was the file made for another model?"
                 )
-            pairs = [
-                torch.stack([torch.full_like(idx, layer), idx], dim=1)
-                for layer, idx in enumerate(torch.as_tensor(x, dtype=torch.long) for x in layers)
-            ]
-            ranked[lang] = torch.cat(pairs) if pairs else torch.zeros(0, 2, dtype=torch.long)
+            ranked[lang] = pairs_from_layers(list(layers))
         return cls(n_layers, d_mlp, ranked, None, method, name, {"imported": "lape_format"})
 
     def __repr__(self) -> str:

@@ -25,7 +25,7 @@ from jaxtyping import Float
 from torch import Tensor
 
 from crane_lens.errors import UnknownLanguageError
-from crane_lens.selection.neurons import LanguageNeurons
+from crane_lens.selection.neurons import LanguageNeurons, pairs_from_layers
 from crane_lens.stats.lape import ACTIVATION_BAR_RATIO, lape_entropy, lape_neurons
 from crane_lens.stats.methods import METHODS, STATISTICS, primary_statistic
 from crane_lens.stats.results import NeuronStats
@@ -157,8 +157,7 @@ def select_language_neurons(
         config |= {"top_rate": top_rate, "activation_bar_ratio": lape_ratio}
         entropy = lape_entropy(values, lape_ratio)
         for lang, layers in zip(langs, lape_neurons(values, top_rate, lape_ratio), strict=True):
-            pairs = torch.cat([torch.stack([torch.full_like(i, layer), i], 1)
-                               for layer, i in enumerate(layers)])  # fmt: skip
+            pairs = pairs_from_layers(layers)
             # Rank order = LAPE's: lowest entropy first; the score is the negated entropy.
             negated = -entropy[pairs[:, 0], pairs[:, 1]]
             order = torch.sort(-negated, stable=True).indices
@@ -190,10 +189,9 @@ def random_neurons(like: LanguageNeurons, seed: int) -> LanguageNeurons:
     generator = torch.Generator().manual_seed(seed)
     ranked = {}
     for lang in like.langs:
-        rows = []
-        for layer, count in enumerate(like.layer_counts(lang)):
-            idx = torch.randperm(like.d_mlp, generator=generator)[:count].sort().values
-            rows.append(torch.stack([torch.full_like(idx, layer), idx], dim=1))
-        ranked[lang] = torch.cat(rows)
+        ranked[lang] = pairs_from_layers([
+            torch.randperm(like.d_mlp, generator=generator)[:count].sort().values
+            for count in like.layer_counts(lang)
+        ])  # fmt: skip
     return LanguageNeurons(like.n_layers, like.d_mlp, ranked, None, "random", like.model,
                            {"seed": seed, "like": like.method})  # fmt: skip
