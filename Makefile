@@ -1,29 +1,43 @@
 # crane_lens — set-up and checks. Every target builds the virtual environment it needs.
-#   make demo   install everything into .venv and run the main job on the embedded default
-#   make test   install the development dependencies and run the full test suite
-#   make lint   ruff (lint + format check) and mypy
+#   make demo         install the tested set into .venv and run the main job on the embedded default
+#   make test         install the tested set with the development tools and run the full suite
+#   make lint         ruff (lint + format check) and mypy
+#   make test-latest  early warning: the newest releases in a separate venv, the suite, and which
+#                     packages differ from the lock (BOUNDS=ignore: past our upper bounds too)
+#   make lock         re-resolve requirements/lock.txt to the newest releases within our bounds
+# Installs take exact versions from requirements/lock.txt (LOCK= installs without it).
 # TORCH selects the torch build; the default resolves to the local CPU wheel on our machines.
 # For a CUDA build: make demo TORCH="torch==2.13.0 --index-url <URL of your CUDA wheel index>"
 
 PYTHON ?= python3
 VENV   ?= .venv
-TORCH  ?= torch==2.13.0
+TORCH_VERSION ?= 2.13.0
+TORCH  ?= torch==$(TORCH_VERSION)
+LOCK   ?= requirements/lock.txt
 BIN    := $(VENV)/bin
 PYTEST_ARGS ?=
+LATEST_VENV ?= .venv-latest
+BOUNDS ?= keep
+# -qq: errors only. This machine's pip configuration names package folders that do not exist, and
+# pip warns once per package ("Location ... is ignored"): hundreds of lines that bury real errors.
+PIP_QUIET := --quiet --quiet --progress-bar off --disable-pip-version-check
+CONSTRAINTS := $(if $(LOCK),--constraint $(LOCK))
+PYTEST := -m pytest -n 2 --dist loadfile --durations=10
 
-.PHONY: demo test lint install install-dev corpus clean
+.PHONY: demo test lint install install-dev test-latest lock corpus clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
 
 # torch first, so the package's loose "torch>=2.6" is already satisfied and pulls nothing.
-$(VENV)/.installed: $(BIN)/python pyproject.toml
-	$(BIN)/pip install --quiet $(TORCH)
-	$(BIN)/pip install --quiet -e .
+$(VENV)/.installed: $(BIN)/python pyproject.toml $(LOCK)
+	@$(BIN)/python scripts/deps.py check-python $(LOCK)
+	$(BIN)/pip install $(PIP_QUIET) $(TORCH)
+	$(BIN)/pip install $(PIP_QUIET) $(CONSTRAINTS) -e .
 	touch $@
 
 $(VENV)/.installed-dev: $(VENV)/.installed
-	$(BIN)/pip install --quiet -e ".[dev]"
+	$(BIN)/pip install $(PIP_QUIET) $(CONSTRAINTS) -e ".[dev]"
 	touch $@
 
 install: $(VENV)/.installed
@@ -34,7 +48,7 @@ demo: install
 
 # pytest exits 5 when it collected no tests: that is a failure here, not a pass.
 test: install-dev
-	@$(BIN)/python -m pytest -n 2 --dist loadfile --durations=10 $(PYTEST_ARGS); rc=$$?; \
+	@$(BIN)/python $(PYTEST) $(PYTEST_ARGS); rc=$$?; \
 	if [ $$rc -eq 5 ]; then echo "make test: pytest collected no tests" >&2; exit 1; fi; exit $$rc
 
 lint: install-dev
@@ -42,8 +56,36 @@ lint: install-dev
 	$(BIN)/ruff format --check .
 	$(BIN)/mypy
 
+# A fresh venv each time, so nothing of the tested set is reused. torch stays TORCH (the build is
+# the user's choice); everything else is the newest release — within pyproject's bounds (what
+# `pip install crane_lens` gives a user today), or past them with BOUNDS=ignore (can a bound go?).
+test-latest:
+	rm -rf $(LATEST_VENV)
+	$(PYTHON) -m venv $(LATEST_VENV)
+	$(LATEST_VENV)/bin/pip install $(PIP_QUIET) $(TORCH)
+	$(LATEST_VENV)/bin/pip install $(PIP_QUIET) --upgrade --upgrade-strategy eager -e ".[dev]"
+	@if [ "$(BOUNDS)" = ignore ]; then \
+	  $(LATEST_VENV)/bin/pip install $(PIP_QUIET) --upgrade \
+	    $$($(LATEST_VENV)/bin/python scripts/deps.py names --extra dev --except torch); fi
+	@$(LATEST_VENV)/bin/python scripts/deps.py diff requirements/lock.txt
+	@$(LATEST_VENV)/bin/python $(PYTEST) $(PYTEST_ARGS); rc=$$?; \
+	if [ $$rc -eq 5 ]; then echo "make test-latest: pytest collected no tests" >&2; exit 1; fi; \
+	$(LATEST_VENV)/bin/python scripts/deps.py diff requirements/lock.txt --brief; exit $$rc
+
+# Newest releases within pyproject's bounds, for this CPython; torch is held at TORCH_VERSION while
+# resolving and left out of the file (its build is chosen by TORCH). Then run `make test`.
+lock:
+	$(PYTHON) -m venv .venv-tools
+	.venv-tools/bin/pip install $(PIP_QUIET) "pip-tools==7.6.2"
+	echo "torch==$(TORCH_VERSION)" > .venv-tools/torch.txt
+	CUSTOM_COMPILE_COMMAND="make lock" .venv-tools/bin/pip-compile --quiet --upgrade --extra dev --strip-extras --unsafe-package torch \
+	  --no-emit-index-url --no-emit-find-links --no-emit-trusted-host \
+	  --constraint .venv-tools/torch.txt \
+	  --output-file $(LOCK) pyproject.toml
+	@echo "wrote $(LOCK); now run: make test && bash .ci/run"
+
 corpus: install-dev
 	$(BIN)/python scripts/build_corpus.py
 
 clean:
-	rm -rf $(VENV) build *.egg-info
+	rm -rf $(VENV) $(LATEST_VENV) .venv-tools build *.egg-info

@@ -17,6 +17,7 @@ from typing import TYPE_CHECKING, Any
 import torch
 
 from crane_lens.errors import ModelLoadError
+from crane_lens.model.compat import quiet_generate, repair_kv_cache
 from crane_lens.model.spec import ModelSpec, model_spec
 
 if TYPE_CHECKING:
@@ -147,7 +148,8 @@ def load_model(
             ``tokenizer=``, ``revision=``, ``n_ctx=``.
 
     Returns:
-        The bridge, in eval mode. Its :class:`ModelSpec` is available via :func:`get_spec`.
+        The bridge, in eval mode, with its KV-cache lookup repaired for transformers >= 5.24
+        (:mod:`crane_lens.model.compat`). Its :class:`ModelSpec` is available via :func:`get_spec`.
 
     Raises:
         ModelLoadError: Missing folder, config or tokenizer; unknown or unusable device/dtype.
@@ -184,6 +186,8 @@ def load_model(
             "folder."
         ) from exc
     bridge.eval()
+    repair_kv_cache(bridge)  # generation under transformers >= 5.24: see model/compat.py
+    quiet_generate(bridge)
     _SPECS[bridge] = model_spec(bridge, os.fspath(name_or_path))
     log.info("loaded %s", _SPECS[bridge].summary().replace("\n", "; "))
     return bridge
