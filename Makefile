@@ -63,9 +63,12 @@ test-latest:
 	rm -rf $(LATEST_VENV)
 	$(PYTHON) -m venv $(LATEST_VENV)
 	$(LATEST_VENV)/bin/pip install $(PIP_QUIET) $(TORCH)
-	$(LATEST_VENV)/bin/pip install $(PIP_QUIET) --upgrade --upgrade-strategy eager -e ".[dev]"
+	echo "torch==$(TORCH_VERSION)" > $(LATEST_VENV)/torch.txt  # an eager upgrade must not swap the build
+	$(LATEST_VENV)/bin/pip install $(PIP_QUIET) --constraint $(LATEST_VENV)/torch.txt \
+	  --upgrade --upgrade-strategy eager -e ".[dev]"
 	@if [ "$(BOUNDS)" = ignore ]; then \
-	  $(LATEST_VENV)/bin/pip install $(PIP_QUIET) --upgrade \
+	  echo "BOUNDS=ignore: past our upper bounds (pip will name the conflict with them)"; \
+	  $(LATEST_VENV)/bin/pip install $(PIP_QUIET) --constraint $(LATEST_VENV)/torch.txt --upgrade \
 	    $$($(LATEST_VENV)/bin/python scripts/deps.py names --extra dev --except torch); fi
 	@$(LATEST_VENV)/bin/python scripts/deps.py diff requirements/lock.txt
 	@$(LATEST_VENV)/bin/python $(PYTEST) $(PYTEST_ARGS); rc=$$?; \
