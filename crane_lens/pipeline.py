@@ -29,7 +29,7 @@ from pathlib import Path
 from typing import Any
 
 from crane_lens.errors import CraneLensError, OutputExistsError
-from crane_lens.evaluation.ablation import AblationMatrix, ablation_matrix
+from crane_lens.evaluation.ablation import AblationMatrix, ablation_matrix, auto_batch_rows
 from crane_lens.evaluation.relevance import relevance_selectivity
 from crane_lens.intervention.hooks import Mode, intervention_values
 from crane_lens.selection.neurons import LanguageNeurons
@@ -58,7 +58,10 @@ class RunConfig:
         eval_tokens_per_lang: Held-out tokens per language for the ablation matrix.
         seq_len: Block length of the statistics.
         eval_seq_len: Block length of the evaluation stream.
-        batch_size: Blocks per forward pass (statistics) and rows per pass (evaluation).
+        batch_size: Blocks per forward pass of the statistics.
+        eval_batch_size: Rows per forward pass of the ablation matrix; ``None``: as many as
+            keep one pass's float32 logits within 1 GiB, at most 8 (1 row of 256 tokens of a
+            262k vocabulary is 268 MB). A memory knob only: results do not depend on it.
         random_seeds: Random control sets per language.
         target: CRANE's target (``logit`` or ``logprob``).
         seed: Seed of the text order.
@@ -77,6 +80,7 @@ class RunConfig:
     seq_len: int = 128
     eval_seq_len: int = 256
     batch_size: int = 8
+    eval_batch_size: int | None = None
     random_seeds: int = 5
     target: str = "logit"
     seed: int = 0
@@ -106,7 +110,13 @@ class RunConfig:
 
     def comparable(self) -> dict[str, Any]:
         """The settings that determine the results (device and dtype aside)."""
-        return {k: v for k, v in asdict(self).items() if k not in ("device",)}
+        return {k: v for k, v in asdict(self).items() if k not in ("device", "eval_batch_size")}
+
+    def eval_rows(self, vocab_size: int) -> int:
+        """Rows per ablation pass: ``eval_batch_size``, or sized to the vocabulary."""
+        if self.eval_batch_size is not None:
+            return self.eval_batch_size
+        return auto_batch_rows(vocab_size, self.eval_seq_len)
 
 
 @dataclass
@@ -220,9 +230,10 @@ def _write_config(folder: Path, config: RunConfig, complete: bool) -> None:
     os.replace(tmp, folder / CONFIG_FILE)
 
 
-def _prepare_folder(folder: Path, config: RunConfig, overwrite: bool) -> None:
-    if overwrite and folder.exists():
-        shutil.rmtree(folder)
+def _check_folder(folder: Path, config: RunConfig, overwrite: bool) -> None:
+    """Refuse a folder of another run (read-only: before the model is loaded)."""
+    if overwrite:
+        return
     saved = _read_config(folder)
     if saved is not None:
         old = RunConfig(**saved["config"]).comparable()
@@ -237,6 +248,50 @@ def _prepare_folder(folder: Path, config: RunConfig, overwrite: bool) -> None:
         raise OutputExistsError(
             f"{folder} exists and is not a crane-lens run folder; choose another --name/--out."
         )
+
+
+# The settings that determine stage 1 (statistics); a run may reuse another's stage 1 when these
+# and the statistics methods are equal.
+STATS_SETTINGS = ("model", "langs", "corpus", "max_tokens_per_lang", "eval_tokens_per_lang",
+                  "seq_len", "batch_size", "seed", "target", "dtype")  # fmt: skip
+
+
+def _check_stats_source(source: Path, config: RunConfig) -> None:
+    """Refuse ``--stats-from`` a folder whose statistics this run would not compute alike."""
+    meta = _read_config(source)
+    finished = all((source / sub / "stats.json").is_file() for sub in ("stats", "eval_stats"))
+    if meta is None or not finished:
+        raise CraneLensError(
+            f"{source} holds no finished statistics of a crane-lens run (stats/ and eval_stats/); "
+            "pass the folder of a run whose first stage completed."
+        )
+    old = RunConfig(**meta["config"])
+    diff = [k for k in STATS_SETTINGS if getattr(old, k) != getattr(config, k)]
+    if old.stats_methods() != config.stats_methods():
+        diff.append(f"methods ({','.join(old.methods)} there)")
+    if diff:
+        raise CraneLensError(
+            f"The statistics in {source} were computed with other settings ({', '.join(diff)} "
+            "differ); reuse needs the same ones. Match them, or drop --stats-from to compute "
+            "new statistics."
+        )
+
+
+def _copy_stats(source: Path, folder: Path) -> None:
+    for sub in ("stats", "eval_stats"):
+        if (folder / sub / "stats.json").is_file():
+            continue
+        tmp = folder / f"{sub}.copying"
+        shutil.rmtree(tmp, ignore_errors=True)
+        shutil.rmtree(folder / sub, ignore_errors=True)  # a checkpoint of its own: superseded
+        shutil.copytree(source / sub, tmp)
+        os.replace(tmp, folder / sub)
+    log.info("reusing the statistics of %s", source)
+
+
+def _prepare_folder(folder: Path, config: RunConfig, overwrite: bool) -> None:
+    if overwrite and folder.exists():
+        shutil.rmtree(folder)
     folder.mkdir(parents=True, exist_ok=True)
     _write_config(folder, config, complete=False)
 
@@ -248,6 +303,7 @@ def run(
     name: str | None = None,
     overwrite: bool = False,
     progress: bool = True,
+    stats_from: str | os.PathLike[str] | None = None,
 ) -> RunResult:
     """Run (or continue) the whole pipeline and write ``<out>/<name>/``.
 
@@ -258,21 +314,33 @@ def run(
         name: Run folder name (default: :attr:`RunConfig.name`).
         overwrite: Replace a folder that holds a run of other settings.
         progress: Progress bars.
+        stats_from: Folder of an earlier run whose statistics (stage 1) this run reuses: same
+            model, languages, corpus, token budgets, block length, batch size, seed, target,
+            dtype and methods; selection budget, intervention mode, random seeds and
+            evaluation rows may differ. Stage 1 is the expensive one on a real LLM.
 
     Raises:
         OutputExistsError: The folder holds a different run and ``overwrite`` is false.
+        CraneLensError: ``stats_from`` holds no finished statistics, or other settings.
     """
     from crane_lens.data import load_corpus
-    from crane_lens.model import load_model
+    from crane_lens.model import get_spec, load_model
     from crane_lens.stats import compute_stats
 
     config = config or RunConfig()
     folder = Path(out) / (name or config.name)
-    _prepare_folder(folder, config, overwrite)
+    _check_folder(folder, config, overwrite)
+    source = Path(stats_from) if stats_from is not None else None
+    if source is not None:
+        _check_stats_source(source, config)
+    # Model and text are loaded before the folder exists: bad input leaves no folder behind.
     model = load_model(config.model, device=config.device, dtype=config.dtype)
     langs = config.langs
     train = load_corpus(config.corpus, langs=langs, split="train")
     held_out = load_corpus(config.corpus, langs=langs, split="eval")
+    _prepare_folder(folder, config, overwrite)
+    if source is not None:
+        _copy_stats(source, folder)
 
     log.info("stage 1/3: neuron statistics (%s)", ", ".join(config.stats_methods()))
     stats = compute_stats(
@@ -316,7 +384,8 @@ def run(
             model, held_out, sets, mode=config.mode, values=values, langs=langs,
             random_seeds=config.random_seeds, seq_len=config.eval_seq_len,
             max_tokens_per_lang=config.eval_tokens_per_lang,
-            max_batch_rows=config.batch_size, checkpoint_dir=target, progress=progress,
+            max_batch_rows=config.eval_rows(get_spec(model).vocab_size),
+            checkpoint_dir=target, progress=progress,
         )  # fmt: skip
         matrices[method].save(target)
         (target / "ablation_checkpoint.json").unlink(missing_ok=True)

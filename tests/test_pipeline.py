@@ -116,3 +116,37 @@ def test_a_folder_of_other_settings_is_never_overwritten(uninterrupted: Path, ca
     assert (uninterrupted / "run_config.json").read_text() == before
     assert main(["run", "--methods", "crane,magic"]) == 2
     assert "Unknown selection methods ['magic']" in capsys.readouterr().err
+
+
+def test_stats_from_reuses_stage_one_exactly(uninterrupted: Path, tmp_path: Path, monkeypatch, capsys) -> None:  # type: ignore[no-untyped-def]  # fmt: skip
+    """A new budget and mode on the statistics of a finished run: stage 1 is copied, not
+    recomputed, and every later stage equals a run that computed it afresh."""
+    import crane_lens.stats.engine as engine
+
+    new = ["--budget", "0.02", "--mode", "mean", "--eval-batch-size", "3"]
+    assert main([*ARGS, *new, "--out", str(tmp_path), "--name", "fresh"]) == 0
+    calls: list[int] = []
+    original = engine._Engine.run
+    monkeypatch.setattr(engine._Engine, "run", lambda self, item: calls.append(1) or original(self, item))  # fmt: skip
+    assert main([*ARGS, *new, "--out", str(tmp_path), "--name", "reused",
+                 "--stats-from", str(uninterrupted)]) == 0  # fmt: skip
+    assert calls == []  # no statistics batch ran
+    _assert_same_results(tmp_path / "fresh", tmp_path / "reused")
+    capsys.readouterr()
+    # Statistics of other settings are refused before anything is written.
+    assert main([*ARGS, "--max-tokens", "2048", "--out", str(tmp_path), "--name", "other",
+                 "--stats-from", str(uninterrupted)]) == 2  # fmt: skip
+    assert "max_tokens_per_lang" in capsys.readouterr().err
+    assert not (tmp_path / "other").exists()
+    assert main([*ARGS, "--out", str(tmp_path), "--name", "none", "--stats-from", str(tmp_path)]) == 2  # fmt: skip
+    assert "no finished statistics" in capsys.readouterr().err
+
+
+def test_eval_rows_follow_the_vocabulary() -> None:
+    from crane_lens.pipeline import RunConfig
+
+    assert RunConfig().eval_rows(8_000) == 8  # crane-tiny: the whole stack of conditions
+    assert RunConfig().eval_rows(262_144) == 4  # Gemma 3: 4 × 268 MB of float32 logits
+    assert RunConfig(eval_batch_size=2).eval_rows(8_000) == 2
+    # A memory knob only: resuming with another value is the same run.
+    assert RunConfig(eval_batch_size=2).comparable() == RunConfig().comparable()

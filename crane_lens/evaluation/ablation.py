@@ -14,6 +14,7 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
+import math
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -51,6 +52,22 @@ class EvalBlocks:
     @property
     def n_tokens(self) -> int:
         return int(self.scored.sum())
+
+
+def auto_batch_rows(
+    vocab_size: int, seq_len: int, *, budget_bytes: int = 1 << 30, max_rows: int = 8
+) -> int:
+    """Rows per forward pass whose float32 ``[rows, seq_len, vocab]`` logits fit ``budget_bytes``.
+
+    Large vocabularies dominate evaluation memory (Gemma 3: 262 144 entries, 268 MB of float32
+    logits per 256-token row), while small ones allow the full stack of conditions.
+
+    Example:
+        >>> auto_batch_rows(8_000, 256), auto_batch_rows(262_144, 256)
+        (8, 4)
+    """
+    per_row = seq_len * vocab_size * 4
+    return max(1, min(max_rows, budget_bytes // per_row))
 
 
 def eval_blocks(
@@ -166,7 +183,10 @@ class AblationMatrix:
             for b in self.evaluated:
                 values = torch.tensor(self.random_nll[a][b], dtype=torch.float64)
                 values = values - self.baseline[b]
-                out[a][b] = float(values.mean() if reduce == "mean" else values.std(correction=1))
+                if reduce == "mean":
+                    out[a][b] = float(values.mean())
+                else:  # undefined for one seed: NaN, without torch's warning
+                    out[a][b] = float(values.std(correction=1)) if len(values) > 1 else math.nan
         return self._frame(out)
 
     def selectivity(self) -> pd.DataFrame:

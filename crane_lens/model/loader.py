@@ -18,6 +18,12 @@ import torch
 
 from crane_lens.errors import ModelLoadError
 from crane_lens.model.compat import quiet_generate, repair_kv_cache
+from crane_lens.model.installable import (
+    INSTALLABLE_MODELS,
+    installed_model_dir,
+    is_installed,
+    not_installed_error,
+)
 from crane_lens.model.spec import ModelSpec, model_spec
 
 if TYPE_CHECKING:
@@ -93,6 +99,27 @@ def check_device_dtype(device: torch.device, dtype: torch.dtype) -> None:
         ) from exc
 
 
+@torch.no_grad()
+def check_float16_range(model: Any, name: str) -> None:
+    """Refuse a model whose activations overflow float16 (every logit NaN or inf).
+
+    Some checkpoints (Gemma among them) were trained in bfloat16 and carry activations beyond
+    float16's range (65 504): they load in float16 without complaint and then produce NaN for
+    every token. One short forward pass finds out before any expensive work does.
+    """
+    tokenizer = model.tokenizer
+    ids = tokenizer("The quick brown fox jumps over the lazy dog.", add_special_tokens=False)
+    bos = [tokenizer.bos_token_id] if tokenizer.bos_token_id is not None else []
+    device = next(model.parameters()).device
+    tokens = torch.tensor([[*bos, *ids["input_ids"]]], device=device)
+    logits = model(tokens, return_type="logits")
+    if not bool(torch.isfinite(logits).all()):
+        raise ModelLoadError(
+            f"{name} overflows in float16: its logits are NaN/inf (activations beyond float16's "
+            "range, as in Gemma). Load it with dtype='bfloat16' (or 'float32') instead."
+        )
+
+
 def _check_local_folder(folder: Path, has_tokenizer_arg: bool) -> None:
     if not folder.is_dir():
         raise ModelLoadError(
@@ -122,6 +149,10 @@ def _resolve_source(name_or_path: str | os.PathLike[str]) -> tuple[str, bool]:
                 "Reinstall crane_lens, or rebuild it with scripts/train_demo_model.py."
             )
         return str(folder), True
+    if text in INSTALLABLE_MODELS:
+        if not is_installed(text):
+            raise not_installed_error(text)
+        return str(installed_model_dir(text)), True
     path = Path(text).expanduser()
     if path.exists() or text.startswith((".", "/", "~")) or text.count("/") > 1:
         return str(path), True
@@ -138,8 +169,9 @@ def load_model(
     """Load a model as a TransformerLens ``TransformerBridge``, validated for neuron analyses.
 
     Args:
-        name_or_path: A built-in name (``"crane-tiny"``, ``"crane-tiny-chat"``), a local folder
-            written by ``save_pretrained`` (weights + tokenizer), or a hub id (needs a hub).
+        name_or_path: A built-in name (``"crane-tiny"``, ``"crane-tiny-chat"``), an installed
+            model (``"gemma-3-270m"``, see ``crane-lens models list``), a local folder written by
+            ``save_pretrained`` (weights + tokenizer), or a hub id (needs a hub).
         device: ``"cpu"``, ``"cuda"``, ``"cuda:1"``...; default CUDA when available, else CPU.
             Leave it unset when passing ``device_map`` / ``n_devices``.
         dtype: Compute dtype (``"float32"`` default, ``"bfloat16"``, ``"float16"``).
@@ -152,7 +184,8 @@ def load_model(
         (:mod:`crane_lens.model.compat`). Its :class:`ModelSpec` is available via :func:`get_spec`.
 
     Raises:
-        ModelLoadError: Missing folder, config or tokenizer; unknown or unusable device/dtype.
+        ModelLoadError: Missing folder, config or tokenizer; a model not installed; unknown or
+            unusable device/dtype; a float16 load whose logits overflow.
         UnsupportedModelError: The architecture has no ``blocks.{l}.mlp.hook_post`` neurons.
 
     Example:
@@ -188,6 +221,8 @@ def load_model(
     bridge.eval()
     repair_kv_cache(bridge)  # generation under transformers >= 5.24: see model/compat.py
     quiet_generate(bridge)
+    if torch_dtype == torch.float16:
+        check_float16_range(bridge, os.fspath(name_or_path))
     _SPECS[bridge] = model_spec(bridge, os.fspath(name_or_path))
     log.info("loaded %s", _SPECS[bridge].summary().replace("\n", "; "))
     return bridge
