@@ -1,0 +1,336 @@
+#!/usr/bin/env python
+"""The paper's findings measured on a real LLM — resumable, one command, CPU-sized.
+
+    python scripts/science_llm.py --model gemma-3-270m --dtype bf16 \\
+        --write-docs docs/results-gemma-3-270m.md          # hours on 2 CPU cores; resumable
+
+Every stage saves its result under --out (default ``$CRANE_LENS_HOME/science/<model>``, outside
+the work tree, so a later session on the same machine continues) as soon as it is done, and
+re-running skips finished work; the statistics and the ablation matrices also checkpoint inside.
+``--stages`` runs a subset. Stages, cheapest and most informative first:
+
+1. statistics on the train split of all 17 languages: crane (AttnLRP), attribution, grad_act,
+   lape, kojima, plnd in one pass; CRANE again with CP-LRP;
+2. the 17 × 17 ablation matrices at the main budget (--budget) for every method, each with random
+   control sets of its own per-layer sizes (--seeds);
+3. the budget sweep (--sweep): every method's matrix at each budget (random controls for CRANE),
+   i.e. own vs others ΔNLL as the sets grow;
+4. zero- vs mean-ablation (CRANE and LAPE, main budget) and CP-LRP's sets;
+5. causality: exact single-neuron ablation of --causal-neurons sampled neurons in each of
+   --causal-layers, against every method's score for that neuron (Spearman, per language);
+6. benchmarks under masking (en, zh, vi): multiple-choice accuracy and the language of greedy
+   continuations, with CRANE and LAPE sets at the main budget and 5× it.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import os
+import time
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+import torch
+
+import crane_lens as cl
+from crane_lens.evaluation import AblationMatrix
+from crane_lens.evaluation.ablation import auto_batch_rows, conditions_nll, eval_blocks
+from crane_lens.intervention import intervention_values
+from crane_lens.intervention.hooks import Intervention, intervention
+from crane_lens.model.installable import crane_lens_home
+from crane_lens.utils.ranking import spearman
+
+log = logging.getLogger("science_llm")
+PAPER = ["en", "zh", "vi"]
+METHODS = ["crane", "lape", "attribution", "grad_act", "kojima", "plnd"]
+SEQ_LEN, EVAL_SEQ_LEN = 128, 256
+
+
+def _write_json(path: Path, data: Any) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(path.name + ".tmp")
+    tmp.write_text(json.dumps(data, indent=1, ensure_ascii=False) + "\n", encoding="utf-8")
+    os.replace(tmp, path)
+
+
+class Science:
+    """The stages, sharing one model, corpus and output folder."""
+
+    def __init__(self, args: argparse.Namespace) -> None:
+        self.args = args
+        self.out = Path(args.out or crane_lens_home() / "science" / args.model).expanduser()
+        self.model = cl.load_model(args.model, dtype=args.dtype)
+        self.train = cl.load_corpus("builtin", split="train")
+        self.held_out = cl.load_corpus("builtin", split="eval")
+        self.langs = self.held_out.langs
+        self.rows = auto_batch_rows(cl.get_spec(self.model).vocab_size, EVAL_SEQ_LEN)
+        self._stats: dict[str, Any] = {}
+
+    def stats(self, key: str = "main") -> Any:
+        if key not in self._stats:
+            methods = METHODS if key == "main" else ["crane"]
+            self._stats[key] = cl.compute_stats(
+                self.model, self.train, methods, seq_len=SEQ_LEN, batch_size=self.args.batch_size,
+                max_tokens_per_lang=self.args.max_tokens, output_dir=self.out / f"stats_{key}",
+                checkpoint_every=2, attention="attnlrp" if key == "main" else "cp",
+            )  # fmt: skip
+        return self._stats[key]
+
+    def neurons(self, method: str, budget: float, key: str = "main") -> cl.LanguageNeurons:
+        path = self.out / "neurons" / f"{key}_{method}_{budget:g}.json"
+        if not path.is_file():
+            path.parent.mkdir(parents=True, exist_ok=True)
+            cl.select_language_neurons(self.stats(key), method, budget=budget).save(path)
+        return cl.LanguageNeurons.load(path)
+
+    def matrix(self, name: str, sets: cl.LanguageNeurons, *, seeds: int, mode: str = "zero",
+               values: Any = None) -> AblationMatrix:  # fmt: skip
+        folder = self.out / "ablation" / name
+        if (folder / "matrix.json").is_file():
+            return AblationMatrix.load(folder)
+        start = time.perf_counter()
+        result = cl.ablation_matrix(
+            self.model, self.held_out, sets, mode=mode, values=values,  # type: ignore[arg-type]
+            random_seeds=seeds, seq_len=EVAL_SEQ_LEN, max_tokens_per_lang=self.args.eval_tokens,
+            max_batch_rows=self.rows, checkpoint_dir=folder,
+        )  # fmt: skip
+        result.config["seconds"] = round(time.perf_counter() - start, 1)
+        result.save(folder)
+        (folder / "ablation_checkpoint.json").unlink(missing_ok=True)
+        log.info("matrix %s done in %.0f s", name, result.config["seconds"])
+        return AblationMatrix.load(folder)
+
+    # -- stages ---------------------------------------------------------------------------
+    def main_matrices(self) -> dict[str, AblationMatrix]:
+        b = self.args.budget
+        return {m: self.matrix(f"{m}_{b:g}", self.neurons(m, b), seeds=self.args.seeds)
+                for m in METHODS}  # fmt: skip
+
+    def sweep(self) -> dict[float, dict[str, AblationMatrix]]:
+        out: dict[float, dict[str, AblationMatrix]] = {}
+        for b in self.args.sweep:
+            out[b] = {}
+            for m in METHODS:
+                seeds = self.args.seeds if (m == "crane" or b == self.args.budget) else 0
+                out[b][m] = self.matrix(f"{m}_{b:g}", self.neurons(m, b), seeds=seeds)
+        return out
+
+    def variants(self) -> dict[str, AblationMatrix]:
+        b, seeds = self.args.budget, self.args.seeds
+        mean = intervention_values(self.stats(), "mean")
+        return {
+            "crane (mean-ablation)": self.matrix(f"crane_{b:g}_mean", self.neurons("crane", b),
+                                                 seeds=seeds, mode="mean", values=mean),
+            "lape (mean-ablation)": self.matrix(f"lape_{b:g}_mean", self.neurons("lape", b),
+                                                seeds=seeds, mode="mean", values=mean),
+            "crane (CP-LRP)": self.matrix(f"crane_cp_{b:g}", self.neurons("crane", b, "cp"),
+                                          seeds=0),
+        }  # fmt: skip
+
+    def causality(self) -> dict[str, Any]:
+        """Exact single-neuron zero-ablation ΔNLL of sampled neurons vs each method's score."""
+        path = self.out / "causality.json"
+        done: dict[str, Any] = json.loads(path.read_text()) if path.is_file() else {}
+        spec = cl.get_spec(self.model)
+        generator = torch.Generator().manual_seed(0)
+        sample = {layer: torch.randperm(spec.d_mlp, generator=generator)[: self.args.causal_neurons]
+                  for layer in self.args.causal_layers}  # fmt: skip
+        blocks = eval_blocks(self.model, self.held_out, PAPER, seq_len=EVAL_SEQ_LEN,
+                             max_tokens_per_lang=self.args.eval_tokens)  # fmt: skip
+        empty = [torch.zeros(0, dtype=torch.long)] * spec.n_layers
+        for lang in PAPER:
+            for layer, picked in sample.items():
+                key = f"{lang}|{layer}"
+                if key in done:
+                    continue
+                conditions = [Intervention({}, {}, "baseline")]
+                for n in picked.tolist():
+                    idx = list(empty)
+                    idx[layer] = torch.tensor([n])
+                    conditions.append(intervention(idx, mode="zero", d_mlp=spec.d_mlp))
+                results = conditions_nll(self.model, blocks[lang], conditions,
+                                         max_batch_rows=self.rows)  # fmt: skip
+                base = results[0][0]
+                done[key] = {"neurons": picked.tolist(),
+                             "delta_nats": [r[0] - base for r in results[1:]],
+                             "tokens": results[0][1]}  # fmt: skip
+                _write_json(path, done)
+                log.info("causality %s: %d neurons", key, len(picked))
+        stats, i_lang = self.stats(), {x: i for i, x in enumerate(self.stats().langs)}
+        table: dict[str, dict[str, float]] = {}
+        for method in METHODS:
+            for key, row in done.items():
+                lang, layer = key.split("|")
+                scores = stats.scores(method)[i_lang[lang], int(layer), row["neurons"]]
+                rho = spearman(scores.double(), torch.tensor(row["delta_nats"]).double())
+                table.setdefault(method, {})[f"{lang}, layer {layer}"] = float(rho)
+        return {"table": table, "raw": done}
+
+    def benchmarks(self) -> dict[str, Any]:
+        from crane_lens.evaluation.generation import generation_check
+        from crane_lens.evaluation.multiple_choice import builtin_multiple_choice, mc_accuracy
+
+        path = self.out / "benchmarks.json"
+        rows: dict[str, Any] = json.loads(path.read_text()) if path.is_file() else {}
+        b = self.args.budget
+        mc = builtin_multiple_choice(PAPER, max_items_per_lang=self.args.mc_items)
+        rows.setdefault("mc_items", {x: len(mc.items[x]) for x in PAPER})
+        sets = {"crane": self.neurons("crane", b), "lape": self.neurons("lape", b),
+                "crane ×5": self.neurons("crane", 5 * b)}  # fmt: skip
+        conditions: list[tuple[str, Any, str | None]] = [("none", None, None)]
+        conditions += [(f"{name}:{x}", s, x) for name, s in sets.items() for x in PAPER]
+        for label, neurons, lang in conditions:
+            if label in rows.get("mc", {}):
+                continue
+            log.info("benchmarks under %s", label)
+            with cl.ablate(self.model, neurons, lang) if neurons is not None else _null():
+                report = mc_accuracy(self.model, mc, max_tokens_per_batch=1024)
+                generated = generation_check(self.model, langs=PAPER, n_prompts=8,
+                                             batch_size=4)  # fmt: skip
+            rows.setdefault("mc", {})[label] = {x: report.accuracy(x) for x in PAPER}
+            rows.setdefault("generation", {})[label] = {
+                x: generated.fraction_in_language(x) for x in PAPER}  # fmt: skip
+            rows.setdefault("n_neurons", {})[label] = neurons.count(lang) if neurons else 0
+            _write_json(path, rows)
+        return rows
+
+
+class _null:
+    def __enter__(self) -> None:
+        return None
+
+    def __exit__(self, *exc: object) -> None:
+        return None
+
+
+def fmt(frame: pd.DataFrame | pd.Series, digits: int = 3) -> str:
+    return frame.to_markdown(floatfmt=f".{digits}f")
+
+
+def summary_row(m: AblationMatrix) -> dict[str, float]:
+    sel = m.selectivity()
+    row = {"neurons/lang": sel["n_neurons"].mean(), "own ΔNLL": sel["own"].mean(),
+           "others ΔNLL": sel["others"].mean(), "index": sel["index"].mean()}  # fmt: skip
+    if "random_own" in sel:
+        row["random own"] = sel["random_own"].mean()
+    return row
+
+
+def write_docs(science: Science, path: Path, parts: dict[str, Any]) -> None:
+    args, spec = science.args, cl.get_spec(science.model)
+    lines = [
+        f"# Results on a real LLM: {args.model}",
+        "",
+        "Made by (resumable; every number below comes from this command's output folder):",
+        "",
+        "```bash",
+        f"python scripts/science_llm.py --model {args.model} --dtype {args.dtype} "
+        f"--max-tokens {args.max_tokens} --eval-tokens {args.eval_tokens} --budget {args.budget:g} "
+        f"--sweep {','.join(f'{b:g}' for b in args.sweep)} --seeds {args.seeds} --write-docs {path}",
+        "```",
+        "",
+        f"Model: {spec.n_layers} layers × {spec.d_mlp} MLP neurons ({spec.n_neurons:,}), "
+        f"{spec.dtype}; statistics on {args.max_tokens} training tokens per language "
+        f"({SEQ_LEN}-token blocks) of the built-in corpus, 17 languages; ΔNLL on "
+        f"{args.eval_tokens} held-out tokens per language ({EVAL_SEQ_LEN}-token stream blocks). "
+        "Index = (own − others) / (|own| + |others|).",
+        "",
+    ]
+    if "main" in parts:
+        b = args.budget
+        table = pd.DataFrame({m: summary_row(x) for m, x in parts["main"].items()}).T
+        per_lang = pd.DataFrame({m: x.selectivity()["index"] for m, x in parts["main"].items()})
+        lines += [f"## Selectivity at {b * 100:g} % of neurons per language (all 17 languages)",
+                  "", "Means over the 17 languages; random = sets of the same per-layer sizes "
+                  f"({args.seeds} seed{'s' if args.seeds != 1 else ''}); a blank means no random sets:", "", fmt(table), "",
+                  "Selectivity index per language:", "", fmt(per_lang, 2), "",
+                  "CRANE's ΔNLL matrix (rows masked, columns evaluated):", "",
+                  fmt(parts["main"]["crane"].delta(), 2), ""]  # fmt: skip
+        layers = pd.DataFrame({
+            m: science.neurons(m, b).overlap_counts().query("layer != 'all'")
+            .groupby("layer")["selected"].sum() for m in METHODS})  # fmt: skip
+        lines += ["## Where the sets sit (neurons per layer, summed over languages)", "",
+                  fmt(layers, 0), ""]  # fmt: skip
+    if "sweep" in parts:
+        sweep = {f"{b * 100:g} % · {m}": summary_row(x)
+                 for b, by_method in parts["sweep"].items() for m, x in by_method.items()}  # fmt: skip
+        lines += ["## Budget sweep: own vs others as the sets grow", "",
+                  fmt(pd.DataFrame(sweep).T), ""]  # fmt: skip
+    if "variants" in parts:
+        variants = {
+            "crane (zero)": summary_row(parts["main"]["crane"]),
+            "lape (zero)": summary_row(parts["main"]["lape"]),
+            **{k: summary_row(x) for k, x in parts["variants"].items()},
+        }
+        jac = science.neurons("crane", args.budget).jaccard(
+            science.neurons("crane", args.budget, "cp")
+        )
+        lines += ["## Zero- vs mean-ablation, AttnLRP vs CP-LRP", "", fmt(pd.DataFrame(variants).T),
+                  "", "Jaccard overlap of the AttnLRP and CP-LRP CRANE sets per language: "
+                  + ", ".join(f"{x} {jac.loc[x, x]:.2f}" for x in jac.index), ""]  # fmt: skip
+    if "causality" in parts:
+        lines += ["## Causality: each method's score vs exact single-neuron ablation", "",
+                  f"Spearman ρ over {args.causal_neurons} sampled neurons per layer:", "",
+                  fmt(pd.DataFrame(parts["causality"]["table"]), 2), ""]  # fmt: skip
+    if "benchmarks" in parts:
+        bench = parts["benchmarks"]
+        lines += ["## Benchmarks under masking (en, zh, vi)", "",
+                  f"Multiple-choice accuracy ({bench['mc_items']} items; chance 0.25), rows = "
+                  "masked set:", "", fmt(pd.DataFrame(bench["mc"]).T), "",
+                  "Share of greedy continuations identified as the prompt's language:", "",
+                  fmt(pd.DataFrame(bench["generation"]).T), ""]  # fmt: skip
+    tmp = path.with_name(path.name + ".tmp")
+    tmp.write_text("\n".join(lines) + "\n", encoding="utf-8")
+    os.replace(tmp, path)
+    log.info("wrote %s", path)
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument("--model", default="gemma-3-270m")
+    parser.add_argument("--dtype", default="bf16")
+    parser.add_argument("--out", default=None, help="default $CRANE_LENS_HOME/science/MODEL")
+    parser.add_argument("--max-tokens", type=int, default=1024, help="train tokens per language")
+    parser.add_argument("--eval-tokens", type=int, default=256, help="held-out tokens per language")
+    parser.add_argument("--batch-size", type=int, default=4, help="statistics blocks per pass")
+    parser.add_argument("--budget", type=float, default=0.001, help="main budget per language")
+    parser.add_argument("--sweep", default="0.0005,0.001,0.003,0.01")
+    parser.add_argument("--seeds", type=int, default=2, help="random control sets")
+    parser.add_argument("--causal-layers", default="0,6,11,17")
+    parser.add_argument("--causal-neurons", type=int, default=32)
+    parser.add_argument("--mc-items", type=int, default=60)
+    parser.add_argument("--stages", default="1,2,3,4,5,6")
+    parser.add_argument("--write-docs", type=Path, default=None)
+    args = parser.parse_args()
+    args.sweep = [float(x) for x in args.sweep.split(",")]
+    args.causal_layers = [int(x) for x in args.causal_layers.split(",")]
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s: %(message)s")
+    stages = {int(s) for s in args.stages.split(",")}
+    science = Science(args)
+    log.info("output folder %s; ablation rows per pass %d", science.out, science.rows)
+    parts: dict[str, Any] = {}
+    if 1 in stages:
+        science.stats("main")
+        science.stats("cp")
+    if 2 in stages:
+        parts["main"] = science.main_matrices()
+    if 3 in stages:
+        parts["sweep"] = science.sweep()
+    if 4 in stages:
+        parts["variants"] = science.variants()
+    if 5 in stages:
+        parts["causality"] = science.causality()
+    if 6 in stages:
+        parts["benchmarks"] = science.benchmarks()
+    if args.write_docs:
+        write_docs(science, args.write_docs, parts)
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
