@@ -73,11 +73,11 @@ test-latest:
 	$(LATEST_VENV)/bin/pip install $(PIP_QUIET) $(TORCH)
 	echo "torch==$(TORCH_VERSION)" > $(LATEST_VENV)/torch.txt  # an eager upgrade must not swap the build
 	$(LATEST_VENV)/bin/pip install $(PIP_QUIET) --constraint $(LATEST_VENV)/torch.txt \
-	  --upgrade --upgrade-strategy eager -e ".[dev]"
+	  --upgrade --upgrade-strategy eager -e ".[dev,gemma3]"
 	@if [ "$(BOUNDS)" = ignore ]; then \
 	  echo "BOUNDS=ignore: past our upper bounds (pip will name the conflict with them)"; \
 	  $(LATEST_VENV)/bin/pip install $(PIP_QUIET) --constraint $(LATEST_VENV)/torch.txt --upgrade \
-	    $$($(LATEST_VENV)/bin/python scripts/deps.py names --extra dev --except torch); fi
+	    $$($(LATEST_VENV)/bin/python scripts/deps.py names --extra dev --extra gemma3 --except torch); fi
 	@$(LATEST_VENV)/bin/python scripts/deps.py diff requirements/lock.txt
 	@$(LATEST_VENV)/bin/python $(PYTEST) $(PYTEST_ARGS); rc=$$?; \
 	if [ $$rc -eq 5 ]; then echo "make test-latest: pytest collected no tests" >&2; exit 1; fi; \
