@@ -36,6 +36,7 @@ from crane_lens.selection.neurons import LanguageNeurons
 from crane_lens.selection.select import select_language_neurons
 from crane_lens.stats.methods import METHODS
 from crane_lens.stats.results import NeuronStats
+from crane_lens.utils.io import atomic_path, write_json, write_text
 
 log = logging.getLogger(__name__)
 
@@ -225,9 +226,7 @@ def _write_config(folder: Path, config: RunConfig, complete: bool) -> None:
     from crane_lens.stats.engine import _versions
 
     data = {"config": asdict(config), "complete": complete, "versions": _versions()}
-    tmp = folder / (CONFIG_FILE + ".tmp")
-    tmp.write_text(json.dumps(data, indent=1) + "\n", encoding="utf-8")
-    os.replace(tmp, folder / CONFIG_FILE)
+    write_json(folder / CONFIG_FILE, data)
 
 
 def _check_folder(folder: Path, config: RunConfig, overwrite: bool) -> None:
@@ -401,9 +400,6 @@ def _write_tables(result: RunResult) -> None:
     if result.eval_stats is not None:
         tables["relevance_share.csv"] = result.relevance()
     for filename, table in tables.items():
-        tmp = result.folder / (filename + ".tmp")
-        table.to_csv(tmp)
-        os.replace(tmp, result.folder / filename)
-    tmp = result.folder / "summary.md.tmp"
-    tmp.write_text(result.summary() + "\n", encoding="utf-8")
-    os.replace(tmp, result.folder / "summary.md")
+        with atomic_path(result.folder / filename) as tmp:
+            table.to_csv(tmp)
+    write_text(result.folder / "summary.md", result.summary() + "\n")

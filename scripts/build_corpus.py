@@ -47,6 +47,7 @@ from crane_lens.data.build.text import (
 )
 from crane_lens.data.build.udhr import align_declarations, read_declaration
 from crane_lens.data.languages import LANGUAGES
+from crane_lens.utils.io import atomic_path, write_json
 
 log = logging.getLogger("build_corpus")
 
@@ -238,10 +239,8 @@ def dedupe(rows: Iterable[tuple[str, str, str]], exclude: set[str]) -> list[dict
 def write_jsonl_xz(path: Path, rows: list[dict[str, str]]) -> None:
     """Write rows as xz-compressed JSON lines; the bytes depend only on the rows."""
     data = "".join(json.dumps(r, ensure_ascii=False) + "\n" for r in rows).encode("utf-8")
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_bytes(lzma.compress(data, format=lzma.FORMAT_XZ, preset=9 | lzma.PRESET_EXTREME))
-    tmp.replace(path)
+    with atomic_path(path) as tmp:
+        tmp.write_bytes(lzma.compress(data, format=lzma.FORMAT_XZ, preset=9 | lzma.PRESET_EXTREME))
 
 
 def volumes(rows: list[dict[str, str]]) -> dict[str, int]:
@@ -383,9 +382,7 @@ def build(out: Path, cache: Path) -> dict[str, Any]:
         "counts": counts,
         "files": files,
     }
-    tmp = out / "PROVENANCE.json.tmp"
-    tmp.write_text(json.dumps(provenance, indent=1, ensure_ascii=False) + "\n", encoding="utf-8")
-    tmp.replace(out / "PROVENANCE.json")
+    write_json(out / "PROVENANCE.json", provenance)
     return provenance
 
 

@@ -20,7 +20,6 @@ reported for the whole split, for the in-domain rows (LibreOffice help + UI) and
 from __future__ import annotations
 
 import argparse
-import json
 import logging
 import math
 import sys
@@ -33,6 +32,7 @@ import torch
 import crane_lens as cl
 from crane_lens.evaluation import corpus_nll, encode_for_nll, stream_nll, stream_tokens
 from crane_lens.model import BUILTIN_MODELS, builtin_model_dir
+from crane_lens.utils.io import write_json
 from crane_lens.utils.markdown import update_marked_block
 
 log = logging.getLogger("eval_demo_model")
@@ -232,9 +232,7 @@ def main() -> int:
         folder = builtin_model_dir(name) if name in BUILTIN_MODELS else Path(name)
         card = args.card or folder / "README.md"
         out_json = args.json or folder / "eval_results.json"
-        tmp = out_json.with_name(out_json.name + ".tmp")
-        tmp.write_text(json.dumps(results, indent=1, ensure_ascii=False) + "\n", encoding="utf-8")
-        tmp.replace(out_json)
+        write_json(out_json, results)
         if card.exists():
             update_marked_block(card, "quality-table", quality_table(results))
             update_marked_block(card, "samples", samples_block(results))

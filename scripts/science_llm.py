@@ -13,8 +13,8 @@ re-running skips finished work; the statistics and the ablation matrices also ch
    lape, kojima, plnd in one pass; CRANE again with CP-LRP;
 2. the 17 × 17 ablation matrices at the main budget (--budget) for every method, each with random
    control sets of its own per-layer sizes (--seeds);
-3. the budget sweep (--sweep): every method's matrix at each budget (random controls for CRANE),
-   i.e. own vs others ΔNLL as the sets grow;
+3. the budget sweep (--sweep, --sweep-methods): each method's matrix at each budget, i.e. own vs
+   others ΔNLL as the sets grow (method by method, so a cut-short run leaves whole curves);
 4. zero- vs mean-ablation (CRANE and LAPE, main budget) and CP-LRP's sets;
 5. causality: exact single-neuron ablation of --causal-neurons sampled neurons in each of
    --causal-layers, against every method's score for that neuron (Spearman, per language);
@@ -25,9 +25,9 @@ re-running skips finished work; the statistics and the ablation matrices also ch
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import logging
-import os
 import time
 from pathlib import Path
 from typing import Any
@@ -41,19 +41,13 @@ from crane_lens.evaluation.ablation import auto_batch_rows, conditions_nll, eval
 from crane_lens.intervention import intervention_values
 from crane_lens.intervention.hooks import Intervention, intervention
 from crane_lens.model.installable import crane_lens_home
+from crane_lens.utils.io import write_json, write_text
 from crane_lens.utils.ranking import spearman
 
 log = logging.getLogger("science_llm")
 PAPER = ["en", "zh", "vi"]
 METHODS = ["crane", "lape", "attribution", "grad_act", "kojima", "plnd"]
 SEQ_LEN, EVAL_SEQ_LEN = 128, 256
-
-
-def _write_json(path: Path, data: Any) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(json.dumps(data, indent=1, ensure_ascii=False) + "\n", encoding="utf-8")
-    os.replace(tmp, path)
 
 
 class Science:
@@ -111,21 +105,24 @@ class Science:
 
     def sweep(self) -> dict[float, dict[str, AblationMatrix]]:
         out: dict[float, dict[str, AblationMatrix]] = {}
-        for b in self.args.sweep:
-            out[b] = {}
-            for m in METHODS:
-                seeds = self.args.seeds if (m == "crane" or b == self.args.budget) else 0
-                out[b][m] = self.matrix(f"{m}_{b:g}", self.neurons(m, b), seeds=seeds)
-        return out
+        # Method by method, so that a cut-short run has whole curves; random controls only at
+        # the main budget (stage 2).
+        for m in self.args.sweep_methods:
+            for b in self.args.sweep:
+                seeds = self.args.seeds if b == self.args.budget else 0
+                out.setdefault(b, {})[m] = self.matrix(
+                    f"{m}_{b:g}", self.neurons(m, b), seeds=seeds
+                )
+        return dict(sorted(out.items()))
 
     def variants(self) -> dict[str, AblationMatrix]:
-        b, seeds = self.args.budget, self.args.seeds
+        b = self.args.budget
         mean = intervention_values(self.stats(), "mean")
         return {
             "crane (mean-ablation)": self.matrix(f"crane_{b:g}_mean", self.neurons("crane", b),
-                                                 seeds=seeds, mode="mean", values=mean),
+                                                 seeds=0, mode="mean", values=mean),
             "lape (mean-ablation)": self.matrix(f"lape_{b:g}_mean", self.neurons("lape", b),
-                                                seeds=seeds, mode="mean", values=mean),
+                                                seeds=0, mode="mean", values=mean),
             "crane (CP-LRP)": self.matrix(f"crane_cp_{b:g}", self.neurons("crane", b, "cp"),
                                           seeds=0),
         }  # fmt: skip
@@ -157,7 +154,7 @@ class Science:
                 done[key] = {"neurons": picked.tolist(),
                              "delta_nats": [r[0] - base for r in results[1:]],
                              "tokens": results[0][1]}  # fmt: skip
-                _write_json(path, done)
+                write_json(path, done)
                 log.info("causality %s: %d neurons", key, len(picked))
         stats, i_lang = self.stats(), {x: i for i, x in enumerate(self.stats().langs)}
         table: dict[str, dict[str, float]] = {}
@@ -186,7 +183,11 @@ class Science:
             if label in rows.get("mc", {}):
                 continue
             log.info("benchmarks under %s", label)
-            with cl.ablate(self.model, neurons, lang) if neurons is not None else _null():
+            with (
+                cl.ablate(self.model, neurons, lang)
+                if neurons is not None
+                else contextlib.nullcontext()
+            ):
                 report = mc_accuracy(self.model, mc, max_tokens_per_batch=1024)
                 generated = generation_check(self.model, langs=PAPER, n_prompts=8,
                                              batch_size=4)  # fmt: skip
@@ -194,16 +195,8 @@ class Science:
             rows.setdefault("generation", {})[label] = {
                 x: generated.fraction_in_language(x) for x in PAPER}  # fmt: skip
             rows.setdefault("n_neurons", {})[label] = neurons.count(lang) if neurons else 0
-            _write_json(path, rows)
+            write_json(path, rows)
         return rows
-
-
-class _null:
-    def __enter__(self) -> None:
-        return None
-
-    def __exit__(self, *exc: object) -> None:
-        return None
 
 
 def fmt(frame: pd.DataFrame | pd.Series, digits: int = 3) -> str:
@@ -229,7 +222,8 @@ def write_docs(science: Science, path: Path, parts: dict[str, Any]) -> None:
         "```bash",
         f"python scripts/science_llm.py --model {args.model} --dtype {args.dtype} "
         f"--max-tokens {args.max_tokens} --eval-tokens {args.eval_tokens} --budget {args.budget:g} "
-        f"--sweep {','.join(f'{b:g}' for b in args.sweep)} --seeds {args.seeds} --write-docs {path}",
+        f"--sweep {','.join(f'{b:g}' for b in args.sweep)} "
+        f"--sweep-methods {','.join(args.sweep_methods)} --seeds {args.seeds} --write-docs {path}",
         "```",
         "",
         f"Model: {spec.n_layers} layers × {spec.d_mlp} MLP neurons ({spec.n_neurons:,}), "
@@ -282,9 +276,7 @@ def write_docs(science: Science, path: Path, parts: dict[str, Any]) -> None:
                   "masked set:", "", fmt(pd.DataFrame(bench["mc"]).T), "",
                   "Share of greedy continuations identified as the prompt's language:", "",
                   fmt(pd.DataFrame(bench["generation"]).T), ""]  # fmt: skip
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text("\n".join(lines) + "\n", encoding="utf-8")
-    os.replace(tmp, path)
+    write_text(path, "\n".join(lines) + "\n")
     log.info("wrote %s", path)
 
 
@@ -300,7 +292,8 @@ def main() -> int:
     parser.add_argument("--batch-size", type=int, default=4, help="statistics blocks per pass")
     parser.add_argument("--budget", type=float, default=0.001, help="main budget per language")
     parser.add_argument("--sweep", default="0.0005,0.001,0.003,0.01")
-    parser.add_argument("--seeds", type=int, default=2, help="random control sets")
+    parser.add_argument("--sweep-methods", default=",".join(METHODS))
+    parser.add_argument("--seeds", type=int, default=1, help="random control sets")
     parser.add_argument("--causal-layers", default="0,6,11,17")
     parser.add_argument("--causal-neurons", type=int, default=32)
     parser.add_argument("--mc-items", type=int, default=60)
@@ -308,6 +301,7 @@ def main() -> int:
     parser.add_argument("--write-docs", type=Path, default=None)
     args = parser.parse_args()
     args.sweep = [float(x) for x in args.sweep.split(",")]
+    args.sweep_methods = args.sweep_methods.split(",")
     args.causal_layers = [int(x) for x in args.causal_layers.split(",")]
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s: %(message)s")
     stages = {int(s) for s in args.stages.split(",")}

@@ -18,7 +18,6 @@ import argparse
 import json
 import logging
 import math
-import os
 import time
 from pathlib import Path
 from typing import Any
@@ -28,6 +27,7 @@ from tqdm.auto import tqdm
 
 import crane_lens as cl
 from crane_lens.data.corpus import Corpus, TextRecord
+from crane_lens.utils.io import atomic_path
 
 log = logging.getLogger("train_demo_model")
 
@@ -136,9 +136,8 @@ def check_same_run(out: Path, settings: dict[str, Any]) -> None:
 
 
 def save_atomic(obj: Any, path: Path) -> None:
-    tmp = path.with_name(path.name + ".tmp")
-    torch.save(obj, tmp)
-    os.replace(tmp, path)
+    with atomic_path(path) as tmp:
+        torch.save(obj, tmp)
 
 
 @torch.no_grad()

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 import os
-import tempfile
 from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass, field, replace
 from pathlib import Path
@@ -12,6 +11,7 @@ from typing import TYPE_CHECKING, Any, Literal
 
 from crane_lens.data.languages import LANGUAGES, canonical_lang, canonical_langs
 from crane_lens.errors import EmptyCorpusError, MissingLanguageError
+from crane_lens.utils.io import atomic_path
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -246,20 +246,13 @@ class Corpus:
         The file loads back with ``load_corpus(path)``.
         """
         path = Path(path)
-        path.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=path.name, suffix=".tmp")
-        try:
-            with os.fdopen(fd, "w", encoding="utf-8") as f:
-                for lang, records in self.records.items():
-                    for r in records:
-                        row: dict[str, Any] = {"lang": lang, "text": r.text}
-                        if r.key is not None:
-                            row["key"] = r.key
-                        if r.origin is not None:
-                            row["origin"] = r.origin
-                        f.write(json.dumps(row, ensure_ascii=False) + "\n")
-            os.replace(tmp, path)
-        except BaseException:
-            Path(tmp).unlink(missing_ok=True)
-            raise
+        with atomic_path(path) as tmp, tmp.open("w", encoding="utf-8") as f:
+            for lang, records in self.records.items():
+                for r in records:
+                    row: dict[str, Any] = {"lang": lang, "text": r.text}
+                    if r.key is not None:
+                        row["key"] = r.key
+                    if r.origin is not None:
+                        row["origin"] = r.origin
+                    f.write(json.dumps(row, ensure_ascii=False) + "\n")
         return path

@@ -30,6 +30,7 @@ from crane_lens.evaluation.nll import stream_tokens
 from crane_lens.intervention.hooks import Intervention, Mode, intervention, stacked_hooks
 from crane_lens.selection.neurons import LanguageNeurons
 from crane_lens.selection.select import random_neurons
+from crane_lens.utils.io import atomic_path, write_json
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -253,10 +254,9 @@ class AblationMatrix:
             tables |= {"random_delta_mean.csv": self.random_delta(),
                        "random_delta_std.csv": self.random_delta("std")}  # fmt: skip
         for name, table in tables.items():
-            tmp = folder / (name + ".tmp")
-            table.to_csv(tmp)
-            os.replace(tmp, folder / name)
-        _write_json(folder / MATRIX_FILE, self.to_dict())  # last: marks a complete result
+            with atomic_path(folder / name) as tmp:
+                table.to_csv(tmp)
+        write_json(folder / MATRIX_FILE, self.to_dict())  # last: marks a complete result
         return folder
 
     @classmethod
@@ -265,12 +265,6 @@ class AblationMatrix:
         if not path.is_file():
             raise CraneLensError(f"{directory} holds no ablation matrix ({MATRIX_FILE}).")
         return cls(**json.loads(path.read_text(encoding="utf-8")))
-
-
-def _write_json(path: Path, data: Any) -> None:
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(json.dumps(data, indent=1) + "\n", encoding="utf-8")
-    os.replace(tmp, path)
 
 
 def _fingerprint(parts: Any) -> str:
@@ -387,7 +381,7 @@ def ablation_matrix(
             done[f"{name}|@{b}"] = [nats, tokens]
         if checkpoint is not None:
             checkpoint.parent.mkdir(parents=True, exist_ok=True)
-            _write_json(checkpoint, {"fingerprint": fingerprint, "done": done})
+            write_json(checkpoint, {"fingerprint": fingerprint, "done": done})
 
     def mean_nll(name: str, b: str) -> float:
         nats, tokens = done[f"{name}|@{b}"]

@@ -42,6 +42,7 @@ from crane_lens.evaluation.language_id import (
     default_identifier,
     detect_script,
 )
+from crane_lens.utils.io import write_json
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -336,16 +337,7 @@ class GenerationReport:
         target = Path(path)
         if target.is_dir():
             target = target / REPORT_FILE
-        target.parent.mkdir(parents=True, exist_ok=True)
-        tmp = target.with_name(target.name + ".tmp")
-        try:
-            tmp.write_text(
-                json.dumps(self.to_dict(), ensure_ascii=False, indent=1) + "\n", encoding="utf-8"
-            )
-            os.replace(tmp, target)
-        except BaseException:
-            tmp.unlink(missing_ok=True)
-            raise
+        write_json(target, self.to_dict())
         return target
 
     @classmethod

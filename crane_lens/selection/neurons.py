@@ -19,6 +19,7 @@ from torch import Tensor
 
 from crane_lens.errors import CraneLensError, NeuronSetMismatchError, UnknownLanguageError
 from crane_lens.model.spec import ModelSpec
+from crane_lens.utils.io import atomic_path, write_json
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -264,12 +265,7 @@ class LanguageNeurons:
 
     def save(self, path: str | os.PathLike[str]) -> Path:
         """Write the sets as JSON (atomically: a temporary file, then a rename)."""
-        path = Path(path)
-        path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = path.with_name(path.name + ".tmp")
-        tmp.write_text(json.dumps(self.to_dict()) + "\n", encoding="utf-8")
-        os.replace(tmp, path)
-        return path
+        return write_json(path, self.to_dict(), indent=None)
 
     @classmethod
     def load(cls, path: str | os.PathLike[str]) -> LanguageNeurons:
@@ -285,11 +281,8 @@ class LanguageNeurons:
         given."""
         sets = [self.per_layer(lang) for lang in self.langs]
         if path is not None:
-            path = Path(path)
-            path.parent.mkdir(parents=True, exist_ok=True)
-            tmp = path.with_name(path.name + ".tmp")
-            torch.save(sets, tmp)
-            os.replace(tmp, path)
+            with atomic_path(path) as tmp:
+                torch.save(sets, tmp)
         return sets
 
     @classmethod

@@ -40,6 +40,7 @@ from crane_lens.stats.lrp import AttentionRule, lrp_hooks, quiet_norm_edits
 from crane_lens.stats.methods import METHODS, check_methods
 from crane_lens.stats.model_parts import activation_function, down_projection_rows
 from crane_lens.stats.results import META_FILE, NeuronStats
+from crane_lens.utils.io import atomic_path, write_json
 
 log = logging.getLogger(__name__)
 
@@ -478,15 +479,11 @@ class _Engine:
         """Save the accumulators after ``done`` work items (atomically: files, then marker)."""
         from safetensors.torch import save_file
 
-        folder.mkdir(parents=True, exist_ok=True)
-        tmp = folder / (CHECKPOINT_FILE + ".tmp")
-        save_file(self.stats.tensors(), str(tmp))
-        os.replace(tmp, folder / CHECKPOINT_FILE)
+        with atomic_path(folder / CHECKPOINT_FILE) as tmp:
+            save_file(self.stats.tensors(), str(tmp))
         meta = {"done": done, "n_tokens": self.stats.n_tokens, "config": self.config,
                 "spec": self.spec.to_dict()}  # fmt: skip
-        tmp_meta = folder / (CHECKPOINT_META + ".tmp")
-        tmp_meta.write_text(json.dumps(meta, indent=1), encoding="utf-8")
-        os.replace(tmp_meta, folder / CHECKPOINT_META)
+        write_json(folder / CHECKPOINT_META, meta)
         log.info("checkpoint: %d work items done (%s)", done, folder)
 
     def resume(self, folder: Path) -> int:

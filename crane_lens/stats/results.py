@@ -16,6 +16,7 @@ from torch import Tensor
 from crane_lens.errors import CraneLensError, UnknownLanguageError
 from crane_lens.model.spec import ModelSpec
 from crane_lens.stats.methods import METHODS, STATISTICS, primary_statistic
+from crane_lens.utils.io import atomic_path, write_json
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -190,13 +191,11 @@ class NeuronStats:
     def save(self, directory: str | os.PathLike[str]) -> Path:
         """Write ``stats.safetensors`` and ``stats.json`` into ``directory`` (atomically)."""
         folder = Path(directory)
-        folder.mkdir(parents=True, exist_ok=True)
-        tmp = folder / (STATS_FILE + ".tmp")
-        save_file(self.tensors(), str(tmp))
-        os.replace(tmp, folder / STATS_FILE)
-        tmp_meta = folder / (META_FILE + ".tmp")
-        tmp_meta.write_text(json.dumps(self.metadata(), indent=1) + "\n", encoding="utf-8")
-        os.replace(tmp_meta, folder / META_FILE)  # last: its presence marks a complete result
+        with atomic_path(folder / STATS_FILE) as tmp:
+            save_file(self.tensors(), str(tmp))
+        write_json(
+            folder / META_FILE, self.metadata()
+        )  # last: its presence marks a complete result
         return folder
 
     @classmethod

@@ -5,7 +5,6 @@ from __future__ import annotations
 import json
 import logging
 import os
-import tempfile
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -17,6 +16,7 @@ from crane_lens.errors import (
     EmptyCorpusError,
     MissingLanguageError,
 )
+from crane_lens.utils.io import write_json
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -162,8 +162,6 @@ class MultipleChoiceSet:
 
         It loads back with :meth:`load` or :func:`load_multiple_choice`.
         """
-        path = Path(path)
-        path.parent.mkdir(parents=True, exist_ok=True)
         data = {
             "format": FORMAT,
             "version": FORMAT_VERSION,
@@ -171,15 +169,7 @@ class MultipleChoiceSet:
             "meta": self.meta,
             "items": {lang: [it.to_dict() for it in rows] for lang, rows in self.items.items()},
         }
-        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=path.name, suffix=".tmp")
-        try:
-            with os.fdopen(fd, "w", encoding="utf-8") as f:
-                json.dump(data, f, ensure_ascii=False, indent=1)
-            os.replace(tmp, path)
-        except BaseException:
-            Path(tmp).unlink(missing_ok=True)
-            raise
-        return path
+        return write_json(path, data)
 
     @classmethod
     def load(cls, path: str | os.PathLike[str]) -> MultipleChoiceSet:
