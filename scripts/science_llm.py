@@ -7,7 +7,11 @@
 Every stage saves its result under --out (default ``$CRANE_LENS_HOME/science/<model>``, outside
 the work tree, so a later session on the same machine continues) as soon as it is done, and
 re-running skips finished work; the statistics and the ablation matrices also checkpoint inside.
-``--stages`` runs a subset. Stages, cheapest and most informative first:
+``--stages`` runs a subset. ``--write-docs PAGE`` fills the page's generated blocks (between
+``<!-- name: ... -->`` markers; hand-written text around them stays) from the finished stages, and
+draws the budget-sweep figure into ``figures/`` beside the page when kaleido and a Chromium are
+installed (``pip install kaleido``; Debian: ``apt install chromium``). Stages, cheapest and most
+informative first:
 
 1. statistics on the train split of all 17 languages: crane (AttnLRP), attribution, grad_act,
    lape, kojima, plnd in one pass; CRANE again with CP-LRP;
@@ -41,7 +45,9 @@ from crane_lens.evaluation.ablation import auto_batch_rows, conditions_nll, eval
 from crane_lens.intervention import intervention_values
 from crane_lens.intervention.hooks import Intervention, intervention
 from crane_lens.model.installable import crane_lens_home
-from crane_lens.utils.io import write_json, write_text
+from crane_lens.plots import budget_sweep, sweep_table
+from crane_lens.utils.io import atomic_path, write_json, write_text
+from crane_lens.utils.markdown import update_marked_block
 from crane_lens.utils.ranking import spearman
 
 log = logging.getLogger("science_llm")
@@ -212,71 +218,112 @@ def summary_row(m: AblationMatrix) -> dict[str, float]:
     return row
 
 
-def write_docs(science: Science, path: Path, parts: dict[str, Any]) -> None:
+def _blocks(science: Science, path: Path, parts: dict[str, Any]) -> dict[str, str]:
+    """The generated blocks of the results page, one per finished part."""
     args, spec = science.args, cl.get_spec(science.model)
-    lines = [
-        f"# Results on a real LLM: {args.model}",
-        "",
-        "Made by (resumable; every number below comes from this command's output folder):",
-        "",
+    blocks: dict[str, list[str]] = {"command": [
         "```bash",
         f"python scripts/science_llm.py --model {args.model} --dtype {args.dtype} "
         f"--max-tokens {args.max_tokens} --eval-tokens {args.eval_tokens} --budget {args.budget:g} "
         f"--sweep {','.join(f'{b:g}' for b in args.sweep)} "
-        f"--sweep-methods {','.join(args.sweep_methods)} --seeds {args.seeds} --write-docs {path}",
+        f"--sweep-methods {','.join(args.sweep_methods)} --seeds {args.seeds} "
+        f"--causal-layers {','.join(map(str, args.causal_layers))} "
+        f"--causal-neurons {args.causal_neurons} --mc-items {args.mc_items} --write-docs {path}",
         "```",
         "",
-        f"Model: {spec.n_layers} layers × {spec.d_mlp} MLP neurons ({spec.n_neurons:,}), "
-        f"{spec.dtype}; statistics on {args.max_tokens} training tokens per language "
-        f"({SEQ_LEN}-token blocks) of the built-in corpus, 17 languages; ΔNLL on "
-        f"{args.eval_tokens} held-out tokens per language ({EVAL_SEQ_LEN}-token stream blocks). "
-        "Index = (own − others) / (|own| + |others|).",
-        "",
-    ]
+        f"Model: {spec.n_layers} layers × {spec.d_mlp} MLP neurons ({spec.n_neurons:,} in all), "
+        f"{spec.dtype}. Statistics: {args.max_tokens} training tokens per language "
+        f"({SEQ_LEN}-token blocks) of the built-in corpus, all 17 languages. ΔNLL: "
+        f"{args.eval_tokens} held-out tokens per language ({EVAL_SEQ_LEN}-token stream block), "
+        "zero-ablation unless said otherwise. Index = (own − others) / (|own| + |others|), "
+        "others = mean over the 16 other languages.",
+    ]}  # fmt: skip
+    b = args.budget
     if "main" in parts:
-        b = args.budget
         table = pd.DataFrame({m: summary_row(x) for m, x in parts["main"].items()}).T
         per_lang = pd.DataFrame({m: x.selectivity()["index"] for m, x in parts["main"].items()})
-        lines += [f"## Selectivity at {b * 100:g} % of neurons per language (all 17 languages)",
-                  "", "Means over the 17 languages; random = sets of the same per-layer sizes "
-                  f"({args.seeds} seed{'s' if args.seeds != 1 else ''}); a blank means no random sets:", "", fmt(table), "",
-                  "Selectivity index per language:", "", fmt(per_lang, 2), "",
-                  "CRANE's ΔNLL matrix (rows masked, columns evaluated):", "",
-                  fmt(parts["main"]["crane"].delta(), 2), ""]  # fmt: skip
+        blocks["main"] = [
+            f"Means over the 17 languages at {b * 100:g} % of all neurons per language "
+            f"({round(b * spec.n_neurons)} neurons); random own = sets of the same per-layer sizes "
+            f"({args.seeds} seed{'s' if args.seeds != 1 else ''}):", "", fmt(table), "",
+            "Selectivity index per language:", "", fmt(per_lang, 2), "",
+            "CRANE's ΔNLL matrix (nats/token; rows masked, columns evaluated):", "",
+            fmt(parts["main"]["crane"].delta(), 2),
+        ]  # fmt: skip
         layers = pd.DataFrame({
             m: science.neurons(m, b).overlap_counts().query("layer != 'all'")
             .groupby("layer")["selected"].sum() for m in METHODS})  # fmt: skip
-        lines += ["## Where the sets sit (neurons per layer, summed over languages)", "",
-                  fmt(layers, 0), ""]  # fmt: skip
+        blocks["layers"] = [f"Neurons per layer, summed over the 17 sets of {b * 100:g} %:", "",
+                            fmt(layers, 0)]  # fmt: skip
     if "sweep" in parts:
-        sweep = {f"{b * 100:g} % · {m}": summary_row(x)
-                 for b, by_method in parts["sweep"].items() for m, x in by_method.items()}  # fmt: skip
-        lines += ["## Budget sweep: own vs others as the sets grow", "",
-                  fmt(pd.DataFrame(sweep).T), ""]  # fmt: skip
+        table = sweep_table(parts["sweep"])
+        table["budget"] = [f"{x * 100:g} %" for x in table["budget"]]
+        wide = table.pivot(index="method", columns="budget", values=["own", "others", "index"])
+        wide = wide.reindex(columns=[f"{x * 100:g} %" for x in sorted(parts["sweep"])], level=1)
+        wide.columns = [f"{stat} @ {budget}" for stat, budget in wide.columns]
+        blocks["sweep"] = [fmt(wide)]
+        figure = path.parent / "figures" / f"{args.model}-budget-sweep.png"
+        try:
+            with atomic_path(figure) as tmp:
+                budget_sweep(parts["sweep"]).write_image(tmp, format="png", scale=2)
+            blocks["sweep"] = [f"![Budget sweep on {args.model}](figures/{figure.name})", "",
+                               *blocks["sweep"]]  # fmt: skip
+        except (ImportError, ValueError, RuntimeError) as err:  # kaleido or a browser missing
+            log.warning("no figure (%s); install kaleido and Chromium to draw it", err)
     if "variants" in parts:
         variants = {
             "crane (zero)": summary_row(parts["main"]["crane"]),
             "lape (zero)": summary_row(parts["main"]["lape"]),
             **{k: summary_row(x) for k, x in parts["variants"].items()},
         }
-        jac = science.neurons("crane", args.budget).jaccard(
-            science.neurons("crane", args.budget, "cp")
-        )
-        lines += ["## Zero- vs mean-ablation, AttnLRP vs CP-LRP", "", fmt(pd.DataFrame(variants).T),
-                  "", "Jaccard overlap of the AttnLRP and CP-LRP CRANE sets per language: "
-                  + ", ".join(f"{x} {jac.loc[x, x]:.2f}" for x in jac.index), ""]  # fmt: skip
+        jac = science.neurons("crane", b).jaccard(science.neurons("crane", b, "cp"))
+        blocks["variants"] = [
+            fmt(pd.DataFrame(variants).T), "",
+            "Jaccard overlap of the AttnLRP and CP-LRP CRANE sets per language: "
+            + ", ".join(f"{x} {jac.loc[x, x]:.2f}" for x in jac.index),
+        ]  # fmt: skip
     if "causality" in parts:
-        lines += ["## Causality: each method's score vs exact single-neuron ablation", "",
-                  f"Spearman ρ over {args.causal_neurons} sampled neurons per layer:", "",
-                  fmt(pd.DataFrame(parts["causality"]["table"]), 2), ""]  # fmt: skip
+        blocks["causality"] = [
+            f"Spearman ρ between each method's score and the exact ΔNLL of zero-ablating that "
+            f"single neuron, over {args.causal_neurons} randomly sampled neurons per layer "
+            f"(own language's held-out block):", "",
+            fmt(pd.DataFrame(parts["causality"]["table"]), 2),
+        ]  # fmt: skip
     if "benchmarks" in parts:
         bench = parts["benchmarks"]
-        lines += ["## Benchmarks under masking (en, zh, vi)", "",
-                  f"Multiple-choice accuracy ({bench['mc_items']} items; chance 0.25), rows = "
-                  "masked set:", "", fmt(pd.DataFrame(bench["mc"]).T), "",
-                  "Share of greedy continuations identified as the prompt's language:", "",
-                  fmt(pd.DataFrame(bench["generation"]).T), ""]  # fmt: skip
-    write_text(path, "\n".join(lines) + "\n")
+        blocks["benchmarks"] = [
+            f"Multiple-choice accuracy ({bench['mc_items']} items; chance 0.25), rows = masked "
+            "set (method:language):", "", fmt(pd.DataFrame(bench["mc"]).T), "",
+            "Share of greedy continuations identified as the prompt's language:", "",
+            fmt(pd.DataFrame(bench["generation"]).T),
+        ]  # fmt: skip
+    return {name: "\n".join(lines) + "\n" for name, lines in blocks.items()}
+
+
+SECTIONS = {
+    "command": "How this page was made",
+    "main": "Selectivity of every method, all 17 languages",
+    "layers": "Where the sets sit",
+    "sweep": "Budget sweep: own vs others as the sets grow",
+    "variants": "Zero- vs mean-ablation, AttnLRP vs CP-LRP",
+    "causality": "Causality: scores vs exact single-neuron ablation",
+    "benchmarks": "Benchmarks under masking (en, zh, vi)",
+}
+
+
+def write_docs(science: Science, path: Path, parts: dict[str, Any]) -> None:
+    """Fill the page's generated blocks; hand-written text around them stays.
+
+    A missing page is created with one heading and one empty block per section.
+    """
+    if not path.is_file():
+        skeleton = [f"# Results on a real LLM: {science.args.model}", ""]
+        for name, heading in SECTIONS.items():
+            skeleton += [f"## {heading}", "", f"<!-- {name}: generated by "
+                         "scripts/science_llm.py --write-docs -->", f"<!-- /{name} -->", ""]  # fmt: skip
+        write_text(path, "\n".join(skeleton))
+    for name, content in _blocks(science, path, parts).items():
+        update_marked_block(path, name, content)
     log.info("wrote %s", path)
 
 

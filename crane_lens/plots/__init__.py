@@ -2,5 +2,6 @@
 
 from crane_lens.plots.heatmap import neuron_heatmap
 from crane_lens.plots.matrix import ablation_heatmap
+from crane_lens.plots.sweep import budget_sweep, sweep_table
 
-__all__ = ["ablation_heatmap", "neuron_heatmap"]
+__all__ = ["ablation_heatmap", "budget_sweep", "neuron_heatmap", "sweep_table"]

@@ -9,6 +9,8 @@ from __future__ import annotations
 import re
 from pathlib import Path
 
+from crane_lens.utils.io import write_text
+
 
 def _pattern(name: str) -> re.Pattern[str]:
     return re.compile(
@@ -33,6 +35,4 @@ def update_marked_block(path: Path, name: str, content: str) -> None:
     if not pattern.search(text):
         raise ValueError(f"{path} has no <!-- {name}: ... --> block")
     new = pattern.sub(lambda m: m.group(1) + content + m.group(3), text)
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(new, encoding="utf-8")
-    tmp.replace(path)
+    write_text(path, new)

@@ -1,0 +1,108 @@
+"""Budget sweep: own-language vs other-language damage as the masked sets grow."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    import pandas as pd
+    import plotly.graph_objects as go
+
+    from crane_lens.evaluation.ablation import AblationMatrix
+
+# 1-2-5 ticks: plotly's own log ticks label 0.2 and 0.5 as "2" and "5".
+_LOG_TICKS = [m * 10.0**e for e in range(-4, 3) for m in (1, 2, 5)]
+_COLOURS = ["#d62728", "#1f77b4", "#2ca02c", "#9467bd", "#ff7f0e", "#8c564b", "#7f7f7f"]
+
+
+def sweep_table(matrices: Mapping[float, Mapping[str, AblationMatrix]]) -> pd.DataFrame:
+    """One row per (budget, method): mean own ΔNLL, mean others ΔNLL and mean selectivity index.
+
+    Args:
+        matrices: ``{budget: {method: AblationMatrix}}``, budgets as fractions of all neurons per
+            language (as given to ``select_language_neurons``).
+
+    Returns:
+        Columns ``budget``, ``method``, ``neurons`` (mean set size), ``own``, ``others``,
+        ``index`` (means over the masked languages).
+
+    Example:
+        >>> from crane_lens.evaluation import AblationMatrix
+        >>> m = AblationMatrix("crane", "zero", ["en", "zh"], ["en", "zh"], {"en": 2.0, "zh": 3.0},
+        ...                    {"en": {"en": 2.5, "zh": 3.0}, "zh": {"en": 2.1, "zh": 3.9}})
+        >>> sweep_table({0.01: {"crane": m}}).round(2).to_dict("records")[0]["own"]
+        0.7
+    """
+    import pandas as pd
+
+    rows = []
+    for budget, by_method in sorted(matrices.items()):
+        for method, matrix in by_method.items():
+            sel = matrix.selectivity()
+            rows.append({"budget": budget, "method": method, "neurons": sel["n_neurons"].mean(),
+                         "own": sel["own"].mean(), "others": sel["others"].mean(),
+                         "index": sel["index"].mean()})  # fmt: skip
+    return pd.DataFrame(rows)
+
+
+def budget_sweep(
+    matrices: Mapping[float, Mapping[str, AblationMatrix]], *, title: str | None = None
+) -> go.Figure:
+    """Two panels over the budget (log axis): mean ΔNLL on the masked set's own language (solid)
+    and on the other languages (dashed), and the mean selectivity index, one colour per method.
+
+    "Selective but not exclusive" reads off the left panel: where the solid line of a method
+    stands well above its dashed line while the dashed line is above 0.
+
+    Args:
+        matrices: ``{budget: {method: AblationMatrix}}`` (see :func:`sweep_table`).
+        title: Figure title (default: the model's name from the matrices' config, if any).
+
+    Example:
+        >>> from crane_lens.evaluation import AblationMatrix
+        >>> m = AblationMatrix("crane", "zero", ["en", "zh"], ["en", "zh"], {"en": 2.0, "zh": 3.0},
+        ...                    {"en": {"en": 2.5, "zh": 3.0}, "zh": {"en": 2.1, "zh": 3.9}})
+        >>> fig = budget_sweep({0.001: {"crane": m}, 0.01: {"crane": m}})
+        >>> [trace.name for trace in fig.data]
+        ['crane · own', 'crane · others', 'crane']
+    """
+    from plotly.subplots import make_subplots
+
+    table = sweep_table(matrices)
+    fig = make_subplots(
+        rows=1, cols=2, horizontal_spacing=0.12,
+        subplot_titles=("ΔNLL when masking a language's set",
+                        "selectivity index (own − others) / (|own| + |others|)"),
+    )  # fmt: skip
+    for i, (method, rows) in enumerate(table.groupby("method", sort=False)):
+        colour = _COLOURS[i % len(_COLOURS)]
+        x = (rows["budget"] * 100).tolist()
+        hover = "%{x:g} % of neurons<br>%{y:.3f}<extra>%{fullData.name}</extra>"
+        fig.add_scatter(x=x, y=rows["own"].tolist(), name=f"{method} · own", row=1, col=1,
+                        mode="lines+markers", line={"color": colour}, legendgroup=method,
+                        hovertemplate=hover)  # fmt: skip
+        fig.add_scatter(x=x, y=rows["others"].tolist(), name=f"{method} · others", row=1, col=1,
+                        mode="lines+markers", line={"color": colour, "dash": "dash"},
+                        marker={"symbol": "circle-open"}, legendgroup=method,
+                        hovertemplate=hover)  # fmt: skip
+        fig.add_scatter(x=x, y=rows["index"].tolist(), name=method, row=1, col=2,
+                        mode="lines+markers", line={"color": colour}, legendgroup=method,
+                        showlegend=False, hovertemplate=hover)  # fmt: skip
+    positive = bool((table[["own", "others"]] > 0).all().all())
+    budgets = sorted({float(b) * 100 for b in table["budget"]})
+    fig.update_xaxes(type="log", title_text="neurons masked per language (% of all)",
+                     tickvals=budgets, ticktext=[f"{b:g} %" for b in budgets])  # fmt: skip
+    fig.update_yaxes(title_text="mean ΔNLL (nats/token; solid own, dashed others)",
+                     type="log" if positive else "linear",
+                     tickvals=_LOG_TICKS if positive else None,
+                     ticktext=[f"{t:g}" for t in _LOG_TICKS] if positive else None,
+                     zeroline=True, zerolinecolor="#888", row=1, col=1)  # fmt: skip
+    fig.update_yaxes(title_text="mean selectivity index", range=[-0.05, 1.05], row=1, col=2)
+    if title is None:
+        first = next((m for by in matrices.values() for m in by.values()), None)
+        model = first.config.get("model") if first is not None else None
+        title = f"Budget sweep{f' on {model}' if model else ''}: own vs other languages"
+    fig.update_layout(title=title, width=1100, height=480, template="plotly_white",
+                      legend={"groupclick": "togglegroup"})  # fmt: skip
+    return fig
