@@ -338,7 +338,7 @@ def main() -> int:
     parser.add_argument("--eval-tokens", type=int, default=256, help="held-out tokens per language")
     parser.add_argument("--batch-size", type=int, default=4, help="statistics blocks per pass")
     parser.add_argument("--budget", type=float, default=0.001, help="main budget per language")
-    parser.add_argument("--sweep", default="0.0005,0.001,0.003,0.01")
+    parser.add_argument("--sweep", default="0.001,0.003,0.01", help="budgets of stage 3")
     parser.add_argument("--sweep-methods", default=",".join(METHODS))
     parser.add_argument("--seeds", type=int, default=1, help="random control sets")
     parser.add_argument("--causal-layers", default="0,6,11,17")
