@@ -19,7 +19,8 @@ informative first:
    control sets of its own per-layer sizes (--seeds);
 3. the budget sweep (--sweep, --sweep-methods): each method's matrix at each budget, i.e. own vs
    others ΔNLL as the sets grow (method by method, so a cut-short run leaves whole curves);
-4. zero- vs mean-ablation (CRANE and LAPE, main budget) and CP-LRP's sets;
+4. zero- vs mean-ablation (CRANE and LAPE, main budget), CP-LRP's sets, and how much of a layer's
+   MLP output survives zero-ablation (what a post-MLP norm rescales);
 5. causality: exact single-neuron ablation of --causal-neurons sampled neurons in each of
    --causal-layers, against every method's score for that neuron (Spearman, per language);
 6. benchmarks under masking (en, zh, vi): multiple-choice accuracy and the language of greedy
@@ -46,6 +47,7 @@ from crane_lens.intervention import intervention_values
 from crane_lens.intervention.hooks import Intervention, intervention
 from crane_lens.model.installable import crane_lens_home
 from crane_lens.plots import budget_sweep, sweep_table
+from crane_lens.stats.model_parts import down_projection_rows
 from crane_lens.utils.io import atomic_path, write_json, write_text
 from crane_lens.utils.markdown import update_marked_block
 from crane_lens.utils.ranking import spearman
@@ -132,6 +134,45 @@ class Science:
             "crane (CP-LRP)": self.matrix(f"crane_cp_{b:g}", self.neurons("crane", b, "cp"),
                                           seeds=0),
         }  # fmt: skip
+
+    @torch.no_grad()
+    def rescaling(self) -> dict[str, dict[str, float]]:
+        """What a post-MLP normalisation does to the neurons that survive a zero-ablation.
+
+        Layer-local and on clean activations: for each language's held-out block, the MLP
+        output y = act @ W_down of every layer with and without the set's neurons of that
+        layer; the median over tokens of rms(y without them) / rms(y). A model that normalises
+        the MLP output before adding it (Gemma's post-feedforward RMSNorm) scales what survives
+        by the inverse of this ratio, so zeroing neurons also amplifies the others.
+        """
+        path = self.out / "rescaling.json"
+        if path.is_file():
+            return dict(json.loads(path.read_text(encoding="utf-8")))
+        spec, b = cl.get_spec(self.model), self.args.budget
+        sets = {f"{m} {x * 100:g} %": self.neurons(m, x) for m in ("crane", "lape")
+                for x in (b, 10 * b)}  # fmt: skip
+        blocks = eval_blocks(self.model, self.held_out, self.langs, seq_len=EVAL_SEQ_LEN,
+                             max_tokens_per_lang=self.args.eval_tokens)  # fmt: skip
+        names = [spec.neuron_hook.format(layer=layer) for layer in range(spec.n_layers)]
+        rows = [down_projection_rows(self.model, layer) for layer in range(spec.n_layers)]
+        ratios: dict[str, dict[int, list[float]]] = {name: {} for name in sets}
+        for lang in self.langs:
+            tokens = blocks[lang].tokens[:1]
+            _, cache = self.model.run_with_cache(tokens, names_filter=lambda n: n in names)
+            for layer, (name, w_down) in enumerate(zip(names, rows, strict=True)):
+                act = cache[name][0].float()  # [pos, d_mlp]
+                full = act @ w_down
+                for set_name, neurons in sets.items():
+                    idx = neurons.per_layer(lang)[layer]
+                    if len(idx) == 0:
+                        continue
+                    kept = full - act[:, idx] @ w_down[idx]
+                    ratio = kept.pow(2).mean(-1).sqrt() / full.pow(2).mean(-1).sqrt()
+                    ratios[set_name].setdefault(layer, []).append(float(ratio.median()))
+        table = {name: {str(layer): sum(v) / len(v) for layer, v in sorted(by_layer.items())}
+                 for name, by_layer in ratios.items()}  # fmt: skip
+        write_json(path, table)
+        return table
 
     def causality(self) -> dict[str, Any]:
         """Exact single-neuron zero-ablation ΔNLL of sampled neurons vs each method's score."""
@@ -282,6 +323,16 @@ def _blocks(science: Science, path: Path, parts: dict[str, Any]) -> dict[str, st
             "Jaccard overlap of the AttnLRP and CP-LRP CRANE sets per language: "
             + ", ".join(f"{x} {jac.loc[x, x]:.2f}" for x in jac.index),
         ]  # fmt: skip
+    if "rescaling" in parts:
+        frame = pd.DataFrame(parts["rescaling"])
+        frame.index.name = "layer"
+        blocks["rescaling"] = [
+            "rms of a layer's MLP output without the set's neurons of that layer ÷ with them "
+            "(clean activations, median over the tokens of each language's own held-out block, "
+            "mean over the languages whose set has neurons in the layer; nan: no such "
+            "language). A post-MLP RMSNorm multiplies what survives by the inverse:", "",
+            fmt(frame, 2),
+        ]  # fmt: skip
     if "causality" in parts:
         blocks["causality"] = [
             f"Spearman ρ between each method's score and the exact ΔNLL of zero-ablating that "
@@ -306,6 +357,7 @@ SECTIONS = {
     "layers": "Where the sets sit",
     "sweep": "Budget sweep: own vs others as the sets grow",
     "variants": "Zero- vs mean-ablation, AttnLRP vs CP-LRP",
+    "rescaling": "What the post-feedforward norm does to the surviving neurons",
     "causality": "Causality: scores vs exact single-neuron ablation",
     "benchmarks": "Benchmarks under masking (en, zh, vi)",
 }
@@ -364,6 +416,7 @@ def main() -> int:
         parts["sweep"] = science.sweep()
     if 4 in stages:
         parts["variants"] = science.variants()
+        parts["rescaling"] = science.rescaling()
     if 5 in stages:
         parts["causality"] = science.causality()
     if 6 in stages:
