@@ -251,11 +251,15 @@ def fmt(frame: pd.DataFrame | pd.Series, digits: int = 3) -> str:
 
 
 def summary_row(m: AblationMatrix) -> dict[str, float]:
+    """Means over the masked languages (and the median index: one language can swing the mean)."""
     sel = m.selectivity()
     row = {"neurons/lang": sel["n_neurons"].mean(), "own ΔNLL": sel["own"].mean(),
-           "others ΔNLL": sel["others"].mean(), "index": sel["index"].mean()}  # fmt: skip
+           "others ΔNLL": sel["others"].mean(), "index": sel["index"].mean(),
+           "index (median)": sel["index"].median()}  # fmt: skip
     if "random_own" in sel:
-        row["random own"] = sel["random_own"].mean()
+        rand = m.random_delta()
+        off = [float(rand.loc[a, x]) for a in rand.index for x in rand.columns if x != a]
+        row |= {"random own": sel["random_own"].mean(), "random others": sum(off) / len(off)}
     return row
 
 
@@ -285,8 +289,8 @@ def _blocks(science: Science, path: Path, parts: dict[str, Any]) -> dict[str, st
         per_lang = pd.DataFrame({m: x.selectivity()["index"] for m, x in parts["main"].items()})
         blocks["main"] = [
             f"Means over the 17 languages at {b * 100:g} % of all neurons per language "
-            f"({round(b * spec.n_neurons)} neurons); random own = sets of the same per-layer sizes "
-            f"({args.seeds} seed{'s' if args.seeds != 1 else ''}):", "", fmt(table), "",
+            f"({round(b * spec.n_neurons)} neurons); random own / others = the same for random sets of "
+            f"the same per-layer sizes ({args.seeds} seed{'s' if args.seeds != 1 else ''}):", "", fmt(table), "",
             "Selectivity index per language:", "", fmt(per_lang, 2), "",
             "CRANE's ΔNLL matrix (nats/token; rows masked, columns evaluated):", "",
             fmt(parts["main"]["crane"].delta(), 2),
