@@ -63,7 +63,9 @@ class Science:
 
     def __init__(self, args: argparse.Namespace) -> None:
         self.args = args
-        self.out = Path(args.out or crane_lens_home() / "science" / args.model).expanduser()
+        # A checkpoint folder's own name, not its path: the output never lands inside it.
+        self.name = Path(args.model).name
+        self.out = Path(args.out or crane_lens_home() / "science" / self.name).expanduser()
         self.model = cl.load_model(args.model, dtype=args.dtype)
         self.train = cl.load_corpus("builtin", split="train")
         self.held_out = cl.load_corpus("builtin", split="eval")
@@ -126,7 +128,11 @@ class Science:
     def variants(self) -> dict[str, AblationMatrix]:
         b = self.args.budget
         mean = intervention_values(self.stats(), "mean")
+        zero = {m: self.matrix(f"{m}_{b:g}", self.neurons(m, b), seeds=self.args.seeds)
+                for m in ("crane", "lape")}  # fmt: skip
         return {
+            "crane (zero-ablation)": zero["crane"],
+            "lape (zero-ablation)": zero["lape"],
             "crane (mean-ablation)": self.matrix(f"crane_{b:g}_mean", self.neurons("crane", b),
                                                  seeds=0, mode="mean", values=mean),
             "lape (mean-ablation)": self.matrix(f"lape_{b:g}_mean", self.neurons("lape", b),
@@ -175,27 +181,39 @@ class Science:
         return table
 
     def causality(self) -> dict[str, Any]:
-        """Exact single-neuron zero-ablation ΔNLL of sampled neurons vs each method's score."""
-        path = self.out / "causality.json"
-        done: dict[str, Any] = json.loads(path.read_text()) if path.is_file() else {}
-        spec = cl.get_spec(self.model)
+        """Exact single-neuron zero-ablation ΔNLL of sampled neurons vs each method's score.
+
+        The ablations run in --causal-dtype (float32 by default): one neuron moves the NLL by
+        far less than bf16's rounding of logits of size 10-30, so in bf16 the ranks would be
+        mostly rounding noise.
+        """
+        dtype = self.args.causal_dtype
+        path = self.out / f"causality_{dtype}.json"
+        done: dict[str, Any] = (
+            json.loads(path.read_text(encoding="utf-8")) if path.is_file() else {}
+        )
+        model = (
+            self.model if dtype == self.args.dtype else cl.load_model(self.args.model, dtype=dtype)
+        )
+        spec = cl.get_spec(model)
         generator = torch.Generator().manual_seed(0)
         sample = {layer: torch.randperm(spec.d_mlp, generator=generator)[: self.args.causal_neurons]
                   for layer in self.args.causal_layers}  # fmt: skip
-        blocks = eval_blocks(self.model, self.held_out, PAPER, seq_len=EVAL_SEQ_LEN,
+        blocks = eval_blocks(model, self.held_out, PAPER, seq_len=EVAL_SEQ_LEN,
                              max_tokens_per_lang=self.args.eval_tokens)  # fmt: skip
         empty = [torch.zeros(0, dtype=torch.long)] * spec.n_layers
+        keys = [f"{lang}|{layer}" for lang in PAPER for layer in sample]
         for lang in PAPER:
             for layer, picked in sample.items():
                 key = f"{lang}|{layer}"
-                if key in done:
+                if key in done and done[key]["neurons"] == picked.tolist():
                     continue
                 conditions = [Intervention({}, {}, "baseline")]
                 for n in picked.tolist():
                     idx = list(empty)
                     idx[layer] = torch.tensor([n])
                     conditions.append(intervention(idx, mode="zero", d_mlp=spec.d_mlp))
-                results = conditions_nll(self.model, blocks[lang], conditions,
+                results = conditions_nll(model, blocks[lang], conditions,
                                          max_batch_rows=self.rows)  # fmt: skip
                 base = results[0][0]
                 done[key] = {"neurons": picked.tolist(),
@@ -206,19 +224,22 @@ class Science:
         stats, i_lang = self.stats(), {x: i for i, x in enumerate(self.stats().langs)}
         table: dict[str, dict[str, float]] = {}
         for method in METHODS:
-            for key, row in done.items():
+            for key in keys:
+                row = done[key]
                 lang, layer = key.split("|")
                 scores = stats.scores(method)[i_lang[lang], int(layer), row["neurons"]]
                 rho = spearman(scores.double(), torch.tensor(row["delta_nats"]).double())
                 table.setdefault(method, {})[f"{lang}, layer {layer}"] = float(rho)
-        return {"table": table, "raw": done}
+        return {"table": table, "raw": {k: done[k] for k in keys}}
 
     def benchmarks(self) -> dict[str, Any]:
         from crane_lens.evaluation.generation import generation_check
         from crane_lens.evaluation.multiple_choice import builtin_multiple_choice, mc_accuracy
 
         path = self.out / "benchmarks.json"
-        rows: dict[str, Any] = json.loads(path.read_text()) if path.is_file() else {}
+        rows: dict[str, Any] = (
+            json.loads(path.read_text(encoding="utf-8")) if path.is_file() else {}
+        )
         b = self.args.budget
         mc = builtin_multiple_choice(PAPER, max_items_per_lang=self.args.mc_items)
         rows.setdefault("mc_items", {x: len(mc.items[x]) for x in PAPER})
@@ -269,11 +290,13 @@ def _blocks(science: Science, path: Path, parts: dict[str, Any]) -> dict[str, st
     blocks: dict[str, list[str]] = {"command": [
         "```bash",
         f"python scripts/science_llm.py --model {args.model} --dtype {args.dtype} "
-        f"--max-tokens {args.max_tokens} --eval-tokens {args.eval_tokens} --budget {args.budget:g} "
+        f"--max-tokens {args.max_tokens} --batch-size {args.batch_size} "
+        f"--eval-tokens {args.eval_tokens} --budget {args.budget:g} "
         f"--sweep {','.join(f'{b:g}' for b in args.sweep)} "
         f"--sweep-methods {','.join(args.sweep_methods)} --seeds {args.seeds} "
         f"--causal-layers {','.join(map(str, args.causal_layers))} "
-        f"--causal-neurons {args.causal_neurons} --mc-items {args.mc_items} --write-docs {path}",
+        f"--causal-neurons {args.causal_neurons} --causal-dtype {args.causal_dtype} "
+        f"--mc-items {args.mc_items} --write-docs {path}",
         "```",
         "",
         f"Model: {spec.n_layers} layers × {spec.d_mlp} MLP neurons ({spec.n_neurons:,} in all), "
@@ -287,10 +310,11 @@ def _blocks(science: Science, path: Path, parts: dict[str, Any]) -> dict[str, st
     if "main" in parts:
         table = pd.DataFrame({m: summary_row(x) for m, x in parts["main"].items()}).T
         per_lang = pd.DataFrame({m: x.selectivity()["index"] for m, x in parts["main"].items()})
+        seeds = min(len(x.config.get("seeds", [])) for x in parts["main"].values())
         blocks["main"] = [
             f"Means over the 17 languages at {b * 100:g} % of all neurons per language "
             f"({round(b * spec.n_neurons)} neurons); random own / others = the same for random sets of "
-            f"the same per-layer sizes ({args.seeds} seed{'s' if args.seeds != 1 else ''}):", "", fmt(table), "",
+            f"the same per-layer sizes ({seeds} seed{'s' if seeds != 1 else ''}):", "", fmt(table), "",
             "Selectivity index per language:", "", fmt(per_lang, 2), "",
             "CRANE's ΔNLL matrix (nats/token; rows masked, columns evaluated):", "",
             fmt(parts["main"]["crane"].delta(), 2),
@@ -307,20 +331,16 @@ def _blocks(science: Science, path: Path, parts: dict[str, Any]) -> dict[str, st
         wide = wide.reindex(columns=[f"{x * 100:g} %" for x in sorted(parts["sweep"])], level=1)
         wide.columns = [f"{stat} @ {budget}" for stat, budget in wide.columns]
         blocks["sweep"] = [fmt(wide)]
-        figure = path.parent / "figures" / f"{args.model}-budget-sweep.png"
+        figure = path.parent / "figures" / f"{science.name}-budget-sweep.png"
         try:
             with atomic_path(figure) as tmp:
                 budget_sweep(parts["sweep"]).write_image(tmp, format="png", scale=2)
-            blocks["sweep"] = [f"![Budget sweep on {args.model}](figures/{figure.name})", "",
+            blocks["sweep"] = [f"![Budget sweep on {science.name}](figures/{figure.name})", "",
                                *blocks["sweep"]]  # fmt: skip
         except (ImportError, ValueError, RuntimeError) as err:  # kaleido or a browser missing
             log.warning("no figure (%s); install kaleido and Chromium to draw it", err)
     if "variants" in parts:
-        variants = {
-            "crane (zero)": summary_row(parts["main"]["crane"]),
-            "lape (zero)": summary_row(parts["main"]["lape"]),
-            **{k: summary_row(x) for k, x in parts["variants"].items()},
-        }
+        variants = {k: summary_row(x) for k, x in parts["variants"].items()}
         jac = science.neurons("crane", b).jaccard(science.neurons("crane", b, "cp"))
         blocks["variants"] = [
             fmt(pd.DataFrame(variants).T), "",
@@ -329,6 +349,7 @@ def _blocks(science: Science, path: Path, parts: dict[str, Any]) -> dict[str, st
         ]  # fmt: skip
     if "rescaling" in parts:
         frame = pd.DataFrame(parts["rescaling"])
+        frame = frame.set_axis(frame.index.astype(int)).sort_index()
         frame.index.name = "layer"
         blocks["rescaling"] = [
             "rms of a layer's MLP output without the set's neurons of that layer ÷ with them "
@@ -340,8 +361,8 @@ def _blocks(science: Science, path: Path, parts: dict[str, Any]) -> dict[str, st
     if "causality" in parts:
         blocks["causality"] = [
             f"Spearman ρ between each method's score and the exact ΔNLL of zero-ablating that "
-            f"single neuron, over {args.causal_neurons} randomly sampled neurons per layer "
-            f"(own language's held-out block):", "",
+            f"single neuron ({args.causal_dtype}), over {args.causal_neurons} randomly sampled "
+            "neurons per layer (the language's own held-out block):", "",
             fmt(pd.DataFrame(parts["causality"]["table"]), 2),
         ]  # fmt: skip
     if "benchmarks" in parts:
@@ -399,6 +420,7 @@ def main() -> int:
     parser.add_argument("--seeds", type=int, default=1, help="random control sets")
     parser.add_argument("--causal-layers", default="0,6,11,17")
     parser.add_argument("--causal-neurons", type=int, default=32)
+    parser.add_argument("--causal-dtype", default="float32", help="dtype of stage 5's ablations")
     parser.add_argument("--mc-items", type=int, default=60)
     parser.add_argument("--stages", default="1,2,3,4,5,6")
     parser.add_argument("--write-docs", type=Path, default=None)

@@ -12,7 +12,7 @@ if TYPE_CHECKING:
     from crane_lens.evaluation.ablation import AblationMatrix
 
 # 1-2-5 ticks: plotly's own log ticks label 0.2 and 0.5 as "2" and "5".
-_LOG_TICKS = [m * 10.0**e for e in range(-4, 3) for m in (1, 2, 5)]
+_LOG_TICKS = [m * 10.0**e for e in range(-6, 3) for m in (1, 2, 5)]
 _COLOURS = ["#d62728", "#1f77b4", "#2ca02c", "#9467bd", "#ff7f0e", "#8c564b", "#7f7f7f"]
 
 
@@ -70,6 +70,8 @@ def budget_sweep(
     from plotly.subplots import make_subplots
 
     table = sweep_table(matrices)
+    if table.empty:
+        raise ValueError("budget_sweep needs at least one ablation matrix ({budget: {method: m}})")
     fig = make_subplots(
         rows=1, cols=2, horizontal_spacing=0.12,
         subplot_titles=("ΔNLL when masking a language's set",
@@ -98,7 +100,8 @@ def budget_sweep(
                      tickvals=_LOG_TICKS if positive else None,
                      ticktext=[f"{t:g}" for t in _LOG_TICKS] if positive else None,
                      zeroline=True, zerolinecolor="#888", row=1, col=1)  # fmt: skip
-    fig.update_yaxes(title_text="mean selectivity index", range=[-0.05, 1.05], row=1, col=2)
+    low = min(-0.05, float(table["index"].min()) - 0.05)  # a set can hurt the others more
+    fig.update_yaxes(title_text="mean selectivity index", range=[low, 1.05], row=1, col=2)
     if title is None:
         first = next((m for by in matrices.values() for m in by.values()), None)
         model = first.config.get("model") if first is not None else None

@@ -32,3 +32,11 @@ def test_sweep_traces_are_the_selectivity_means() -> None:
     assert fig.layout.xaxis.type == "log"
     matrices[0.001]["lape"] = _matrix("lape", 0.1, -0.02)  # a set that helps the others
     assert budget_sweep(matrices).layout.yaxis.type == "linear"
+
+
+def test_sweep_shows_sets_that_hurt_the_others_more() -> None:
+    worse = {0.01: {"plnd": _matrix("plnd", 0.1, 1.0)}}  # index (0.1 - 1) / 1.1 = -0.82
+    fig = budget_sweep(worse)
+    assert fig.layout.yaxis2.range[0] < -0.82
+    with pytest.raises(ValueError, match="at least one"):
+        budget_sweep({})
