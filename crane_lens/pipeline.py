@@ -97,6 +97,11 @@ class RunConfig:
             )
         if self.mode == "fixed" and "kojima" not in self.methods:
             raise ValueError("mode='fixed' uses Kojima's medians: add 'kojima' to methods.")
+        if self.eval_batch_size is not None and self.eval_batch_size < 1:
+            raise ValueError(
+                f"eval_batch_size must be a positive number of rows, not {self.eval_batch_size}; "
+                "leave it unset to size it to the vocabulary."
+            )
 
     @property
     def name(self) -> str:
@@ -331,6 +336,12 @@ def run(
     _check_folder(folder, config, overwrite)
     source = Path(stats_from) if stats_from is not None else None
     if source is not None:
+        if folder.resolve() in (source.resolve(), *source.resolve().parents):
+            # --overwrite would delete the statistics before they are copied.
+            raise CraneLensError(
+                f"--stats-from {source} is the run folder this run writes ({folder}); give the "
+                "new run another --name (or --out) and keep the old one as the source."
+            )
         _check_stats_source(source, config)
     # Model and text are loaded before the folder exists: bad input leaves no folder behind.
     model = load_model(config.model, device=config.device, dtype=config.dtype)

@@ -31,3 +31,21 @@ def test_write_creates_folders_keeps_unicode_and_usual_permissions(tmp_path: Pat
     write_text(target, "replaced")
     assert target.read_text(encoding="utf-8") == "replaced"
     assert sorted(p.name for p in target.parent.iterdir()) == ["langs.json"]
+
+
+def test_a_killed_writers_temporary_goes_with_the_next_write(tmp_path: Path) -> None:
+    gone_pid = _pid_of_a_finished_process()
+    left = tmp_path / f".result.json.{gone_pid}.tmp"
+    left.write_text('{"half', encoding="utf-8")
+    alive = tmp_path / f".result.json.{os.getppid()}.tmp"  # a live process: may be writing
+    alive.write_text("busy", encoding="utf-8")
+    write_json(tmp_path / "result.json", {"done": True})
+    assert not left.exists() and alive.exists()
+
+
+def _pid_of_a_finished_process() -> int:
+    import subprocess
+
+    process = subprocess.Popen(["true"])
+    process.wait()
+    return process.pid

@@ -140,6 +140,11 @@ def test_stats_from_reuses_stage_one_exactly(uninterrupted: Path, tmp_path: Path
     assert not (tmp_path / "other").exists()
     assert main([*ARGS, "--out", str(tmp_path), "--name", "none", "--stats-from", str(tmp_path)]) == 2  # fmt: skip
     assert "no finished statistics" in capsys.readouterr().err
+    # Its own folder, replaced with --overwrite, would lose the statistics first: refused.
+    assert main([*ARGS, *new, "--out", str(uninterrupted.parent), "--name", uninterrupted.name,
+                 "--overwrite", "--stats-from", str(uninterrupted)]) == 2  # fmt: skip
+    assert "another --name" in capsys.readouterr().err
+    assert (uninterrupted / "stats" / "stats.json").is_file()
 
 
 def test_eval_rows_follow_the_vocabulary() -> None:
@@ -150,3 +155,5 @@ def test_eval_rows_follow_the_vocabulary() -> None:
     assert RunConfig(eval_batch_size=2).eval_rows(8_000) == 2
     # A memory knob only: resuming with another value is the same run.
     assert RunConfig(eval_batch_size=2).comparable() == RunConfig().comparable()
+    with pytest.raises(ValueError, match="positive number of rows"):
+        RunConfig(eval_batch_size=0)

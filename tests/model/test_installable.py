@@ -143,3 +143,15 @@ def test_float16_overflow_is_refused(tmp_path: Path, tiny_tokenizer: Any) -> Non
     with pytest.raises(ModelLoadError, match="bfloat16"):
         cl.load_model(tmp_path / "hot", device="cpu", dtype="fp16")
     cl.load_model(tmp_path / "hot", device="cpu", dtype="bf16")  # bf16 has float32's range
+
+
+def test_a_local_folder_of_that_name_loads_when_nothing_is_installed(
+    home: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, tiny_checkpoints: dict[str, Path]
+) -> None:
+    import shutil
+
+    work = tmp_path / "work"
+    shutil.copytree(tiny_checkpoints["llama"], work / NAME)
+    monkeypatch.chdir(work)
+    assert not is_installed(NAME)
+    assert cl.get_spec(cl.load_model(NAME, device="cpu")).architecture == "LlamaForCausalLM"
