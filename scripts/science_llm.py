@@ -18,7 +18,8 @@ informative first:
 2. the 17 × 17 ablation matrices at the main budget (--budget) for every method, each with random
    control sets of its own per-layer sizes (--seeds);
 3. the budget sweep (--sweep, --sweep-methods): each method's matrix at each budget, i.e. own vs
-   others ΔNLL as the sets grow (method by method, so a cut-short run leaves whole curves);
+   others ΔNLL as the sets grow (method by method, so a cut-short run leaves whole curves; a
+   budget written BUDGET=m1+m2 is measured for those methods only);
 4. zero- vs mean-ablation (CRANE and LAPE, main budget), CP-LRP's sets, and how much of a layer's
    MLP output survives zero-ablation (what a post-MLP norm rescales);
 5. causality: exact single-neuron ablation of --causal-neurons sampled neurons in each of
@@ -118,7 +119,9 @@ class Science:
         # Method by method, so that a cut-short run has whole curves; random controls only at
         # the main budget (stage 2).
         for m in self.args.sweep_methods:
-            for b in self.args.sweep:
+            for b, only in self.args.sweep:
+                if only and m not in only:
+                    continue
                 seeds = self.args.seeds if b == self.args.budget else 0
                 out.setdefault(b, {})[m] = self.matrix(
                     f"{m}_{b:g}", self.neurons(m, b), seeds=seeds
@@ -223,7 +226,8 @@ class Science:
                 log.info("causality %s: %d neurons", key, len(picked))
         stats, i_lang = self.stats(), {x: i for i, x in enumerate(self.stats().langs)}
         table: dict[str, dict[str, float]] = {}
-        for method in METHODS:
+        # crane_abs: the size of a neuron's relevance, whichever its sign; necessity is about size.
+        for method in [*METHODS, "crane_abs"]:
             for key in keys:
                 row = done[key]
                 lang, layer = key.split("|")
@@ -267,8 +271,16 @@ class Science:
         return rows
 
 
+def parse_budget(text: str) -> tuple[float, list[str]]:
+    """``"0.003=crane+lape"`` -> ``(0.003, ["crane", "lape"])``; no ``=``: every method."""
+    budget, _, only = text.partition("=")
+    return float(budget), [m for m in only.split("+") if m]
+
+
 def fmt(frame: pd.DataFrame | pd.Series, digits: int = 3) -> str:
-    return frame.to_markdown(floatfmt=f".{digits}f")
+    # NaN (not measured) as a dash; tabulate's missingval applies to None only.
+    shown = frame.astype(object).where(frame.notna(), None)
+    return shown.to_markdown(floatfmt=f".{digits}f", missingval="–")
 
 
 def summary_row(m: AblationMatrix) -> dict[str, float]:
@@ -292,7 +304,7 @@ def _blocks(science: Science, path: Path, parts: dict[str, Any]) -> dict[str, st
         f"python scripts/science_llm.py --model {args.model} --dtype {args.dtype} "
         f"--max-tokens {args.max_tokens} --batch-size {args.batch_size} "
         f"--eval-tokens {args.eval_tokens} --budget {args.budget:g} "
-        f"--sweep {','.join(f'{b:g}' for b in args.sweep)} "
+        f"--sweep {args.sweep_text} "
         f"--sweep-methods {','.join(args.sweep_methods)} --seeds {args.seeds} "
         f"--causal-layers {','.join(map(str, args.causal_layers))} "
         f"--causal-neurons {args.causal_neurons} --causal-dtype {args.causal_dtype} "
@@ -354,7 +366,7 @@ def _blocks(science: Science, path: Path, parts: dict[str, Any]) -> dict[str, st
         blocks["rescaling"] = [
             "rms of a layer's MLP output without the set's neurons of that layer ÷ with them "
             "(clean activations, median over the tokens of each language's own held-out block, "
-            "mean over the languages whose set has neurons in the layer; nan: no such "
+            "mean over the languages whose set has neurons in the layer; –: no such "
             "language). A post-MLP RMSNorm multiplies what survives by the inverse:", "",
             fmt(frame, 2),
         ]  # fmt: skip
@@ -415,7 +427,10 @@ def main() -> int:
     parser.add_argument("--eval-tokens", type=int, default=256, help="held-out tokens per language")
     parser.add_argument("--batch-size", type=int, default=4, help="statistics blocks per pass")
     parser.add_argument("--budget", type=float, default=0.001, help="main budget per language")
-    parser.add_argument("--sweep", default="0.001,0.003,0.01", help="budgets of stage 3")
+    parser.add_argument(
+        "--sweep", default="0.001,0.01,0.003=crane+lape",
+        help="budgets of stage 3; BUDGET=m1+m2 restricts one budget to some methods",
+    )  # fmt: skip
     parser.add_argument("--sweep-methods", default=",".join(METHODS))
     parser.add_argument("--seeds", type=int, default=1, help="random control sets")
     parser.add_argument("--causal-layers", default="0,6,11,17")
@@ -425,7 +440,8 @@ def main() -> int:
     parser.add_argument("--stages", default="1,2,3,4,5,6")
     parser.add_argument("--write-docs", type=Path, default=None)
     args = parser.parse_args()
-    args.sweep = [float(x) for x in args.sweep.split(",")]
+    args.sweep_text = args.sweep
+    args.sweep = [parse_budget(x) for x in args.sweep.split(",")]
     args.sweep_methods = args.sweep_methods.split(",")
     args.causal_layers = [int(x) for x in args.causal_layers.split(",")]
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s: %(message)s")
