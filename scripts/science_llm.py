@@ -25,7 +25,7 @@ informative first:
 5. causality: exact single-neuron ablation of --causal-neurons sampled neurons in each of
    --causal-layers, against every method's score for that neuron (Spearman, per language);
 6. benchmarks under masking (en, zh, vi): multiple-choice accuracy and the language of greedy
-   continuations, with CRANE and LAPE sets at the main budget and 5× it.
+   continuations, with the CRANE and LAPE sets at the main budget.
 """
 
 from __future__ import annotations
@@ -247,8 +247,7 @@ class Science:
         b = self.args.budget
         mc = builtin_multiple_choice(PAPER, max_items_per_lang=self.args.mc_items)
         rows.setdefault("mc_items", {x: len(mc.items[x]) for x in PAPER})
-        sets = {"crane": self.neurons("crane", b), "lape": self.neurons("lape", b),
-                "crane ×5": self.neurons("crane", 5 * b)}  # fmt: skip
+        sets = {"crane": self.neurons("crane", b), "lape": self.neurons("lape", b)}
         conditions: list[tuple[str, Any, str | None]] = [("none", None, None)]
         conditions += [(f"{name}:{x}", s, x) for name, s in sets.items() for x in PAPER]
         for label, neurons, lang in conditions:
