@@ -13,6 +13,7 @@ if TYPE_CHECKING:
 
 # 1-2-5 ticks: plotly's own log ticks label 0.2 and 0.5 as "2" and "5".
 _LOG_TICKS = [m * 10.0**e for e in range(-6, 3) for m in (1, 2, 5)]
+_COUNT_TICKS = [m * 10**e for e in range(7) for m in (1, 2, 5)]
 _COLOURS = ["#d62728", "#1f77b4", "#2ca02c", "#9467bd", "#ff7f0e", "#8c564b", "#7f7f7f"]
 
 
@@ -79,22 +80,25 @@ def budget_sweep(
     )  # fmt: skip
     for i, (method, rows) in enumerate(table.groupby("method", sort=False)):
         colour = _COLOURS[i % len(_COLOURS)]
-        x = (rows["budget"] * 100).tolist()
-        hover = "%{x:g} % of neurons<br>%{y:.3f}<extra>%{fullData.name}</extra>"
+        # The x axis is the sets' actual mean size: a method that assigns neurons itself (LAPE)
+        # can mask many more than the budget asks for.
+        x = rows["neurons"].tolist()
+        hover = ("budget %{customdata:g} %: %{x:.0f} neurons per language<br>%{y:.3f}"
+                 "<extra>%{fullData.name}</extra>")  # fmt: skip
+        budget = (rows["budget"] * 100).tolist()
         fig.add_scatter(x=x, y=rows["own"].tolist(), name=f"{method} · own", row=1, col=1,
                         mode="lines+markers", line={"color": colour}, legendgroup=method,
-                        hovertemplate=hover)  # fmt: skip
+                        customdata=budget, hovertemplate=hover)  # fmt: skip
         fig.add_scatter(x=x, y=rows["others"].tolist(), name=f"{method} · others", row=1, col=1,
                         mode="lines+markers", line={"color": colour, "dash": "dash"},
                         marker={"symbol": "circle-open"}, legendgroup=method,
-                        hovertemplate=hover)  # fmt: skip
+                        customdata=budget, hovertemplate=hover)  # fmt: skip
         fig.add_scatter(x=x, y=rows["index"].tolist(), name=method, row=1, col=2,
                         mode="lines+markers", line={"color": colour}, legendgroup=method,
-                        showlegend=False, hovertemplate=hover)  # fmt: skip
+                        showlegend=False, customdata=budget, hovertemplate=hover)  # fmt: skip
     positive = bool((table[["own", "others"]] > 0).all().all())
-    budgets = sorted({float(b) * 100 for b in table["budget"]})
-    fig.update_xaxes(type="log", title_text="neurons masked per language (% of all)",
-                     tickvals=budgets, ticktext=[f"{b:g} %" for b in budgets])  # fmt: skip
+    fig.update_xaxes(type="log", title_text="neurons masked per language (mean set size)",
+                     tickvals=_COUNT_TICKS, ticktext=[f"{t:,}" for t in _COUNT_TICKS])  # fmt: skip
     fig.update_yaxes(title_text="mean ΔNLL (nats/token; solid own, dashed others)",
                      type="log" if positive else "linear",
                      tickvals=_LOG_TICKS if positive else None,

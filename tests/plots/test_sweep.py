@@ -24,7 +24,8 @@ def test_sweep_traces_are_the_selectivity_means() -> None:
     assert table["budget"].tolist() == [0.001, 0.001, 0.01, 0.01]  # sorted by budget
     fig = budget_sweep(matrices)
     by_name = {t.name: t for t in fig.data}
-    assert list(by_name["crane · own"].x) == [0.1, 1.0]  # percent
+    assert list(by_name["crane · own"].x) == [5, 5]  # the sets' actual mean size
+    assert list(by_name["crane · own"].customdata) == [0.1, 1.0]  # the budget, in percent
     assert list(by_name["crane · own"].y) == pytest.approx([0.4, 2.0])
     assert list(by_name["lape · others"].y) == pytest.approx([0.05, 1.0])
     assert list(by_name["crane"].y) == pytest.approx([0.39 / 0.41, 1.5 / 2.5])
