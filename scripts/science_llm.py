@@ -337,11 +337,15 @@ def _blocks(science: Science, path: Path, parts: dict[str, Any]) -> dict[str, st
                             fmt(layers, 0)]  # fmt: skip
     if "sweep" in parts:
         table = sweep_table(parts["sweep"])
+        order = {m: i for i, m in enumerate(METHODS)}
+        table = table.sort_values(
+            ["method", "budget"], key=lambda c: c.map(order) if c.name == "method" else c
+        )
         table["budget"] = [f"{x * 100:g} %" for x in table["budget"]]
-        wide = table.pivot(index="method", columns="budget", values=["own", "others", "index"])
-        wide = wide.reindex(columns=[f"{x * 100:g} %" for x in sorted(parts["sweep"])], level=1)
-        wide.columns = [f"{stat} @ {budget}" for stat, budget in wide.columns]
-        blocks["sweep"] = [fmt(wide)]
+        blocks["sweep"] = [
+            "Means over the 17 languages (neurons = mean set size per language):", "",
+            fmt(table.set_index("method")),
+        ]  # fmt: skip
         figure = path.parent / "figures" / f"{science.name}-budget-sweep.png"
         try:
             with atomic_path(figure) as tmp:
