@@ -29,6 +29,7 @@ import pandas as pd
 import crane_lens as cl
 from crane_lens.evaluation import AblationMatrix
 from crane_lens.intervention import intervention_values
+from crane_lens.utils.io import write_json
 from crane_lens.utils.markdown import update_marked_block
 
 DOCS = Path(__file__).resolve().parents[1] / "docs" / "results.md"
@@ -167,7 +168,7 @@ def run_benchmarks(out: Path, model: Any, sets_by_name: dict[str, Any]) -> dict[
                 report, generated = mc_accuracy(model, mc), generation_check(model, langs=PAPER)
         rows["mc"][label] = {x: report.accuracy(x) for x in PAPER}
         rows["generation"][label] = {x: generated.fraction_in_language(x) for x in PAPER}
-    path.write_text(json.dumps(rows, indent=1))
+    write_json(path, rows)
     return rows
 
 

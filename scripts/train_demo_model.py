@@ -27,7 +27,7 @@ from tqdm.auto import tqdm
 
 import crane_lens as cl
 from crane_lens.data.corpus import Corpus, TextRecord
-from crane_lens.utils.io import atomic_path
+from crane_lens.utils.io import atomic_path, write_json, write_text
 
 log = logging.getLogger("train_demo_model")
 
@@ -132,7 +132,7 @@ def check_same_run(out: Path, settings: dict[str, Any]) -> None:
                 "Resume with the same arguments, or use a new --out folder."
             )
     else:
-        path.write_text(json.dumps(defining, indent=1))
+        write_json(path, defining)
 
 
 def save_atomic(obj: Any, path: Path) -> None:
@@ -197,9 +197,7 @@ def main(argv: list[str] | None = None) -> None:
     tokenizer = AutoTokenizer.from_pretrained(args.tokenizer)
     config_record = {k: (str(v) if isinstance(v, Path) else v) for k, v in vars(args).items()}
     check_same_run(args.out, {**config_record, "arch": arch})
-    (args.out / "train_config.json").write_text(
-        json.dumps({**config_record, "arch": arch}, indent=1)
-    )
+    write_json(args.out / "train_config.json", {**config_record, "arch": arch})
     blocks = load_blocks(args, tokenizer)
     probs = language_weights(blocks, args.alpha, parse_boost(args.boost))
     log.info("data: %s", {lang: tuple(blocks[lang].shape) for lang in blocks.langs})
@@ -245,7 +243,7 @@ def main(argv: list[str] | None = None) -> None:
             lines = [
                 ln for ln in log_path.read_text().splitlines() if json.loads(ln)["step"] < start
             ]
-            log_path.write_text("".join(ln + "\n" for ln in lines))
+            write_text(log_path, "".join(ln + "\n" for ln in lines))
     n_params = sum(p.numel() for p in model.parameters())
     log.info("parameters: %.2f M", n_params / 1e6)
 

@@ -11,12 +11,12 @@ language (or script the sample lacks) still encodes, one byte per token at worst
 from __future__ import annotations
 
 import argparse
-import json
 import logging
 import random
 from pathlib import Path
 
 import crane_lens as cl
+from crane_lens.utils.io import write_json
 
 log = logging.getLogger("train_tokenizer")
 
@@ -78,7 +78,7 @@ def train(out: Path, vocab_size: int, chars_per_lang: int, seed: int) -> None:
     )
     fast.save_pretrained(out)
     meta = {"vocab_size": vocab_size, "chars_per_lang": chars, "seed": seed, "langs": corpus.langs}
-    (out / "tokenizer_training.json").write_text(json.dumps(meta, indent=1))
+    write_json(out / "tokenizer_training.json", meta)
     log.info("saved %d-token tokenizer to %s", fast.vocab_size, out)
 
 
