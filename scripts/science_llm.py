@@ -383,7 +383,7 @@ def _blocks(science: Science, path: Path, parts: dict[str, Any]) -> dict[str, st
     if "benchmarks" in parts:
         bench = parts["benchmarks"]
         blocks["benchmarks"] = [
-            f"Multiple-choice accuracy ({bench['mc_items']} items; chance 0.25), rows = masked "
+            f"Multiple-choice accuracy ({', '.join(f'{k} {v}' for k, v in bench['mc_items'].items())} items; chance 0.25), rows = masked "
             "set (method:language):", "", fmt(pd.DataFrame(bench["mc"]).T), "",
             "Share of greedy continuations identified as the prompt's language:", "",
             fmt(pd.DataFrame(bench["generation"]).T),
