@@ -283,16 +283,11 @@ def fmt(frame: pd.DataFrame | pd.Series, digits: int = 3) -> str:
 
 
 def summary_row(m: AblationMatrix) -> dict[str, float]:
-    """Means over the masked languages (and the median index: one language can swing the mean)."""
-    sel = m.selectivity()
-    row = {"neurons/lang": sel["n_neurons"].mean(), "own ΔNLL": sel["own"].mean(),
-           "others ΔNLL": sel["others"].mean(), "index": sel["index"].mean(),
-           "index (median)": sel["index"].median()}  # fmt: skip
-    if "random_own" in sel:
-        rand = m.random_delta()
-        off = [float(rand.loc[a, x]) for a in rand.index for x in rand.columns if x != a]
-        row |= {"random own": sel["random_own"].mean(), "random others": sum(off) / len(off)}
-    return row
+    """:meth:`AblationMatrix.summary` with the page's column names."""
+    names = {"neurons": "neurons/lang", "own": "own ΔNLL", "others": "others ΔNLL",
+             "index": "index", "index_median": "index (median)", "random_own": "random own",
+             "random_others": "random others"}  # fmt: skip
+    return {names[k]: v for k, v in m.summary().items()}
 
 
 def _blocks(science: Science, path: Path, parts: dict[str, Any]) -> dict[str, str]:

@@ -223,6 +223,25 @@ class AblationMatrix:
             rows.append(row)
         return pd.DataFrame(rows).set_index("masked")
 
+    def summary(self) -> dict[str, float]:
+        """:meth:`selectivity` in one row: means over the masked languages (and the median index,
+        which one language cannot swing); with random sets also their mean ΔNLL on the masked
+        set's own language and on the others.
+
+        Keys: ``neurons``, ``own``, ``others``, ``index``, ``index_median`` (+ ``random_own``,
+        ``random_others``).
+        """
+        sel = self.selectivity()
+        row = {"neurons": float(sel["n_neurons"].mean()), "own": float(sel["own"].mean()),
+               "others": float(sel["others"].mean()), "index": float(sel["index"].mean()),
+               "index_median": float(sel["index"].median())}  # fmt: skip
+        if self.random_nll:
+            rand = self.random_delta()
+            off = [float(rand.loc[a, b]) for a in rand.index for b in rand.columns if b != a]
+            row |= {"random_own": float(sel["random_own"].mean()),
+                    "random_others": sum(off) / len(off)}  # fmt: skip
+        return row
+
     def to_dataframe(self) -> pd.DataFrame:
         """Long format: one row per (condition, seed, masked, evaluated)."""
         import pandas as pd
