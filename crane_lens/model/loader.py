@@ -51,7 +51,11 @@ def builtin_model_dir(name: str) -> Path:
 
 
 def resolve_dtype(dtype: str | torch.dtype | None) -> torch.dtype:
-    """``None`` → float32; accepts torch dtypes and names such as ``"bf16"`` or ``"float16"``."""
+    """``None`` → float32; accepts torch dtypes and names such as ``"bf16"`` or ``"float16"``.
+
+    :func:`load_model` resolves ``None`` to the checkpoint's own dtype first
+    (:func:`checkpoint_dtype`); this float32 is the fallback for everything else.
+    """
     if dtype is None:
         return torch.float32
     if isinstance(dtype, torch.dtype):
@@ -67,6 +71,41 @@ def resolve_dtype(dtype: str | torch.dtype | None) -> torch.dtype:
             f"dtype {resolved} is not a floating-point type; use float32 or bfloat16."
         )
     return resolved
+
+
+def checkpoint_dtype(target: str, **config_kwargs: Any) -> torch.dtype:
+    """The dtype a checkpoint's ``config.json`` records; float32 when it records none.
+
+    Reads only the config (``AutoConfig``: no weights), from a local folder or a hub id.
+    transformers 5 writes ``dtype``, older versions ``torch_dtype``; a multimodal config may
+    record it on its text config only. A dtype crane_lens does not compute in (e.g. float64)
+    also falls back to float32.
+
+    Args:
+        target: A local model folder or a hub id.
+        **config_kwargs: ``revision``, ``trust_remote_code``, ``token``... for ``AutoConfig``.
+
+    Raises:
+        OSError: The config cannot be read (no such hub model, no network).
+
+    Example:
+        >>> checkpoint_dtype(str(builtin_model_dir("crane-tiny")))
+        torch.bfloat16
+    """
+    from transformers import AutoConfig
+
+    config = AutoConfig.from_pretrained(target, **config_kwargs)
+    recorded = None
+    for candidate in (config, config.get_text_config()):
+        recorded = getattr(candidate, "dtype", None) or getattr(candidate, "torch_dtype", None)
+        if recorded is not None:
+            break
+    if isinstance(recorded, str):
+        recorded = _DTYPES.get(recorded.lower().removeprefix("torch."), recorded)
+    if not isinstance(recorded, torch.dtype) or recorded not in _DTYPES.values():
+        log.info("%s records no dtype crane_lens computes in (%s): float32", target, recorded)
+        return torch.float32
+    return recorded
 
 
 def resolve_device(device: str | torch.device | None) -> torch.device:
@@ -176,7 +215,12 @@ def load_model(
             ``save_pretrained`` (weights + tokenizer), or a hub id (needs a hub).
         device: ``"cpu"``, ``"cuda"``, ``"cuda:1"``...; default CUDA when available, else CPU.
             Leave it unset when passing ``device_map`` / ``n_devices``.
-        dtype: Compute dtype (``"float32"`` default, ``"bfloat16"``, ``"float16"``).
+        dtype: Compute dtype: ``"float32"``, ``"bfloat16"``, ``"float16"`` or a torch dtype.
+            Default: the checkpoint's own, as its ``config.json`` records it (``dtype``, or
+            ``torch_dtype`` before transformers 5; :func:`checkpoint_dtype`), float32 when it
+            records none. Most recent checkpoints are bfloat16, so a 7B model takes 14 GB, not
+            28; ``crane-tiny`` and ``gemma-3-270m`` record bfloat16 too. Pass ``"float32"``
+            for the most exact statistics.
         **bridge_kwargs: Passed to ``TransformerBridge.boot_transformers`` — e.g.
             ``device_map="auto"`` or ``n_devices=2`` for models larger than one device,
             ``tokenizer=``, ``revision=``, ``n_ctx=``.
@@ -202,7 +246,10 @@ def load_model(
     target, local = _resolve_source(name_or_path)
     if local:
         _check_local_folder(Path(target), "tokenizer" in bridge_kwargs)
-    torch_dtype = resolve_dtype(dtype)
+    if dtype is None:
+        torch_dtype = _default_dtype(target, local, bridge_kwargs)
+    else:
+        torch_dtype = resolve_dtype(dtype)
     multi_device = any(k in bridge_kwargs for k in ("device_map", "n_devices"))
     if multi_device and device is not None:
         raise ModelLoadError("Pass either device= or device_map=/n_devices=, not both.")
@@ -214,12 +261,7 @@ def load_model(
             target, device=torch_device, dtype=torch_dtype, **bridge_kwargs
         )
     except OSError as exc:  # not found / no network / unreadable weights
-        where = "folder" if local else "hub model"
-        raise ModelLoadError(
-            f"Cannot load the {where} {target!r}: {str(exc).rstrip('.')}. Without a hub, "
-            "download the model elsewhere, save_pretrained it (with its tokenizer) and pass the "
-            "folder."
-        ) from exc
+        raise _load_error(target, local, exc) from exc
     bridge.eval()
     repair_kv_cache(bridge)  # generation under transformers >= 5.24: see model/compat.py
     quiet_generate(bridge)
@@ -228,6 +270,26 @@ def load_model(
     _SPECS[bridge] = model_spec(bridge, os.fspath(name_or_path))
     log.info("loaded %s", _SPECS[bridge].summary().replace("\n", "; "))
     return bridge
+
+
+def _default_dtype(target: str, local: bool, bridge_kwargs: dict[str, Any]) -> torch.dtype:
+    """:func:`checkpoint_dtype`, with a config that cannot be read reported like a failed load."""
+    passed = ("revision", "trust_remote_code", "token", "cache_dir")
+    try:
+        dtype = checkpoint_dtype(target, **{k: v for k, v in bridge_kwargs.items() if k in passed})
+    except OSError as exc:
+        raise _load_error(target, local, exc) from exc
+    log.info("dtype %s (the checkpoint's)", str(dtype).removeprefix("torch."))
+    return dtype
+
+
+def _load_error(target: str, local: bool, exc: Exception) -> ModelLoadError:
+    where = "folder" if local else "hub model"
+    return ModelLoadError(
+        f"Cannot load the {where} {target!r}: {str(exc).rstrip('.')}. Without a hub, "
+        "download the model elsewhere, save_pretrained it (with its tokenizer) and pass the "
+        "folder."
+    )
 
 
 def get_spec(model: Any) -> ModelSpec:

@@ -1,10 +1,53 @@
-"""Average precision of neuron responses as detectors of a language (Kojima et al., 2024)."""
+"""Average precision of neuron responses as detectors of a language (Kojima et al., 2024).
+
+The ``kojima`` method needs one response per *block* (the block's mean activation) per neuron.
+Keeping every block of a large corpus does not scale (an 8B model has 458 752 neurons: 1.8 MB per
+block), so the engine keeps at most :data:`KOJIMA_MAX_BLOCKS` blocks per language, a uniformly
+random sample chosen by :func:`kept_blocks`, and :func:`average_precision_by_group` scores every
+language from one sort per neuron, a chunk of neurons at a time.
+"""
 
 from __future__ import annotations
 
 import torch
-from jaxtyping import Bool, Float
+from jaxtyping import Bool, Float, Int
 from torch import Tensor
+
+KOJIMA_MAX_BLOCKS = 256
+"""Per language, at most this many blocks' responses are kept (all of them when a language has
+fewer, so small runs are exact)."""
+
+SORT_ELEMENTS = 2**24
+"""Items × units sorted at once by :func:`average_precision_by_group` (bounds its memory)."""
+
+
+def kept_blocks(n_blocks: int, max_blocks: int, seed: int) -> Int[Tensor, " kept"]:
+    """Which of a language's ``n_blocks`` blocks ``kojima`` keeps: a uniformly random subset.
+
+    Deterministic for a given ``seed``, sorted, and ``range(n_blocks)`` itself when
+    ``n_blocks <= max_blocks``.
+
+    Args:
+        n_blocks: Blocks of the language.
+        max_blocks: How many to keep at most (e.g. :data:`KOJIMA_MAX_BLOCKS`).
+        seed: Seed of the sample (the same seed gives the same blocks).
+
+    Returns:
+        Ascending int64 block indices, ``min(n_blocks, max_blocks)`` of them.
+
+    Example:
+        >>> kept_blocks(5, 256, seed=0).tolist()
+        [0, 1, 2, 3, 4]
+        >>> ids = kept_blocks(1000, 4, seed=0)
+        >>> len(ids), bool((ids.diff() > 0).all()), ids.equal(kept_blocks(1000, 4, seed=0))
+        (4, True, True)
+    """
+    if max_blocks < 1:
+        raise ValueError(f"max_blocks must be at least 1, got {max_blocks}.")
+    if n_blocks <= max_blocks:
+        return torch.arange(n_blocks)
+    generator = torch.Generator().manual_seed(seed)
+    return torch.randperm(n_blocks, generator=generator)[:max_blocks].sort().values
 
 
 def average_precision(
@@ -13,7 +56,9 @@ def average_precision(
 ) -> Float[Tensor, "*unit"]:
     """AP of each unit's response as a score for ``labels`` (positives ranked first is best).
 
-    Ties are broken by item order (a stable sort), as in a plain ranked-list computation.
+    Ties are broken by item order (a stable sort), as in a plain ranked-list computation. This
+    is the plain reference; :func:`average_precision_by_group` computes it for many labels at
+    once in bounded memory.
 
     Args:
         responses: One response per item (e.g. per sentence) and unit.
@@ -21,6 +66,12 @@ def average_precision(
 
     Returns:
         Average precision per unit, in [0, 1] (NaN-free; 0 when there are no positives).
+
+    Example:
+        >>> responses = torch.tensor([[0.9], [0.8], [0.5]])
+        >>> ap = average_precision(responses, torch.tensor([True, False, True]))
+        >>> [round(x, 4) for x in ap.tolist()]  # (1/1 + 2/3) / 2
+        [0.8333]
     """
     n_pos = int(labels.sum())
     if n_pos == 0:
@@ -31,3 +82,64 @@ def average_precision(
     precision = hits.cumsum(0) / torch.arange(1, len(flat) + 1).unsqueeze(1)
     ap = (precision * hits).sum(0) / n_pos
     return ap.reshape(responses.shape[1:])
+
+
+def average_precision_by_group(
+    responses: Float[Tensor, "item unit"],
+    groups: Int[Tensor, " item"],
+    n_groups: int,
+    *,
+    max_elements: int = SORT_ELEMENTS,
+) -> Float[Tensor, "group unit"]:
+    """AP of each unit's response as a detector of each group (the group's items positive).
+
+    Equals :func:`average_precision` with ``labels = groups == g`` for every ``g``, ties
+    included (stable sort: equal responses rank in item order), from one sort per unit. Units
+    are processed in chunks of ``max_elements // n_items``, so memory stays a small multiple of
+    ``max_elements`` whatever the number of units.
+
+    If the items of group ``g`` sit at 0-based ranks ``p_1 < … < p_n`` of a unit's ranking, its
+    precision at the ``j``-th of them is ``j / (p_j + 1)``: a second, stable sort of the ranked
+    group labels lists every group's ranks in order, which gives all groups' APs at once.
+
+    Args:
+        responses: One response per item and unit.
+        groups: The group of each item, in ``[0, n_groups)``.
+        n_groups: Number of groups (a group without items gets AP 0).
+        max_elements: Items × units sorted at once.
+
+    Returns:
+        Float32 average precision per group and unit, in [0, 1].
+
+    Example:
+        >>> responses = torch.tensor([[0.9], [0.8], [0.5]])
+        >>> ap = average_precision_by_group(responses, torch.tensor([0, 1, 0]), 2)
+        >>> [round(x, 4) for x in ap.flatten().tolist()]  # group 0: (1/1 + 2/3) / 2; group 1: 1/2
+        [0.8333, 0.5]
+    """
+    n_items, n_units = responses.shape
+    if groups.shape != (n_items,):
+        raise ValueError(f"groups has shape {tuple(groups.shape)}, expected ({n_items},).")
+    groups = groups.long()
+    if n_items and not 0 <= int(groups.min()) <= int(groups.max()) < n_groups:
+        raise ValueError(f"groups must lie in [0, {n_groups}), got {groups.unique().tolist()}.")
+    counts = torch.bincount(groups, minlength=n_groups)
+    out = torch.zeros(n_groups, n_units)
+    if n_items == 0:
+        return out
+    # After the second sort, row i holds the i-th ranked item of group sorted_groups[i]; its
+    # position j within the group is the same for every unit.
+    sorted_groups = groups.sort().values
+    starts = counts.cumsum(0) - counts
+    j = (torch.arange(n_items) - starts[sorted_groups] + 1).double().unsqueeze(1)
+    chunk = max(1, max_elements // n_items)
+    for start in range(0, n_units, chunk):
+        part = responses[:, start : start + chunk].float()
+        order = torch.sort(part, dim=0, descending=True, stable=True).indices
+        ranks = torch.sort(groups[order], dim=0, stable=True).indices  # 0-based, grouped
+        del order
+        precision = j / (ranks + 1).double()
+        sums = torch.zeros(n_groups, part.shape[1], dtype=torch.float64)
+        sums.index_add_(0, sorted_groups, precision)
+        out[:, start : start + chunk] = (sums / counts.clamp(min=1).unsqueeze(1)).float()
+    return out

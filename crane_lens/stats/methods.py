@@ -14,9 +14,10 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Literal
 
 import torch
+from jaxtyping import Float
 from torch import Tensor
 
-from crane_lens.stats.kojima import average_precision
+from crane_lens.stats.kojima import average_precision_by_group
 
 if TYPE_CHECKING:
     from crane_lens.stats.results import NeuronStats
@@ -43,30 +44,55 @@ class Method:
 
 @dataclass(frozen=True)
 class Statistic:
-    """A score per (layer, neuron) for one language, derived from the accumulators."""
+    """A score per (language, layer, neuron), derived from the accumulators.
+
+    Attributes:
+        name: Key in :data:`STATISTICS`.
+        method: The method that provides it.
+        compute: ``stats -> Float[Tensor, "lang layer neuron"]`` over ``stats.langs`` (what
+            :meth:`NeuronStats.scores` calls once and caches).
+        description: One line for docs.
+    """
 
     name: str
     method: str
-    compute: Callable[[NeuronStats, str], Tensor]
+    compute: Callable[[NeuronStats], Float[Tensor, "lang layer neuron"]]
     description: str
 
 
-def _mean(field: str) -> Callable[[NeuronStats, str], Tensor]:
-    return lambda s, lang: s.sums[lang][field] / s.n_tokens[lang]
+PerLanguage = Callable[["NeuronStats", str], Tensor]
 
 
-def _attribution_mean(s: NeuronStats, lang: str) -> Tensor:
+def _per_lang(fn: PerLanguage) -> Callable[[NeuronStats], Tensor]:
+    """A statistic computed language by language, stacked in ``stats.langs`` order."""
+    return lambda s: torch.stack([fn(s, lang) for lang in s.langs])
+
+
+def _mean(field: str) -> Callable[[NeuronStats], Tensor]:
+    return _per_lang(lambda s, lang: s.sums[lang][field] / s.n_tokens[lang])
+
+
+def _attribution_mean(s: NeuronStats) -> Tensor:
     # Σ_t (μ − h_t)·g_t = μ·Σg − Σh·g: mean ablation needs no second pass.
     mu = s.pooled_mean_activation()
-    return (mu * s.sums[lang]["g_sum"] - s.sums[lang]["hg_sum"]) / s.n_tokens[lang]
-
-
-def _kojima_ap(s: NeuronStats, lang: str) -> Tensor:
-    responses = torch.cat([s.block_means[x] for x in s.langs])
-    labels = torch.cat(
-        [torch.full((len(s.block_means[x]),), x == lang, dtype=torch.bool) for x in s.langs]
+    return torch.stack(
+        [(mu * s.sums[x]["g_sum"] - s.sums[x]["hg_sum"]) / s.n_tokens[x] for x in s.langs]
     )
-    return average_precision(responses, labels)
+
+
+def _kojima_ap(s: NeuronStats) -> Tensor:
+    """Every language's AP from one sort per neuron. Blocks are ranked in language order, then
+    block order (the tie order); one layer is concatenated at a time, never all block means."""
+    groups = torch.cat(
+        [torch.full((len(s.block_means[x]),), i, dtype=torch.long) for i, x in enumerate(s.langs)]
+    )
+    layers = [
+        average_precision_by_group(
+            torch.cat([s.block_means[x][:, layer] for x in s.langs]), groups, len(s.langs)
+        )
+        for layer in range(s.spec.n_layers)
+    ]
+    return torch.stack(layers, dim=1)
 
 
 def _kojima_median(s: NeuronStats, lang: str) -> Tensor:
@@ -111,8 +137,8 @@ STATISTICS: dict[str, Statistic] = {
         Statistic("crane", "crane", _mean("rel_sum"), "mean relevance per token"),
         Statistic("crane_abs", "crane", _mean("rel_abs_sum"), "mean |relevance| per token"),
         Statistic("crane_pos", "crane", _mean("rel_pos_sum"), "mean max(relevance, 0)"),
-        Statistic("attribution", "attribution", lambda s, lang: -s.sums[lang]["hg_sum"]
-                  / s.n_tokens[lang], "estimated ΔNLL/token of zero-ablation"),
+        Statistic("attribution", "attribution", _per_lang(lambda s, lang: -s.sums[lang]["hg_sum"]
+                  / s.n_tokens[lang]), "estimated ΔNLL/token of zero-ablation"),
         Statistic("attribution_mean", "attribution", _attribution_mean,
                   "estimated ΔNLL/token of mean-ablation (mean over all languages)"),
         Statistic("ablation", "ablation", _mean("ablation_sum"), "exact ΔNLL/token"),
@@ -121,9 +147,11 @@ STATISTICS: dict[str, Statistic] = {
                   "P(act(gate) > 0)"),
         Statistic("mean_activation", "mean_activation", _mean("act_sum"), "mean h"),
         Statistic("kojima", "kojima", _kojima_ap, "average precision as a language detector"),
-        Statistic("kojima_median", "kojima", _kojima_median, "median per-block mean h"),
-        Statistic("plnd", "plnd", _plnd, "mean ‖h_i·W_down[i,:]‖"),
-        Statistic("plnd_min", "plnd", _plnd_min, "minimum over blocks of the block mean"),
+        Statistic("kojima_median", "kojima", _per_lang(_kojima_median),
+                  "median per-block mean h"),
+        Statistic("plnd", "plnd", _per_lang(_plnd), "mean ‖h_i·W_down[i,:]‖"),
+        Statistic("plnd_min", "plnd", _per_lang(_plnd_min),
+                  "minimum over blocks of the block mean"),
     )
 }  # fmt: skip
 

@@ -8,8 +8,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+import numpy as np
 import torch
-from jaxtyping import Float
+from jaxtyping import Float, Int
 from safetensors.torch import load_file, save_file
 from torch import Tensor
 
@@ -22,8 +23,13 @@ if TYPE_CHECKING:
     import pandas as pd
 
 STATS_FILE, META_FILE = "stats.safetensors", "stats.json"
-FORMAT_VERSION = 1
+FORMAT_VERSION = 2  # 2: ``lang/block_ids`` beside ``lang/block_means``
 MIN_FIELDS = frozenset({"abs_mean_min"})  # merged by minimum; every other field by sum
+# Config keys of settings that change every score: shards must agree on them to merge (a key
+# missing on one side counts only when the other has it).
+MERGE_SETTINGS = ("methods", "target", "attention", "objective", "seq_len", "ablation_layers")
+# Identities the engine records; compared only when both shards have them.
+MERGE_IDENTITIES = {"model_fingerprint": "models", "tokenizer_sha256": "tokenizers"}
 
 
 @dataclass
@@ -31,19 +37,28 @@ class NeuronStats:
     """Float32 accumulators per language, and the scores every method derives from them.
 
     The raw fields are sums over predicted tokens (and per-block means for ``kojima``), so two
-    shards of a corpus merge exactly (:meth:`merge`); every score is computed on demand by
-    :meth:`scores`, e.g. ``stats.scores("crane")`` → ``Float[Tensor, "lang layer neuron"]``.
+    shards of a corpus merge exactly (:meth:`merge`); every score is computed by :meth:`scores`
+    on first use, e.g. ``stats.scores("crane")`` → ``Float[Tensor, "lang layer neuron"]``.
+
+    Objects returned by :func:`~crane_lens.compute_stats`, :meth:`merge` and :meth:`load` are
+    treated as immutable: each statistic is computed once and cached. Do not edit their fields
+    in place; :meth:`merge` and :meth:`load` build new objects, and :meth:`add_block_means`
+    (the one supported mutation) clears the cache.
 
     Attributes:
         spec: The model the statistics were computed on.
         methods: Methods that were run (keys of :data:`crane_lens.stats.METHODS`).
         sums: ``lang -> field -> Float[Tensor, "layer neuron"]``.
         n_tokens: Predicted tokens per language (the denominator of every mean).
-        block_means: ``lang -> Float[Tensor, "block layer neuron"]``: each block's mean
-            activation (``kojima`` only).
+        block_means: ``lang -> Float[Tensor, "block layer neuron"]``: the mean activation of
+            each kept block (``kojima`` only; at most
+            :data:`~crane_lens.stats.kojima.KOJIMA_MAX_BLOCKS` per language and run).
+        block_ids: ``lang -> Int[Tensor, " block"]``: the global index (int64, ascending) of the
+            block each row of ``block_means[lang]`` comes from; ``arange`` where absent.
         w_down_norm: ``Float[Tensor, "layer neuron"]``, ``‖W_down[i, :]‖`` (``plnd`` only).
-        config: The settings of the run (seq_len, target, attention rule, seed...).
-        versions: Package versions the run used.
+        config: The settings of the run (seq_len, target, attention rule, seed...); after a
+            :meth:`merge`, the settings all shards share plus ``"shards"`` (their provenance).
+        versions: Package versions the run used (after a merge: those all shards share).
     """
 
     spec: ModelSpec
@@ -54,6 +69,9 @@ class NeuronStats:
     w_down_norm: Tensor | None = None
     config: dict[str, Any] = field(default_factory=dict)
     versions: dict[str, str] = field(default_factory=dict)
+    block_ids: dict[str, Tensor] = field(default_factory=dict)
+    # statistic -> scores of every language; not an init field, so copies start empty.
+    _cache: dict[str, Tensor] = field(default_factory=dict, init=False, repr=False, compare=False)
 
     # -- access ---------------------------------------------------------------------------
     @property
@@ -75,6 +93,9 @@ class NeuronStats:
     def scores(self, statistic: str) -> Float[Tensor, "lang layer neuron"]:
         """One statistic for every language, layer and neuron (float32, CPU).
 
+        Computed once per object and cached (the ``kojima`` AP of all languages from one sort);
+        each call returns a fresh copy.
+
         Args:
             statistic: A method name (its primary statistic) or one of :attr:`statistics`,
                 e.g. ``"crane"``, ``"crane_abs"``, ``"attribution_mean"``, ``"kojima_median"``.
@@ -90,7 +111,9 @@ class NeuronStats:
                 f"{statistic!r} needs method {STATISTICS[name].method!r}, which this run did not "
                 f"compute (methods: {list(self.methods)}). Re-run compute_stats with it."
             )
-        return torch.stack([STATISTICS[name].compute(self, lang) for lang in self.langs])
+        if name not in self._cache:
+            self._cache[name] = STATISTICS[name].compute(self)
+        return self._cache[name].clone()  # callers may edit their copy in place
 
     def field(self, lang: str, name: str) -> Tensor:
         """A raw accumulator of one language (see :attr:`sums`)."""
@@ -129,30 +152,114 @@ class NeuronStats:
         import pandas as pd
 
         names = statistics or self.statistics
-        n_layers, d_mlp = self.spec.n_layers, self.spec.d_mlp
-        grid = torch.cartesian_prod(torch.arange(n_layers), torch.arange(d_mlp))
-        frames = []
-        for index, lang in enumerate(self.langs):
-            frame = pd.DataFrame({"lang": lang, "layer": grid[:, 0], "neuron": grid[:, 1]})
-            for name in names:
-                frame[name] = self.scores(name)[index].flatten().numpy()
-            frames.append(frame)
-        return pd.concat(frames, ignore_index=True)
+        n_langs, n_layers, d_mlp = len(self.langs), self.spec.n_layers, self.spec.d_mlp
+        frame = pd.DataFrame({
+            "lang": np.repeat(np.array(self.langs, dtype=object), n_layers * d_mlp),
+            "layer": np.tile(np.repeat(np.arange(n_layers), d_mlp), n_langs),
+            "neuron": np.tile(np.arange(d_mlp), n_langs * n_layers),
+        })  # fmt: skip
+        for name in names:  # lang-major, then layer, then neuron: the order of .flatten()
+            frame[name] = self.scores(name).flatten().numpy()
+        return frame
+
+    # -- kojima's block responses ------------------------------------------------------------
+    def block_ids_of(self, lang: str) -> Int[Tensor, " block"]:
+        """Global block index of each row of ``block_means[lang]`` (``arange`` if unrecorded)."""
+        ids = self.block_ids.get(lang)
+        return ids if ids is not None else torch.arange(len(self.block_means[lang]))
+
+    def add_block_means(
+        self, lang: str, ids: Int[Tensor, " n"], means: Float[Tensor, "n layer neuron"]
+    ) -> None:
+        """Add the mean activations of blocks ``ids`` of ``lang``, keeping rows ordered by id.
+
+        The result does not depend on the order of the calls (the engine adds batch by batch,
+        distributed ranks' parts arrive in any order). Clears the cached scores.
+
+        Args:
+            lang: Language code.
+            ids: Global block indices (int), unique and not added before.
+            means: Each block's mean activation; stored as float32 on the CPU.
+
+        Raises:
+            ValueError: ``means`` does not have one ``[layer, neuron]`` row per id.
+            CraneLensError: A block id already present (the block would count twice).
+
+        Example:
+            >>> from crane_lens.model.spec import ModelSpec
+            >>> spec = ModelSpec("toy", "LlamaForCausalLM", 1, 4, 2, True, "torch.float32",
+            ...                  "cpu", "blocks.{layer}.mlp.hook_post", 10)
+            >>> stats = NeuronStats(spec, ("kojima",))
+            >>> stats.add_block_means("en", torch.tensor([7, 2]), torch.ones(2, 1, 2))
+            >>> stats.add_block_means("en", torch.tensor([5]), torch.zeros(1, 1, 2))
+            >>> stats.block_ids["en"].tolist(), stats.block_means["en"][:, 0, 0].tolist()
+            ([2, 5, 7], [1.0, 0.0, 1.0])
+        """
+        ids = torch.as_tensor(ids).long().flatten().cpu()
+        means = means.detach().to("cpu", torch.float32)
+        shape = (self.spec.n_layers, self.spec.d_mlp)
+        if means.shape != (len(ids), *shape):
+            raise ValueError(
+                f"add_block_means({lang!r}): means of shape {tuple(means.shape)} for {len(ids)} "
+                f"ids; expected ({len(ids)}, {shape[0]}, {shape[1]})."
+            )
+        if lang in self.block_means:
+            ids = torch.cat([self.block_ids_of(lang), ids])
+            means = torch.cat([self.block_means[lang], means])
+        steps = ids.diff()
+        if not bool((steps > 0).all()):  # out of order: sort (ids are unique, so stably)
+            order = torch.argsort(ids, stable=True)
+            ids, means = ids[order], means[order]
+            steps = ids.diff()
+        if bool((steps == 0).any()):
+            twice = ids[1:][steps == 0].unique().tolist()
+            raise CraneLensError(
+                f"Blocks {twice} of {lang!r} were added twice: each block's response may be "
+                "recorded once (are two shards of the same blocks being combined?)."
+            )
+        self.block_means[lang], self.block_ids[lang] = means, ids
+        self._cache.clear()
+
+    def n_blocks(self, lang: str) -> int:
+        """Blocks ``lang``'s tokens came in (from the token count and ``config["seq_len"]``)."""
+        ids = self.block_ids_of(lang) if lang in self.block_means else torch.zeros(0)
+        seen = int(ids.max()) + 1 if len(ids) else 0
+        seq_len = self.config.get("seq_len")
+        counted = self.n_tokens.get(lang, 0) // (seq_len - 1) if seq_len and seq_len > 1 else 0
+        return max(seen, counted)
 
     # -- merging ---------------------------------------------------------------------------
     def merge(self, other: NeuronStats) -> NeuronStats:
         """Statistics of the union of two token sets (e.g. two shards of one corpus).
 
+        Sums and token counts add, per-block minima take the minimum, and Kojima's block
+        responses are pooled: ``other``'s block ids are shifted past this result's blocks of the
+        language, as if its blocks followed this result's. The merged ``config`` keeps the
+        settings both share, plus ``config["shards"]``: every shard's ``config``, ``versions``
+        and ``n_tokens``, in order (merging merged results extends the list).
+
         Raises:
-            CraneLensError: The two results come from different models or methods.
+            CraneLensError: The results differ in model (any :class:`ModelSpec` field but the
+                device, or ``config["model_fingerprint"]``), tokenizer
+                (``config["tokenizer_sha256"]``), methods (as sets) or a setting of
+                :data:`MERGE_SETTINGS`; or a shard of each covers the same token blocks
+                (``config["blocks_sha256"]``), which would count every token twice.
+
+        Example:
+            >>> from crane_lens.model.spec import ModelSpec
+            >>> spec = ModelSpec("toy", "LlamaForCausalLM", 1, 4, 2, True, "torch.float32",
+            ...                  "cpu", "blocks.{layer}.mlp.hook_post", 10)
+            >>> a, b = NeuronStats(spec, ("mean_activation",)), NeuronStats(spec, ("lape",))
+            >>> a.merge(b)  # doctest: +ELLIPSIS
+            Traceback (most recent call last):
+            ...
+            crane_lens.errors.CraneLensError: Cannot merge statistics of different methods: ...
         """
-        if not self.spec.same_neurons_as(other.spec) or self.methods != other.methods:
-            raise CraneLensError(
-                "Cannot merge statistics of different models or methods: "
-                f"{self.spec.name} {list(self.methods)} vs {other.spec.name} {list(other.methods)}."
-            )
-        merged = NeuronStats(self.spec, self.methods, config=dict(self.config),
-                             versions=dict(self.versions), w_down_norm=self.w_down_norm)  # fmt: skip
+        _check_mergeable(self, other)
+        merged = NeuronStats(self.spec, self.methods, w_down_norm=self.w_down_norm,
+                             config=_common(self.config, other.config),
+                             versions=_common(self.versions, other.versions))  # fmt: skip
+        merged.config["shards"] = _shards(self) + _shards(other)
         for lang in dict.fromkeys([*self.langs, *other.langs]):
             parts = [s for s in (self, other) if lang in s.n_tokens]
             merged.n_tokens[lang] = sum(s.n_tokens[lang] for s in parts)
@@ -161,8 +268,11 @@ class NeuronStats:
                 values = [s.sums[lang][name] for s in parts]
                 reduce = torch.minimum if name in MIN_FIELDS else torch.add
                 merged.sums[lang][name] = values[0] if len(values) == 1 else reduce(*values)
-            if any(lang in s.block_means for s in parts):
-                merged.block_means[lang] = torch.cat([s.block_means[lang] for s in parts])
+            offset = 0
+            for s in parts:
+                if lang in s.block_means:
+                    merged.add_block_means(lang, s.block_ids_of(lang) + offset, s.block_means[lang])
+                offset += s.n_blocks(lang)
         return merged
 
     def __add__(self, other: NeuronStats) -> NeuronStats:
@@ -174,6 +284,7 @@ class NeuronStats:
             f"{lang}/{name}": t for lang, fields in self.sums.items() for name, t in fields.items()
         }
         out |= {f"{lang}/block_means": t for lang, t in self.block_means.items()}
+        out |= {f"{lang}/block_ids": t for lang, t in self.block_ids.items()}
         if self.w_down_norm is not None:
             out["w_down_norm"] = self.w_down_norm
         return {k: v.detach().cpu().contiguous() for k, v in out.items()}
@@ -213,6 +324,11 @@ class NeuronStats:
                 "pass the output_dir of compute_stats or a folder written by NeuronStats.save."
             )
         meta = json.loads(meta_path.read_text(encoding="utf-8"))
+        if int(meta.get("format_version", 1)) > FORMAT_VERSION:
+            raise CraneLensError(
+                f"{folder} was written by a newer crane_lens (format {meta['format_version']}, "
+                f"this one reads up to {FORMAT_VERSION}); upgrade crane_lens to read it."
+            )
         tensors = load_file(str(tensor_path))
         stats = cls(ModelSpec.from_dict(meta["spec"]), tuple(meta["methods"]),
                     config=meta["config"], versions=meta["versions"])  # fmt: skip
@@ -222,12 +338,83 @@ class NeuronStats:
             lang, name = key.split("/", 1)
             if name == "block_means":
                 stats.block_means[lang] = tensor
+            elif name == "block_ids":
+                stats.block_ids[lang] = tensor
             else:
                 stats.sums.setdefault(lang, {})[name] = tensor
         stats.sums = {lang: stats.sums[lang] for lang in stats.n_tokens}  # language order
+        for lang, means in stats.block_means.items():  # format 1 kept every block, in order
+            stats.block_ids.setdefault(lang, torch.arange(len(means)))
         return stats
 
     def __repr__(self) -> str:
         tokens = ", ".join(f"{lang}: {n:,}" for lang, n in self.n_tokens.items())
         return (f"NeuronStats({self.spec.name}, methods={list(self.methods)}, "
                 f"{self.spec.n_layers}×{self.spec.d_mlp} neurons, tokens {{{tokens}}})")  # fmt: skip
+
+
+class _Missing:
+    def __repr__(self) -> str:
+        return "missing"
+
+
+_MISSING = _Missing()
+
+
+def _check_mergeable(a: NeuronStats, b: NeuronStats) -> None:
+    """Raise a :class:`CraneLensError` naming the first difference that forbids a merge."""
+
+    def refuse(what: str, item: str, left: Any, right: Any, advice: str) -> None:
+        raise CraneLensError(
+            f"Cannot merge statistics of different {what}: {item} is {left!r} in the first and "
+            f"{right!r} in the second. {advice}"
+        )
+
+    same_model = "Merge only shards computed with the same model, loaded the same way."
+    spec_a, spec_b = a.spec.to_dict(), b.spec.to_dict()
+    for key in spec_a.keys() | spec_b.keys():
+        if key != "device" and spec_a.get(key) != spec_b.get(key):  # devices may differ
+            refuse("models", f"the model's {key}", spec_a.get(key), spec_b.get(key), same_model)
+    for key, what in MERGE_IDENTITIES.items():
+        if key in a.config and key in b.config and a.config[key] != b.config[key]:
+            refuse(what, f'config["{key}"]', a.config[key], b.config[key], same_model)
+    if set(a.methods) != set(b.methods):
+        refuse("methods", "methods", sorted(a.methods), sorted(b.methods),
+               "Re-run compute_stats on one shard with the other's methods.")  # fmt: skip
+    for key in MERGE_SETTINGS:
+        if key not in a.config and key not in b.config:
+            continue
+        left, right = a.config.get(key, _MISSING), b.config.get(key, _MISSING)
+        if key == "methods" and isinstance(left, list) and isinstance(right, list):
+            left, right = sorted(left), sorted(right)
+        if left != right:
+            value = right if left is _MISSING else left
+            refuse("settings", f'config["{key}"]', left, right,
+                   f"Re-run compute_stats on one shard with {key}={value!r}.")  # fmt: skip
+    digests = [{s["config"].get("blocks_sha256") for s in _shards(x)} - {None} for x in (a, b)]
+    shared = sorted(digests[0] & digests[1])
+    if shared:
+        raise CraneLensError(
+            f"Both statistics cover the same token blocks (blocks_sha256 {shared[0][:12]}…): "
+            "merging them would count every token twice. Merge shards of different blocks."
+        )
+
+
+def _common(a: dict[str, Any], b: dict[str, Any]) -> dict[str, Any]:
+    """The entries two configs (or version tables) share; ``shards`` is rebuilt by merge.
+    Method lists count as the same in any order (the first one's order is kept)."""
+
+    def same(key: str, value: Any) -> bool:
+        if key == "methods" and isinstance(value, list) and isinstance(b[key], list):
+            return sorted(value) == sorted(b[key])
+        return bool(b[key] == value)
+
+    return {k: v for k, v in a.items() if k != "shards" and k in b and same(k, v)}
+
+
+def _shards(stats: NeuronStats) -> list[dict[str, Any]]:
+    """The provenance of every run behind ``stats`` (one entry unless it is a merge)."""
+    if "shards" in stats.config:
+        return list(stats.config["shards"])
+    config = {k: v for k, v in stats.config.items() if k != "shards"}
+    return [{"config": config, "versions": dict(stats.versions), "n_tokens": dict(stats.n_tokens)}]

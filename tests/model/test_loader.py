@@ -11,6 +11,7 @@ import torch
 import crane_lens as cl
 from crane_lens.cli import main
 from crane_lens.model import ModelSpec, resolve_dtype
+from crane_lens.model.loader import BUILTIN_MODELS, builtin_model_dir, checkpoint_dtype
 
 
 def test_spec_of_a_local_checkpoint(tiny_checkpoints) -> None:  # type: ignore[no-untyped-def]
@@ -93,3 +94,66 @@ def test_hub_model_without_a_hub() -> None:
 def test_device_and_device_map_are_exclusive(tiny_checkpoints) -> None:  # type: ignore[no-untyped-def]
     with pytest.raises(cl.ModelLoadError, match="not both"):
         cl.load_model(tiny_checkpoints["llama"], device="cpu", device_map="auto")
+
+
+def _tiny_llama(
+    folder: Path, tokenizer: object, dtype: torch.dtype, config_key: str | None
+) -> Path:
+    """A tiny random Llama saved in ``dtype``, its config recording it under ``config_key``."""
+    import json
+
+    from transformers import AutoModelForCausalLM
+
+    from tests.tiny_models import _configs
+
+    torch.manual_seed(0)
+    AutoModelForCausalLM.from_config(_configs()["llama"]).to(dtype).save_pretrained(folder)
+    tokenizer.save_pretrained(folder)  # type: ignore[attr-defined]
+    config_path = folder / "config.json"
+    config = json.loads(config_path.read_text())
+    recorded = config.pop("dtype", None) or config.pop("torch_dtype", None)
+    assert recorded == str(dtype).removeprefix("torch.")  # what transformers wrote
+    if config_key is not None:
+        config[config_key] = recorded
+    config_path.write_text(json.dumps(config))
+    return folder
+
+
+@pytest.mark.parametrize(
+    ("saved", "key", "expected"),
+    [
+        (torch.bfloat16, "dtype", torch.bfloat16),
+        (torch.float32, "dtype", torch.float32),
+        (torch.float16, "torch_dtype", torch.float16),  # written by transformers < 5
+        (torch.bfloat16, None, torch.float32),  # a config that records no dtype
+    ],
+)
+def test_default_dtype_is_the_checkpoints(
+    tiny_tokenizer, tmp_path: Path, saved, key, expected
+) -> None:  # type: ignore[no-untyped-def]
+    folder = _tiny_llama(tmp_path, tiny_tokenizer, saved, key)
+    assert checkpoint_dtype(str(folder)) == expected
+    model = cl.load_model(folder, device="cpu")
+    assert next(model.parameters()).dtype == expected
+    assert cl.get_spec(model).dtype == str(expected)
+    explicit = cl.load_model(folder, device="cpu", dtype="float32")  # an explicit dtype wins
+    assert next(explicit.parameters()).dtype == torch.float32
+
+
+def test_default_dtype_of_the_builtin_models() -> None:
+    """crane-tiny (and crane-tiny-chat) record bfloat16: they load through the same path."""
+    for name in BUILTIN_MODELS:
+        assert checkpoint_dtype(str(builtin_model_dir(name))) == torch.bfloat16
+    assert cl.get_spec(cl.load_model("crane-tiny", device="cpu")).dtype == "torch.bfloat16"
+
+
+def test_default_float16_still_checks_for_overflow(
+    tiny_tokenizer, tmp_path: Path, monkeypatch
+) -> None:  # type: ignore[no-untyped-def]
+    from crane_lens.model import loader
+
+    folder = _tiny_llama(tmp_path, tiny_tokenizer, torch.float16, "dtype")
+    checked: list[str] = []
+    monkeypatch.setattr(loader, "check_float16_range", lambda model, name: checked.append(name))
+    cl.load_model(folder, device="cpu")
+    assert checked == [str(folder)]
