@@ -289,9 +289,14 @@ def main(argv: list[str] | None = None) -> None:
     tokenizer.save_pretrained(final)
     log.info("saved %s", final)
     if args.export is not None:
-        # Shipped in bf16 (half the bytes); it was trained under bf16 autocast, and
-        # load_model computes in float32 unless asked otherwise.
+        # Weights shipped in bf16 (half the bytes; it was trained under bf16 autocast), but the
+        # config records float32, so load_model's default (the checkpoint's dtype) computes in
+        # float32 — an exact upcast — and dtype="bfloat16" is an explicit choice.
         model.bfloat16().save_pretrained(args.export)
+        config_path = args.export / "config.json"
+        exported = json.loads(config_path.read_text())
+        exported["dtype"] = "float32"
+        config_path.write_text(json.dumps(exported, indent=2, sort_keys=True) + "\n")
         tokenizer.save_pretrained(args.export)
         (args.export / "train_config.json").write_text((args.out / "train_config.json").read_text())
         log.info("exported %s", args.export)

@@ -28,8 +28,10 @@ from tqdm.auto import tqdm
 from crane_lens.errors import CraneLensError, OutputExistsError
 from crane_lens.evaluation.nll import stream_tokens
 from crane_lens.intervention.hooks import Intervention, Mode, intervention, stacked_hooks
+from crane_lens.model.runner import gold_scores, pad_rows
 from crane_lens.selection.neurons import LanguageNeurons
 from crane_lens.selection.select import random_neurons
+from crane_lens.utils import distributed as dist
 from crane_lens.utils.io import atomic_path, write_json
 
 if TYPE_CHECKING:
@@ -82,9 +84,8 @@ def eval_blocks(
         if max_tokens_per_lang is not None:
             keep = max(1, max_tokens_per_lang // seq_len)
             blocks, owners = blocks[:keep], owners[:keep]
-        width = max(len(b) for b in blocks)
-        tokens = torch.tensor([b + [0] * (width - len(b)) for b in blocks])
-        owner = torch.tensor([o + [-1] * (width - len(o)) for o in owners])
+        tokens, _ = pad_rows(blocks, pad=0)
+        owner, _ = pad_rows(owners, pad=-1)
         out[lang] = EvalBlocks(tokens, owner[:, 1:] >= 0)
     return out
 
@@ -108,26 +109,23 @@ def conditions_nll(
         stack: Evaluate several conditions per forward pass (``False``: one forward pass per
             condition and block chunk — the same numbers, for benchmarking).
     """
-    device = next(model.parameters()).device
     n_blocks = len(blocks.tokens)
     rows = min(n_blocks, max_batch_rows)
     per_pass = max(1, max_batch_rows // rows) if stack else 1
-    nats = torch.zeros(len(conditions), dtype=torch.float64)
+    nats: Tensor | None = None  # float32 per condition, on the device: no host sync per pass
     for start in range(0, n_blocks, rows):
-        tokens = blocks.tokens[start : start + rows].to(device)
-        scored = blocks.scored[start : start + rows].to(device)
+        tokens = blocks.tokens[start : start + rows]
+        scored = blocks.scored[start : start + rows].flatten()
         for first in range(0, len(conditions), per_pass):
             chunk = conditions[first : first + per_pass]
-            stacked = tokens.repeat(len(chunk), 1)
-            with model.hooks(fwd_hooks=stacked_hooks(chunk, len(tokens))):
-                logits = model(stacked, return_type="logits")[:, :-1]
-            # Fused cross-entropy: no second [rows, pos, vocab] tensor for the log-softmax.
-            nll = torch.nn.functional.cross_entropy(
-                logits.flatten(0, 1).float(), stacked[:, 1:].flatten(), reduction="none"
-            ).view(len(stacked), -1)
-            nll = (nll * scored.repeat(len(chunk), 1)).sum(dim=1).double().cpu()
-            nats[first : first + len(chunk)] += nll.view(len(chunk), -1).sum(dim=1)
-    return [(float(n), blocks.n_tokens) for n in nats]
+            logp = gold_scores(model, tokens.repeat(len(chunk), 1),
+                               hooks=stacked_hooks(chunk, len(tokens)))  # fmt: skip
+            nll = -(logp.reshape(len(chunk), -1) * scored.to(logp.device)).sum(dim=1)
+            if nats is None:
+                nats = torch.zeros(len(conditions), device=nll.device)
+            nats[first : first + len(chunk)] += nll
+    assert nats is not None
+    return [(float(n), blocks.n_tokens) for n in nats.double().cpu()]
 
 
 @dataclass
@@ -389,18 +387,31 @@ def ablation_matrix(
         log.info("resuming the ablation matrix: %d results already computed", len(done))
     names = list(conditions)
     chunk = max(1, max_batch_rows)
-    work = [(b, names[i : i + chunk]) for b in langs for i in range(0, len(names), chunk)]
-    for b, members in tqdm(work, desc=f"ablation ({neurons.method})", disable=not progress):
-        todo = [n for n in members if f"{n}|@{b}" not in done]
-        if not todo:
-            continue
-        results = conditions_nll(model, blocks[b], [conditions[n] for n in todo],
-                                 max_batch_rows=max_batch_rows)  # fmt: skip
-        for name, (nats, tokens) in zip(todo, results, strict=True):
-            done[f"{name}|@{b}"] = [nats, tokens]
-        if checkpoint is not None:
+    work = [(b, [n for n in names[i : i + chunk] if f"{n}|@{b}" not in done])
+            for b in langs for i in range(0, len(names), chunk)]  # fmt: skip
+    work = [(b, members) for b, members in work if members]
+    # Under torch.distributed each rank takes every world_size-th item; after each round the
+    # ranks exchange their results, so all hold the same table and rank 0 writes it.
+    world, rank = dist.world_size(), dist.rank()
+    bar = tqdm(total=len(work), desc=f"ablation ({neurons.method})",
+               disable=not progress or not dist.is_main())  # fmt: skip
+    for step in range(dist.n_rounds(len(work))):
+        mine: dict[str, list[float]] = {}
+        if step * world + rank < len(work):
+            b, todo = work[step * world + rank]
+            results = conditions_nll(model, blocks[b], [conditions[n] for n in todo],
+                                     max_batch_rows=max_batch_rows)  # fmt: skip
+            mine = {
+                f"{n}|@{b}": [nats, count] for n, (nats, count) in zip(todo, results, strict=True)
+            }
+        for part in dist.all_gather_objects(mine):
+            done |= part
+        bar.update(min(world, len(work) - step * world))
+        if checkpoint is not None and dist.is_main():
             checkpoint.parent.mkdir(parents=True, exist_ok=True)
             write_json(checkpoint, {"fingerprint": fingerprint, "done": done})
+    bar.close()
+    dist.barrier()
 
     def mean_nll(name: str, b: str) -> float:
         nats, tokens = done[f"{name}|@{b}"]

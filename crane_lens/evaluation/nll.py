@@ -26,6 +26,7 @@ import torch
 from tqdm.auto import tqdm
 
 from crane_lens.errors import TokenizerError
+from crane_lens.model.runner import gold_scores, length_batches, pad_rows
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -44,24 +45,6 @@ def encode_for_nll(model: Any, texts: Sequence[str]) -> list[list[int]]:
     n_ctx = int(getattr(model.cfg, "n_ctx", 0) or 2048)
     encoded = tokenizer(list(texts), add_special_tokens=False)["input_ids"]
     return [[bos, *ids][:n_ctx] for ids in encoded]
-
-
-def length_batches(
-    ids: Sequence[Sequence[int]], max_tokens: int, indices: Iterable[int] | None = None
-) -> list[list[int]]:
-    """Group sequences (by index) into batches of similar length for right-padded passes.
-
-    Sorted by length, each batch grows while ``members × longest`` stays within ``max_tokens``
-    (a sequence longer than that runs alone); the last member of a batch is its longest.
-    """
-    chosen = range(len(ids)) if indices is None else indices
-    batches: list[list[int]] = []
-    for i in sorted(chosen, key=lambda i: len(ids[i])):
-        if batches and (len(batches[-1]) + 1) * len(ids[i]) <= max_tokens:
-            batches[-1].append(i)
-        else:
-            batches.append([i])
-    return batches
 
 
 @torch.no_grad()
@@ -84,22 +67,18 @@ def text_nll(
         ``(nats, tokens)``, lists aligned with ``texts``; a text of zero tokens scores (0.0, 0).
     """
     ids = encode_for_nll(model, texts)
-    device = next(model.parameters()).device
-    nats = [0.0] * len(texts)
     counts = [len(seq) - 1 for seq in ids]
     scorable = [i for i, seq in enumerate(ids) if len(seq) >= 2]
     batches = length_batches(ids, max_tokens_per_batch, scorable)
+    parts = []  # per batch, kept on the device until the end: no host sync per pass
     for members in tqdm(batches, desc="NLL", disable=not show_progress, leave=False):
-        width = len(ids[members[-1]])
-        pad = ids[members[0]][0]  # any real token id; padded positions are never scored
-        tokens = torch.tensor(
-            [ids[i] + [pad] * (width - len(ids[i])) for i in members], device=device
-        )
-        lengths = torch.tensor([len(ids[i]) for i in members], device=device)
-        logits = model(tokens, return_type="logits").float()
-        gold = torch.log_softmax(logits[:, :-1], dim=-1).gather(-1, tokens[:, 1:, None])[..., 0]
-        scored = torch.arange(1, width, device=device)[None, :] < lengths[:, None]
-        for i, value in zip(members, (-(gold * scored).sum(dim=1)).tolist(), strict=True):
+        tokens, lengths = pad_rows([ids[i] for i in members])
+        logp = gold_scores(model, tokens)
+        scored = torch.arange(1, tokens.shape[1])[None, :] < lengths[:, None]
+        parts.append((members, -(logp * scored.to(logp.device)).sum(dim=1)))
+    nats = [0.0] * len(texts)
+    for members, values in parts:
+        for i, value in zip(members, values.tolist(), strict=True):
             nats[i] = value
     return nats, counts
 
@@ -234,8 +213,6 @@ def stream_nll(
         >>> stream.nll("vi") < corpus_nll(model, udhr, show_progress=False).nll("vi")
         True
     """
-    device = next(model.parameters()).device
-    pad = 0
     report = NLLReport()
     for lang in tqdm(corpus.langs, desc="languages", disable=not show_progress):
         records = corpus.records[lang]
@@ -243,20 +220,20 @@ def stream_nll(
         blocks, owners = stream_tokens(model, [r.text for r in records], seq_len)
         names = list(dict.fromkeys(origins))
         origin_of_text = torch.tensor([names.index(o) for o in origins] + [-1])  # [-1]: separators
-        nats = torch.zeros(len(names), dtype=torch.float64)
+        nats: torch.Tensor | None = None
         counts = torch.zeros(len(names), dtype=torch.long)
         for start in range(0, len(blocks), batch_size):
-            chunk, owner = blocks[start : start + batch_size], owners[start : start + batch_size]
-            width = max(len(b) for b in chunk)
-            tokens = torch.tensor([b + [pad] * (width - len(b)) for b in chunk], device=device)
-            logits = model(tokens, return_type="logits")[:, :-1].float()
-            nll = -logits.log_softmax(-1).gather(-1, tokens[:, 1:, None])[..., 0].double().cpu()
+            tokens, _ = pad_rows(blocks[start : start + batch_size])
             # Text index of each predicted token; -1 (separators, BOS, padding) is not scored.
-            text = torch.tensor([o[1:] + [-1] * (width - len(o)) for o in owner])
+            text, _ = pad_rows([o[1:] for o in owners[start : start + batch_size]], pad=-1)
             origin = origin_of_text[text]
             scored = origin >= 0
-            nats.index_add_(0, origin[scored], nll[scored])
+            nll = -gold_scores(model, tokens)
+            if nats is None:
+                nats = torch.zeros(len(names), device=nll.device)
+            nats.index_add_(0, origin[scored].to(nll.device), nll[scored.to(nll.device)])
             counts.index_add_(0, origin[scored], torch.ones_like(origin[scored]))
-        report.nats[lang] = {name: float(nats[i]) for i, name in enumerate(names)}
+        totals = nats.double().cpu() if nats is not None else torch.zeros(len(names))
+        report.nats[lang] = {name: float(totals[i]) for i, name in enumerate(names)}
         report.tokens[lang] = {name: int(counts[i]) for i, name in enumerate(names)}
     return report

@@ -19,7 +19,7 @@ consecutive slices of the batch, so one forward pass evaluates many conditions.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any, Literal
@@ -28,25 +28,12 @@ import torch
 from jaxtyping import Float, Int
 from torch import Tensor
 
+from crane_lens.model.runner import HookFn, keep_fill_hook
 from crane_lens.model.spec import NEURON_HOOK
 from crane_lens.selection.neurons import LanguageNeurons
 
 Mode = Literal["zero", "mean", "fixed", "scale"]
 MODES = ("zero", "mean", "fixed", "scale")
-HookFn = Callable[[Tensor, Any], Tensor]
-
-
-def _affine_hook(keep: Tensor, fill: Tensor) -> HookFn:
-    cache: dict[tuple[torch.device, torch.dtype], tuple[Tensor, Tensor]] = {}
-
-    def hook(x: Tensor, hook: Any = None) -> Tensor:
-        key = (x.device, x.dtype)
-        if key not in cache:  # moved once per device/dtype, not on every call
-            cache[key] = (keep.to(x.device, x.dtype), fill.to(x.device, x.dtype))
-        k, f = cache[key]
-        return x * k + f
-
-    return hook
 
 
 def _edit(
@@ -69,19 +56,19 @@ def zero_hook(neurons: Int[Tensor, " k"], d_mlp: int) -> HookFn:
         >>> zero_hook(torch.tensor([1]), 3)(torch.ones(1, 2, 3), None)[0, 0].tolist()
         [1.0, 0.0, 1.0]
     """
-    return _affine_hook(*_edit(d_mlp, neurons, 0.0, 0.0))
+    return keep_fill_hook(*_edit(d_mlp, neurons, 0.0, 0.0))
 
 
 def replace_hook(
     neurons: Int[Tensor, " k"], values: Float[Tensor, " k"] | float, d_mlp: int
 ) -> HookFn:
     """A hook that sets the given neurons to fixed values (means, medians...) at every position."""
-    return _affine_hook(*_edit(d_mlp, neurons, 0.0, values))
+    return keep_fill_hook(*_edit(d_mlp, neurons, 0.0, values))
 
 
 def scale_hook(neurons: Int[Tensor, " k"], factor: float, d_mlp: int) -> HookFn:
     """A hook that multiplies the given neurons by ``factor`` at every position."""
-    return _affine_hook(*_edit(d_mlp, neurons, factor, 0.0))
+    return keep_fill_hook(*_edit(d_mlp, neurons, factor, 0.0))
 
 
 @dataclass
@@ -109,7 +96,7 @@ class Intervention:
 
     def hooks(self, hook_name: str = NEURON_HOOK) -> list[tuple[str, HookFn]]:
         """``(hook_name, fn)`` pairs for ``run_with_hooks`` / ``model.hooks(fwd_hooks=...)``."""
-        return [(hook_name.format(layer=layer), _affine_hook(self.keep[layer], self.fill[layer]))
+        return [(hook_name.format(layer=layer), keep_fill_hook(self.keep[layer], self.fill[layer]))
                 for layer in self.layers]  # fmt: skip
 
 
@@ -263,22 +250,5 @@ def stacked_hooks(
         d_mlp = next(len(c.keep[layer]) for c in conditions if layer in c.keep)
         keep = torch.stack([c.keep.get(layer, torch.ones(d_mlp)) for c in conditions])
         fill = torch.stack([c.fill.get(layer, torch.zeros(d_mlp)) for c in conditions])
-        hooks.append((hook_name.format(layer=layer), _stacked_hook(keep, fill, rows_each)))
+        hooks.append((hook_name.format(layer=layer), keep_fill_hook(keep, fill, rows_each)))
     return hooks
-
-
-def _stacked_hook(keep: Tensor, fill: Tensor, rows_each: int) -> HookFn:
-    n_conditions = len(keep)
-
-    def hook(x: Tensor, hook: Any = None) -> Tensor:
-        if x.shape[0] != n_conditions * rows_each:
-            raise ValueError(
-                f"Stacked hook expects {n_conditions} conditions × {rows_each} rows, got a batch "
-                f"of {x.shape[0]}."
-            )
-        k, f = keep.to(x.device, x.dtype), fill.to(x.device, x.dtype)
-        shaped = x.reshape(n_conditions, rows_each, *x.shape[1:])
-        view = (n_conditions,) + (1,) * (x.dim() - 1) + (x.shape[-1],)
-        return (shaped * k.view(view) + f.view(view)).reshape(x.shape)
-
-    return hook

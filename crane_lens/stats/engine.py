@@ -1,16 +1,26 @@
 """The streaming statistics engine: ``compute_stats(model, corpus, methods) -> NeuronStats``.
 
-Per language, token blocks are run in batches with hooks on every layer's neuron hook
-(``blocks.{l}.mlp.hook_post``); each batch's per-token tensors are reduced to float32 sums of
-shape ``[layer, neuron]`` before the next batch, so memory does not grow with the corpus. One
-LRP pass (``crane``), one ordinary-gradient pass (``attribution``, ``grad_act``) or one plain
-forward (activation methods) per batch; activation sums ride along with the first pass that
-runs. Exact ablation runs afterwards, one forward per group of neurons, with the conditions
-stacked along the batch dimension.
+Per language, token blocks are run in batches. Every per-token tensor is reduced *inside* the
+hook that sees it — activation sums in the forward hook of ``blocks.{l}.mlp.hook_post``,
+relevance and gradient sums in a gradient hook on the same tensor — into float32 ``[neuron]``
+sums kept on that layer's own device, so memory does not grow with the corpus and a model split
+across devices (``device_map``) needs no transfers inside a batch. The sums move to the CPU only
+at checkpoints and at the end.
 
-With ``output_dir``, the accumulators are checkpointed atomically every ``checkpoint_every``
-work items; re-running the same call resumes and ends with exactly the result of an
-uninterrupted run.
+One forward pass per batch serves every method: CRANE's LRP rules are attached with both
+gradient paths (:class:`~crane_lens.stats.lrp.GradientSwitch`), then one LRP backward pass
+(``crane``) and one ordinary backward pass (``attribution``, ``grad_act``) run on the same
+graph; activation methods ride along (or run a forward pass alone, stopped at the unembedding's
+input). Scores are gold-token log-probabilities from :mod:`crane_lens.model.runner`. Exact
+ablation runs afterwards, one forward per group of neurons, with the conditions stacked along the
+batch dimension (:func:`crane_lens.model.runner.keep_fill_hook`).
+
+Inside an initialised ``torch.distributed`` process group the call is collective: each rank runs
+every ``world_size``-th work item, float32 sums are all-reduced, every rank returns the same
+result and rank 0 alone writes. With ``output_dir``, the accumulators are checkpointed atomically
+every ``checkpoint_every`` work items (per rank); re-running the same call resumes — single
+process with exactly the result of an uninterrupted run, several processes (any number) equal to
+it up to float32 summation order.
 """
 
 from __future__ import annotations
@@ -36,10 +46,13 @@ from crane_lens.data.languages import canonical_langs
 from crane_lens.data.tokens import TokenBlocks, make_token_blocks
 from crane_lens.errors import CraneLensError, MissingLanguageError
 from crane_lens.model.loader import get_spec
-from crane_lens.stats.lrp import AttentionRule, lrp_hooks, quiet_norm_edits
+from crane_lens.model.runner import ScoreKind, keep_fill_hook, score_kinds, unembed_input
+from crane_lens.stats.kojima import KOJIMA_MAX_BLOCKS, kept_blocks
+from crane_lens.stats.lrp import AttentionRule, GradientSwitch, lrp_hooks, quiet_norm_edits
 from crane_lens.stats.methods import METHODS, check_methods
 from crane_lens.stats.model_parts import activation_function, down_projection_rows
-from crane_lens.stats.results import META_FILE, NeuronStats
+from crane_lens.stats.results import META_FILE, MIN_FIELDS, NeuronStats
+from crane_lens.utils import distributed as dist
 from crane_lens.utils.io import atomic_path, write_json
 
 log = logging.getLogger(__name__)
@@ -48,10 +61,6 @@ Target = Literal["logit", "logprob"]
 Objective = Literal["nll", "logit"]
 CHECKPOINT_FILE, CHECKPOINT_META = "checkpoint.safetensors", "checkpoint.json"
 _GRAD_METHODS = {m for m, spec in METHODS.items() if spec.needs == "grad"}
-
-
-class _StopForward(Exception):
-    """Raised by a hook to end a forward pass once everything needed has been captured."""
 
 
 def compute_stats(
@@ -69,6 +78,7 @@ def compute_stats(
     objective: Objective = "nll",
     ablation_layers: Sequence[int] | None = None,
     ablation_batch_tokens: int = 8192,
+    kojima_max_blocks: int = KOJIMA_MAX_BLOCKS,
     output_dir: str | os.PathLike[str] | None = None,
     checkpoint_every: int = 20,
     progress: bool = True,
@@ -76,7 +86,8 @@ def compute_stats(
     """Score every MLP neuron of ``model`` for every language of ``data``.
 
     Args:
-        model: A TransformerBridge (:func:`crane_lens.load_model`), any dtype and device.
+        model: A TransformerBridge (:func:`crane_lens.load_model`), any dtype, on one device or
+            split across several (``device_map``).
         data: A :class:`~crane_lens.Corpus` (cut into blocks here) or ready
             :class:`~crane_lens.TokenBlocks`.
         methods: Keys of :data:`crane_lens.stats.METHODS`: ``crane``, ``attribution``,
@@ -86,7 +97,7 @@ def compute_stats(
         seq_len: Tokens per block, BOS included (a Corpus only).
         batch_size: Blocks per forward pass.
         max_tokens_per_lang: Cap on tokens per language (a Corpus only).
-        seed: Seed of the text order when blocks are cut.
+        seed: Seed of the text order when blocks are cut (and of Kojima's block sample).
         target: What ``crane`` explains: the gold next-token ``"logit"`` (default) or its
             ``"logprob"``, summed over positions.
         attention: ``"attnlrp"`` (default) or ``"cp"`` (CP-LRP: no gradient through Q, K).
@@ -94,12 +105,14 @@ def compute_stats(
             ``"nll"`` (default) or ``"logit"`` (minus the summed gold logit).
         ablation_layers: Layers whose neurons ``ablation`` ablates (default: all).
         ablation_batch_tokens: Tokens per forward pass of ``ablation`` (conditions stacked).
+        kojima_max_blocks: Blocks per language whose responses ``kojima`` keeps (a seeded
+            uniform sample when a language has more; all of them otherwise) — bounded memory.
         output_dir: Folder for checkpoints and the final result; re-running resumes.
-        checkpoint_every: Work items (batches) between checkpoints.
+        checkpoint_every: Work items (batches, per process) between checkpoints.
         progress: Show tqdm progress bars.
 
     Returns:
-        :class:`NeuronStats` over the requested languages.
+        :class:`NeuronStats` over the requested languages (the same on every rank).
 
     Raises:
         MissingLanguageError: A requested language is not in ``data``.
@@ -120,13 +133,17 @@ def compute_stats(
     layers = list(range(spec.n_layers)) if ablation_layers is None else list(ablation_layers)
     if any(not 0 <= layer < spec.n_layers for layer in layers):
         raise ValueError(f"ablation_layers {layers} out of range for {spec.n_layers} layers.")
+    if batch_size < 1 or checkpoint_every < 1 or kojima_max_blocks < 1:
+        raise ValueError("batch_size, checkpoint_every and kojima_max_blocks must be >= 1.")
     config = {
         "methods": list(methods), "langs": blocks.langs, "seq_len": blocks.seq_len,
         "batch_size": batch_size, "seed": blocks.seed, "target": target, "attention": attention,
         "objective": objective, "ablation_layers": layers if "ablation" in methods else None,
+        "kojima_max_blocks": kojima_max_blocks if "kojima" in methods else None,
         "max_tokens_per_lang": max_tokens_per_lang, "blocks_sha256": _fingerprint(blocks),
+        "model_fingerprint": model_fingerprint(model),
+        "tokenizer_sha256": tokenizer_fingerprint(model.tokenizer),
     }  # fmt: skip
-    engine = _Engine(model, spec, methods, blocks, config, ablation_batch_tokens)
     folder = Path(output_dir) if output_dir is not None else None
     if folder is not None and (folder / META_FILE).is_file():
         done = NeuronStats.load(folder)
@@ -137,22 +154,27 @@ def compute_stats(
             )
         log.info("statistics already complete in %s", folder)
         return done
+    engine = _Engine(model, spec, methods, blocks, config, ablation_batch_tokens)
     items = engine.work_items()
     start = engine.resume(folder) if folder is not None else 0
-    bar = tqdm(total=len(items), initial=start, disable=not progress, desc="neuron stats")
+    todo, world, rank = items[start:], dist.world_size(), dist.rank()
+    show = progress and dist.is_main()
+    bar = tqdm(total=len(items), initial=start, disable=not show, desc="neuron stats")
     with _frozen(model):
-        for index in range(start, len(items)):
-            engine.run(items[index])
-            bar.update(1)
-            last = index + 1 == len(items)  # the final result is saved below instead
-            if folder is not None and (index + 1) % checkpoint_every == 0 and not last:
-                engine.checkpoint(folder, index + 1)
+        for step in range(dist.n_rounds(len(todo))):
+            if step * world + rank < len(todo):  # a rank with no item in the last round waits
+                engine.run(todo[step * world + rank])
+            n_done = start + min((step + 1) * world, len(todo))
+            bar.update(n_done - bar.n)
+            if folder is not None and (step + 1) % checkpoint_every == 0 and n_done < len(items):
+                engine.checkpoint(folder, n_done)
     bar.close()
     stats = engine.result()
-    if folder is not None:
+    if folder is not None and dist.is_main():
         stats.save(folder)
         for name in (CHECKPOINT_FILE, CHECKPOINT_META):
             (folder / name).unlink(missing_ok=True)
+    dist.barrier()  # no rank looks at output_dir before rank 0 has written it
     return stats
 
 
@@ -182,6 +204,36 @@ def _fingerprint(blocks: TokenBlocks) -> str:
         digest.update(lang.encode())
         digest.update(blocks.blocks[lang].to(torch.int64).numpy().tobytes())
     return digest.hexdigest()
+
+
+_MODEL_FINGERPRINTS: weakref.WeakKeyDictionary[Any, tuple[tuple[int, ...], str]] = (
+    weakref.WeakKeyDictionary()
+)
+
+
+def model_fingerprint(model: Any) -> str:
+    """A short hash of the model's weights (a slice of every parameter): two results with
+    different fingerprints come from different models, whatever their names."""
+    stamp = tuple(p._version for p in model.parameters())
+    cached = _MODEL_FINGERPRINTS.get(model)
+    if cached is None or cached[0] != stamp:
+        digest = hashlib.sha256()
+        with torch.no_grad():
+            for name, param in model.named_parameters():
+                digest.update(f"{name}{tuple(param.shape)}".encode())
+                digest.update(param.flatten()[:256].float().cpu().numpy().tobytes())
+        cached = _MODEL_FINGERPRINTS[model] = (stamp, digest.hexdigest()[:16])
+    return cached[1]
+
+
+def tokenizer_fingerprint(tokenizer: Any) -> str | None:
+    """A short hash of the tokenizer's vocabulary and special tokens (``None``: no tokenizer,
+    e.g. a model fed ready token ids)."""
+    if tokenizer is None:
+        return None
+    vocab = sorted(tokenizer.get_vocab().items())
+    special = [getattr(tokenizer, f"{kind}_token_id", None) for kind in ("bos", "eos", "pad")]
+    return hashlib.sha256(json.dumps([vocab, special]).encode()).hexdigest()[:16]
 
 
 @contextlib.contextmanager
@@ -221,13 +273,54 @@ def _w_down_norm(model: Any, n_layers: int) -> Tensor:
     stamp = tuple(p._version for p in model.parameters())  # bumped by every in-place edit
     cached = _W_DOWN_NORMS.get(model)
     if cached is None or cached[0] != stamp:
-        rows = [down_projection_rows(model, layer).norm(dim=-1) for layer in range(n_layers)]
-        cached = _W_DOWN_NORMS[model] = (stamp, torch.stack(rows).cpu())
+        rows = [down_projection_rows(model, layer).norm(dim=-1).cpu() for layer in range(n_layers)]
+        cached = _W_DOWN_NORMS[model] = (stamp, torch.stack(rows))
     return cached[1]
 
 
+class _Sums:
+    """One language's float32 accumulators: ``field -> layer -> [neuron]`` tensor, each created
+    on (or moved once to) the device of the first value added — a layer's own device."""
+
+    def __init__(self, fields: Sequence[str], n_layers: int, d_mlp: int) -> None:
+        self.d_mlp = d_mlp
+        self.values: dict[str, list[Tensor | None]] = {f: [None] * n_layers for f in fields}
+
+    def _slot(self, name: str, layer: int, like: Tensor) -> Tensor:
+        current = self.values[name][layer]
+        if current is None:
+            fill = torch.inf if name in MIN_FIELDS else 0.0
+            current = torch.full((self.d_mlp,), fill, device=like.device)
+        elif current.device != like.device:
+            current = current.to(like.device)
+        self.values[name][layer] = current
+        return current
+
+    def add(self, name: str, layer: int, value: Tensor) -> None:
+        self._slot(name, layer, value).add_(value)
+
+    def add_at(self, name: str, layer: int, index: Tensor, value: Tensor) -> None:
+        self._slot(name, layer, value).index_add_(0, index.to(value.device), value)
+
+    def minimum(self, name: str, layer: int, value: Tensor) -> None:
+        slot = self._slot(name, layer, value)
+        torch.minimum(slot, value, out=slot)
+
+    def load(self, name: str, stacked: Tensor) -> None:
+        self.values[name] = list(stacked.unbind(0))
+
+    def to_cpu(self) -> dict[str, Tensor]:
+        out = {}
+        for name, layers in self.values.items():
+            fill = torch.inf if name in MIN_FIELDS else 0.0
+            out[name] = torch.stack([
+                torch.full((self.d_mlp,), fill) if t is None else t.detach().cpu() for t in layers
+            ])  # fmt: skip
+        return out
+
+
 class _Engine:
-    """Holds the accumulators of one run and executes its work items in order."""
+    """Holds the accumulators of one run and executes its work items."""
 
     def __init__(
         self,
@@ -241,31 +334,28 @@ class _Engine:
         self.model, self.spec, self.methods, self.blocks = model, spec, methods, blocks
         self.config, self.ablation_batch_tokens = config, ablation_batch_tokens
         self.batch_size = int(config["batch_size"])
-        self.device = next(model.parameters()).device
         self.acts = [activation_function(model, layer) for layer in range(spec.n_layers)]
+        wanted = set(methods)
+        self.modes = [m for m, need in (("lrp", "crane" in wanted),
+                                        ("plain", bool(_GRAD_METHODS & wanted))) if need]  # fmt: skip
+        self.switch = GradientSwitch()
         self._lrp: list[tuple[str, Any]] | None = None
-        self._shortcut: bool | None = None  # gold logits without the full unembedding
-        self.stats = NeuronStats(spec, methods, config=config, versions=dict(_versions()))
-        if "plnd" in methods:
-            self.stats.w_down_norm = _w_down_norm(model, spec.n_layers)
-        shape = (spec.n_layers, spec.d_mlp)
-        fields = ["act_sum", "act_abs_sum", "act_on"]
-        fields += ["rel_sum", "rel_abs_sum", "rel_pos_sum"] if "crane" in methods else []
-        fields += ["hg_sum", "g_sum", "hg_abs_sum"] if _GRAD_METHODS & set(methods) else []
-        fields += ["ablation_sum"] if "ablation" in methods else []
-        # Accumulators live on the model's device (no per-batch transfers) and move to the CPU
-        # for checkpoints and the result.
-        for lang in blocks.langs:
-            self.stats.n_tokens[lang] = 0
-            self.stats.sums[lang] = {
-                name: torch.zeros(shape, device=self.device) for name in fields
-            }
-            if "plnd" in methods:
-                self.stats.sums[lang]["abs_mean_min"] = torch.full(
-                    shape, torch.inf, device=self.device
-                )
-            if "kojima" in methods:
-                self.stats.block_means[lang] = torch.zeros((0, *shape))
+        self.fields = ["act_sum", "act_abs_sum", "act_on"]
+        self.fields += ["rel_sum", "rel_abs_sum", "rel_pos_sum"] if "crane" in wanted else []
+        self.fields += ["hg_sum", "g_sum", "hg_abs_sum"] if _GRAD_METHODS & wanted else []
+        self.fields += ["ablation_sum"] if "ablation" in wanted else []
+        self.fields += ["abs_mean_min"] if "plnd" in wanted else []
+        self.sums = {lang: _Sums(self.fields, spec.n_layers, spec.d_mlp) for lang in blocks.langs}
+        self.n_tokens = dict.fromkeys(blocks.langs, 0)
+        # Kojima: (global block ids, per-layer [row, neuron] means) of the sampled blocks.
+        self.kojima: dict[str, list[tuple[Tensor, list[Tensor]]]] = {
+            lang: [] for lang in blocks.langs
+        }
+        self.kept: dict[str, Tensor] = {}
+        if "kojima" in wanted:
+            max_blocks, seed = int(config["kojima_max_blocks"]), int(config["seed"])
+            self.kept = {lang: kept_blocks(len(blocks.blocks[lang]), max_blocks, seed)
+                         for lang in blocks.langs}  # fmt: skip
 
     # -- plan ------------------------------------------------------------------------------
     def n_batches(self, lang: str) -> int:
@@ -281,213 +371,188 @@ class _Engine:
         return items
 
     def tokens(self, lang: str, batch: int) -> Int[Tensor, "batch pos"]:
-        rows = self.blocks.blocks[lang][batch * self.batch_size : (batch + 1) * self.batch_size]
-        return rows.to(self.device)
+        return self.blocks.blocks[lang][batch * self.batch_size : (batch + 1) * self.batch_size]
 
     def run(self, item: tuple[Any, ...]) -> None:
         if item[0] == "batch":
-            self._run_batch(item[1], self.tokens(item[1], item[2]))
+            self._run_batch(item[1], item[2])
         else:
             self._run_ablation(item[1], self.tokens(item[1], item[2]), item[3])
 
-    # -- passes ----------------------------------------------------------------------------
-    def _capture_hooks(self, store: dict[str, list[Tensor | None]]) -> list[tuple[str, Any]]:
-        n = self.spec.n_layers
-        store["post"], store["pre"] = [None] * n, [None] * n
+    # -- one forward pass, up to two backward passes ---------------------------------------
+    def _run_batch(self, lang: str, batch: int) -> None:
+        tokens = self.tokens(lang, batch)
+        grad = bool(self.modes)
+        hooks: list[tuple[str, Any]] = []
+        if grad:  # a leaf that requires grad, so the frozen model builds a graph
+            hooks.append(("hook_embed", lambda x, hook: x.detach().requires_grad_(True)))
+        if "lrp" in self.modes:
+            if self._lrp is None:  # built once: the hooks keep no state between passes
+                self._lrp = lrp_hooks(
+                    self.model, attention=self.config["attention"], gated=self.spec.gated,
+                    switch=self.switch if len(self.modes) > 1 else None,
+                )  # fmt: skip
+            hooks += self._lrp
+        first_post: list[Tensor] = []
+        hooks += self._reducers(lang, batch, len(tokens), grad, first_post)
+        kinds: dict[str, ScoreKind] = {
+            "lrp": self.config["target"],
+            "plain": "logit" if self.config["objective"] == "logit" else "logprob",
+        }
+        with torch.set_grad_enabled(grad), quiet_norm_edits():
+            if grad:
+                scores = score_kinds(self.model, tokens, [kinds[m] for m in self.modes],
+                                     hooks=hooks)  # fmt: skip
+            else:
+                unembed_input(self.model, tokens, hooks)  # activations only: stop before the head
+        for i, mode in enumerate(self.modes):
+            self.switch.mode = mode
+            score = scores[kinds[mode]].sum()
+            # CRANE explains the target itself; attribution and ablation the NLL (−log p).
+            target = score if mode == "lrp" else -score
+            last = i + 1 == len(self.modes)
+            # The gradient hooks on every neuron tensor reduce h·g as it is produced.
+            torch.autograd.grad(target, first_post[0], retain_graph=not last)
+        self.n_tokens[lang] += tokens.shape[0] * (tokens.shape[1] - 1)
 
-        def keep(kind: str, layer: int) -> Any:
-            def fn(x: Tensor, hook: Any) -> Tensor:
-                store[kind][layer] = x
+    def _reducers(
+        self, lang: str, batch: int, rows: int, grad: bool, first_post: list[Tensor]
+    ) -> list[tuple[str, Any]]:
+        """Hooks that reduce each layer's neurons where they are computed (its own device)."""
+        sums, methods = self.sums[lang], set(self.methods)
+        kept = self.kept.get(lang)
+        take = None
+        if kept is not None:  # rows of this batch whose block is in Kojima's sample
+            ids = torch.arange(batch * self.batch_size, batch * self.batch_size + rows)
+            mask = torch.isin(ids, kept)
+            take = (ids[mask], mask.nonzero()[:, 0]) if bool(mask.any()) else None
+        kojima_rows: list[Tensor] = []
+        pre_on: dict[int, Tensor] = {}
+
+        def on_pre(layer: int) -> Any:
+            def hook(x: Tensor, hook: Any) -> Tensor:
+                pre_on[layer] = self.acts[layer](x.detach()[:, 1:]) > 0
                 return x
 
-            return fn
+            return hook
 
-        hooks = [(self.spec.hook_name(layer), keep("post", layer)) for layer in range(n)]
+        def on_post(layer: int) -> Any:
+            def hook(x: Tensor, hook: Any) -> Tensor:
+                h = x.detach()
+                if grad:
+                    if not first_post:
+                        first_post.append(x)
+                    x.register_hook(lambda g: self._reduce_grad(sums, layer, h, g))
+                self._reduce_activations(sums, layer, h[:, 1:].float(), pre_on.pop(layer, None),
+                                         methods, take, kojima_rows)  # fmt: skip
+                return x
+
+            return hook
+
+        hooks = [
+            (self.spec.hook_name(layer), on_post(layer)) for layer in range(self.spec.n_layers)
+        ]
         if self.spec.gated:  # LAPE's activation test needs act(gate), not the product
-            hooks += [(f"blocks.{layer}.mlp.hook_pre", keep("pre", layer)) for layer in range(n)]
+            hooks += [(f"blocks.{layer}.mlp.hook_pre", on_pre(layer))
+                      for layer in range(self.spec.n_layers)]  # fmt: skip
+        if take is not None:
+            self.kojima[lang].append((take[0], kojima_rows))
         return hooks
 
-    def _forward(
-        self, tokens: Tensor, extra: list[tuple[str, Any]], grad: bool, logits: bool = True
-    ) -> tuple[Tensor, dict[str, list[Tensor | None]]]:
-        """Run the model with the capture hooks (and ``extra``). Returns the logits, or with
-        ``logits=False`` the unembedding's input (the forward stops there: the full-vocabulary
-        projection is the costliest layer of a small model and often not needed)."""
-        store: dict[str, list[Tensor | None]] = {}
-        hooks = list(extra)
-        if grad:  # a leaf that requires grad, so the frozen model builds a graph
-            hooks.insert(0, ("hook_embed", lambda x, hook: x.detach().requires_grad_(True)))
-        hooks += self._capture_hooks(store)
-        if not logits:
+    def _reduce_activations(
+        self,
+        sums: _Sums,
+        layer: int,
+        h: Tensor,
+        on: Tensor | None,
+        methods: set[str],
+        take: tuple[Tensor, Tensor] | None,
+        kojima_rows: list[Tensor],
+    ) -> None:
+        # Predicted positions only: BOS carries no language.
+        h_abs = h.abs()
+        sums.add("act_sum", layer, h.sum(dim=(0, 1)))
+        sums.add("act_abs_sum", layer, h_abs.sum(dim=(0, 1)))
+        sums.add("act_on", layer, (h > 0 if on is None else on).sum(dim=(0, 1)).float())
+        if "plnd" in methods:
+            sums.minimum("abs_mean_min", layer, h_abs.mean(dim=1).min(dim=0).values)
+        if take is not None:
+            kojima_rows.append(h[take[1].to(h.device)].mean(dim=1))
 
-            def stop(x: Tensor, hook: Any) -> Tensor:
-                store["resid"] = [x]
-                raise _StopForward
-
-            hooks.append(("unembed.hook_in", stop))
-        with torch.set_grad_enabled(grad), self.model.hooks(fwd_hooks=hooks), quiet_norm_edits():
-            try:
-                out = self.model(tokens, return_type="logits")
-            except _StopForward:
-                out = store.pop("resid")[0]
-        return out, store
-
-    def _gold_logits(self, resid: Tensor, tokens: Tensor) -> Tensor:
-        """Gold next-token logits from the unembedding's input: only the gold rows of W_U."""
-        unembed = self.model.unembed.original_component
-        gold = tokens[:, 1:]
-        logit = (resid[:, :-1] * unembed.weight[gold]).sum(-1)
-        if getattr(unembed, "bias", None) is not None:
-            logit = logit + unembed.bias[gold]
-        cap = getattr(getattr(self.model, "original_model", None), "config", None)
-        cap = getattr(cap, "final_logit_softcapping", None)
-        return cap * torch.tanh(logit / cap) if cap else logit
-
-    def _gold_shortcut_is_exact(self, tokens: Tensor) -> bool:
-        """Check once per run that :meth:`_gold_logits` reproduces the model's own logits (an
-        architecture with an unusual head falls back to full logits)."""
-        try:
-            with torch.no_grad():
-                full = self.model(tokens, return_type="logits")[:, :-1]
-                expected = full.gather(-1, tokens[:, 1:, None])[..., 0].float()
-                resid, _ = self._forward(tokens, [], grad=False, logits=False)
-                got = self._gold_logits(resid, tokens).float()
-        except Exception:  # any failure means: use the full logits
-            return False
-        return bool(
-            torch.allclose(got, expected, rtol=1e-3, atol=1e-3 * float(expected.abs().max()))
-        )
-
-    def _run_batch(self, lang: str, tokens: Tensor) -> None:
-        methods = set(self.methods)
-        sums = self.sums(lang)
-        collected = False
-        if "crane" in methods:
-            if self._lrp is None:  # built once: the hooks keep no state between forward passes
-                self._lrp = lrp_hooks(
-                    self.model, attention=self.config["attention"], gated=self.spec.gated
-                )
-            if self._shortcut is None:
-                self._shortcut = self._gold_shortcut_is_exact(tokens[:1])
-                log.info("gold-logit shortcut %s", "on" if self._shortcut else "off")
-            shortcut = self._shortcut and self.config["target"] == "logit"
-            out, store = self._forward(tokens, self._lrp, grad=True, logits=not shortcut)
-            target = self._gold_logits(out, tokens).float().sum() if shortcut else (
-                self._crane_target(out, tokens))  # fmt: skip
-            grads = self._grads(target, store["post"])
-            self._collect_activations(lang, store)
-            collected = True
-            for layer, (h, g) in enumerate(zip(store["post"], grads, strict=True)):
-                rel = h.detach().float() * g.float()  # type: ignore[union-attr]
-                sums["rel_sum"][layer] += rel.sum(dim=(0, 1))
-                sums["rel_abs_sum"][layer] += rel.abs().sum(dim=(0, 1))
-                sums["rel_pos_sum"][layer] += rel.clamp(min=0).sum(dim=(0, 1))
-            del out, store, grads
-        if methods & _GRAD_METHODS:
-            logits, store = self._forward(tokens, [], grad=True)
-            grads = self._grads(-self._objective_scores(logits, tokens).sum(), store["post"])
-            if not collected:
-                self._collect_activations(lang, store)
-                collected = True
-            for layer, (h, g) in enumerate(zip(store["post"], grads, strict=True)):
-                hg = h.detach().float() * g.float()  # type: ignore[union-attr]
-                sums["hg_sum"][layer] += hg.sum(dim=(0, 1))
-                sums["g_sum"][layer] += g.float().sum(dim=(0, 1))
-                sums["hg_abs_sum"][layer] += hg.abs().sum(dim=(0, 1))
-            del logits, store, grads
-        if not collected:
-            _, store = self._forward(tokens, [], grad=False, logits=False)
-            self._collect_activations(lang, store)
-        self.stats.n_tokens[lang] += tokens.shape[0] * (tokens.shape[1] - 1)
-
-    def sums(self, lang: str) -> dict[str, Tensor]:
-        return self.stats.sums[lang]
-
-    @staticmethod
-    def _grads(target: Tensor, outputs: list[Tensor | None]) -> tuple[Tensor, ...]:
-        return torch.autograd.grad(target, outputs)  # type: ignore[arg-type]
-
-    @staticmethod
-    def _gold_scores(logits: Tensor, tokens: Tensor, kind: str) -> Tensor:
-        """Per predicted position: the gold token's ``"logit"`` or ``"logprob"`` (float32)."""
-        gold = tokens[:, 1:].unsqueeze(-1)
-        if kind == "logprob":
-            return logits[:, :-1].float().log_softmax(-1).gather(-1, gold)[..., 0]
-        return logits[:, :-1].gather(-1, gold)[..., 0].float()
-
-    def _crane_target(self, logits: Tensor, tokens: Tensor) -> Tensor:
-        return self._gold_scores(logits, tokens, self.config["target"]).sum()
-
-    def _objective_scores(self, logits: Tensor, tokens: Tensor) -> Tensor:
-        """Per position, what attribution and ablation measure (higher is better): the gold
-        log-probability (``objective="nll"``) or the gold logit (``objective="logit"``)."""
-        kind = "logit" if self.config["objective"] == "logit" else "logprob"
-        return self._gold_scores(logits, tokens, kind)
-
-    def _collect_activations(self, lang: str, store: dict[str, list[Tensor | None]]) -> None:
-        sums = self.sums(lang)
-        block_means: list[Tensor] = []
-        for layer in range(self.spec.n_layers):
-            post = store["post"][layer]
-            assert post is not None
-            h = post.detach()[:, 1:].float()  # BOS carries no language: predicted positions only
-            if self.spec.gated:
-                pre = store["pre"][layer]
-                assert pre is not None
-                on = self.acts[layer](pre.detach()[:, 1:]) > 0
-            else:
-                on = h > 0
-            h_abs = h.abs()
-            sums["act_sum"][layer] += h.sum(dim=(0, 1))
-            sums["act_abs_sum"][layer] += h_abs.sum(dim=(0, 1))
-            sums["act_on"][layer] += on.sum(dim=(0, 1)).float()
-            if "plnd" in self.methods:
-                block_abs = h_abs.mean(dim=1).min(dim=0).values
-                sums["abs_mean_min"][layer] = torch.minimum(sums["abs_mean_min"][layer], block_abs)
-            if "kojima" in self.methods:
-                block_means.append(h.mean(dim=1))
-        if block_means:
-            means = torch.stack(block_means, dim=1).cpu()  # block × layer × neuron
-            self.stats.block_means[lang] = torch.cat([self.stats.block_means[lang], means])
+    def _reduce_grad(self, sums: _Sums, layer: int, h: Tensor, g: Tensor) -> None:
+        hg = h.float() * g.float()
+        if self.switch.mode == "lrp":
+            sums.add("rel_sum", layer, hg.sum(dim=(0, 1)))
+            sums.add("rel_abs_sum", layer, hg.abs().sum(dim=(0, 1)))
+            sums.add("rel_pos_sum", layer, hg.clamp(min=0).sum(dim=(0, 1)))
+        else:
+            sums.add("hg_sum", layer, hg.sum(dim=(0, 1)))
+            sums.add("g_sum", layer, g.float().sum(dim=(0, 1)))
+            sums.add("hg_abs_sum", layer, hg.abs().sum(dim=(0, 1)))
 
     @torch.no_grad()
     def _run_ablation(self, lang: str, tokens: Tensor, layer: int) -> None:
         d_mlp = self.spec.d_mlp
         n_copies = max(2, self.ablation_batch_tokens // tokens.numel())
-        batch = tokens.shape[0]
-        effect = torch.zeros(d_mlp, dtype=torch.float64)
+        kind: ScoreKind = "logit" if self.config["objective"] == "logit" else "logprob"
         for start in range(0, d_mlp, n_copies - 1):
             neurons = torch.arange(start, min(start + n_copies - 1, d_mlp))
             # Copy 0 is the unablated baseline, so baseline and ablations share one numeric path.
-            mask = torch.ones(len(neurons) + 1, d_mlp, device=self.device)
-            mask[torch.arange(1, len(neurons) + 1), neurons] = 0
+            keep = torch.ones(len(neurons) + 1, d_mlp)
+            keep[torch.arange(1, len(neurons) + 1), neurons] = 0
+            hook = keep_fill_hook(keep, torch.zeros_like(keep), len(tokens))
+            stacked = tokens.repeat(len(keep), 1)
+            scores = score_kinds(self.model, stacked, [kind],
+                                 hooks=[(self.spec.hook_name(layer), hook)])[kind]  # fmt: skip
+            scores = scores.reshape(len(keep), -1)
+            # Per-token differences before summing: float32 keeps small effects exact enough.
+            effect = (scores[0] - scores[1:]).sum(dim=1)  # drop in log-likelihood = ΔNLL
+            self.sums[lang].add_at("ablation_sum", layer, neurons, effect)
 
-            def zero(x: Tensor, hook: Any, mask: Tensor = mask) -> Tensor:
-                shaped = x.view(len(mask), batch, *x.shape[1:])
-                return (shaped * mask[:, None, None, :].to(x.dtype)).view_as(x)
+    # -- combining ranks, checkpoints ------------------------------------------------------
+    def snapshot(self) -> NeuronStats:
+        """Everything accumulated so far by all ranks, on the CPU (collective)."""
+        stats = NeuronStats(self.spec, self.methods, config=self.config,
+                            versions=dict(_versions()))  # fmt: skip
+        if "plnd" in self.methods:
+            stats.w_down_norm = _w_down_norm(self.model, self.spec.n_layers)
+        for lang in self.blocks.langs:
+            local = self.sums[lang].to_cpu()
+            stats.sums[lang] = {}
+            for name in self.fields:
+                op = "min" if name in MIN_FIELDS else "sum"
+                stats.sums[lang][name] = dist.all_reduce(local[name], op)
+            counts = dist.all_reduce(torch.tensor([self.n_tokens[lang]], dtype=torch.long))
+            stats.n_tokens[lang] = int(counts[0])
+            if "kojima" in self.methods:
+                rows = [(ids, torch.stack([r.cpu() for r in per_layer], dim=1))
+                        for ids, per_layer in self.kojima[lang]]  # fmt: skip
+                for part in dist.all_gather_objects(rows):
+                    for ids, means in part:
+                        stats.add_block_means(lang, ids, means)
+        return stats
 
-            stacked = tokens.repeat(len(mask), 1)
-            with self.model.hooks(fwd_hooks=[(self.spec.hook_name(layer), zero)]):
-                logits = self.model(stacked, return_type="logits")
-            per_copy = self._objective_scores(logits, stacked).double().sum(dim=1)
-            score = per_copy.view(len(mask), batch).sum(1)
-            effect[neurons] = (score[0] - score[1:]).cpu()  # drop in log-likelihood = ΔNLL
-        self.sums(lang)["ablation_sum"][layer] += effect.float().to(self.device)
-
-    # -- checkpoints -----------------------------------------------------------------------
     def checkpoint(self, folder: Path, done: int) -> None:
-        """Save the accumulators after ``done`` work items (atomically: files, then marker)."""
+        """Save what all ranks accumulated after ``done`` work items (rank 0 writes; files
+        first, then the marker)."""
         from safetensors.torch import save_file
 
-        with atomic_path(folder / CHECKPOINT_FILE) as tmp:
-            save_file(self.stats.tensors(), str(tmp))
-        meta = {"done": done, "n_tokens": self.stats.n_tokens, "config": self.config,
-                "spec": self.spec.to_dict()}  # fmt: skip
-        write_json(folder / CHECKPOINT_META, meta)
-        log.info("checkpoint: %d work items done (%s)", done, folder)
+        snapshot = self.snapshot()
+        if dist.is_main():
+            with atomic_path(folder / CHECKPOINT_FILE) as tmp:
+                save_file(snapshot.tensors(), str(tmp))
+            meta = {"done": done, "n_tokens": snapshot.n_tokens, "config": self.config,
+                    "spec": self.spec.to_dict()}  # fmt: skip
+            write_json(folder / CHECKPOINT_META, meta)
+            log.info("checkpoint: %d work items done (%s)", done, folder)
+        dist.barrier()
 
     def resume(self, folder: Path) -> int:
-        """Load a checkpoint from ``folder`` if there is one; return the items already done."""
+        """Load a checkpoint from ``folder`` if there is one; return the work items done.
+
+        Rank 0 continues from the checkpoint's sums, the other ranks from zero, so the
+        all-reduce at the end counts the checkpoint once.
+        """
         from safetensors.torch import load_file
 
         meta_path = folder / CHECKPOINT_META
@@ -499,21 +564,17 @@ class _Engine:
                 f"{folder} holds a checkpoint of a different run (other model, data or "
                 "settings); choose another output_dir or delete that folder to start over."
             )
-        tensors = load_file(str(folder / CHECKPOINT_FILE))
-        for key, tensor in tensors.items():
-            if key == "w_down_norm":
-                continue
-            lang, name = key.split("/", 1)
-            if name == "block_means":
-                self.stats.block_means[lang] = tensor
-            else:
-                self.stats.sums[lang][name] = tensor.to(self.device)
-        self.stats.n_tokens = {lang: int(n) for lang, n in meta["n_tokens"].items()}
+        if dist.is_main():
+            tensors = load_file(str(folder / CHECKPOINT_FILE))
+            for lang in self.blocks.langs:
+                for name in self.fields:
+                    self.sums[lang].load(name, tensors[f"{lang}/{name}"])
+                if f"{lang}/block_means" in tensors:
+                    per_layer = list(tensors[f"{lang}/block_means"].unbind(1))
+                    self.kojima[lang].append((tensors[f"{lang}/block_ids"], per_layer))
+            self.n_tokens = {lang: int(n) for lang, n in meta["n_tokens"].items()}
         log.info("resuming after %d work items from %s", meta["done"], folder)
         return int(meta["done"])
 
     def result(self) -> NeuronStats:
-        for fields in self.stats.sums.values():
-            for name, tensor in fields.items():
-                fields[name] = tensor.cpu()
-        return self.stats
+        return self.snapshot()

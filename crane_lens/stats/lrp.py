@@ -10,6 +10,10 @@ are never changed — only the gradient paths:
 * attention: Q and K gradients quartered, V halved (AttnLRP, Achtibat et al. 2024), or with
   ``attention="cp"`` the gradient through Q and K stopped and V left whole (CP-LRP).
 
+With a :class:`GradientSwitch`, every edited node carries both gradient paths and the switch
+picks one per backward pass, so one forward pass serves an LRP backward (CRANE) and an ordinary
+backward (attribution) alike.
+
 Linear layers need nothing: the epsilon rule in gradient×input form is the plain gradient.
 Rules that break exact conservation: the softmax (first-order Taylor rule, AttnLRP only) and
 every bias (absorbs relevance). On a bias-free model with CP-LRP, the relevance at the input
@@ -51,6 +55,43 @@ def scale_grad(x: Tensor, factor: float) -> Tensor:
     return _ScaleGrad.apply(x, factor)
 
 
+class GradientSwitch:
+    """Which gradient a shared forward pass propagates: ``"lrp"`` or ``"plain"``.
+
+    Set :attr:`mode` before each backward pass; the edited nodes read it while gradients flow.
+
+    Example:
+        >>> switch = GradientSwitch()
+        >>> x = torch.ones(2, requires_grad=True)
+        >>> y = switch.select(x, scale_grad(x, 0.5))
+        >>> torch.autograd.grad(y.sum(), x, retain_graph=True)[0].tolist()
+        [0.5, 0.5]
+        >>> switch.mode = "plain"
+        >>> torch.autograd.grad(y.sum(), x)[0].tolist()
+        [1.0, 1.0]
+    """
+
+    def __init__(self, mode: str = "lrp") -> None:
+        self.mode = mode
+
+    def select(self, plain: Tensor, lrp: Tensor) -> Tensor:
+        """``plain``'s value, with the gradient of ``plain`` or ``lrp`` depending on the mode."""
+        return _Select.apply(plain, lrp, self)
+
+
+class _Select(torch.autograd.Function):
+    @staticmethod
+    def forward(ctx: Any, plain: Tensor, lrp: Tensor, switch: GradientSwitch) -> Tensor:
+        ctx.switch = switch
+        return plain.view_as(plain)
+
+    @staticmethod
+    def backward(ctx: Any, grad: Tensor) -> tuple[Tensor | None, ...]:
+        if ctx.switch.mode == "plain":
+            return grad, None, None
+        return None, grad, None
+
+
 def _with_gradient_of(value: Tensor, surrogate: Tensor) -> Tensor:
     """Exactly ``value`` in the forward pass, with the gradient paths of ``surrogate``."""
     return value.detach() + (surrogate - surrogate.detach())
@@ -86,7 +127,11 @@ def quiet_norm_edits() -> Iterator[None]:
 
 
 def lrp_hooks(
-    model: Any, *, attention: AttentionRule = "attnlrp", gated: bool
+    model: Any,
+    *,
+    attention: AttentionRule = "attnlrp",
+    gated: bool,
+    switch: GradientSwitch | None = None,
 ) -> list[tuple[str, HookFn]]:
     """Forward hooks that turn one backward pass into AttnLRP (or CP-LRP).
 
@@ -94,6 +139,7 @@ def lrp_hooks(
         model: A TransformerBridge in default (non-compatibility) mode.
         attention: ``"attnlrp"`` (Q, K gradients ÷4, V ÷2) or ``"cp"`` (stop Q, K; V whole).
         gated: Whether the MLPs are gated (``hook_pre_linear`` exists).
+        switch: Keep the ordinary gradient paths too, selected by ``switch.mode``.
 
     Returns:
         ``(hook_name, fn)`` pairs for ``model.hooks(fwd_hooks=...)``.
@@ -114,7 +160,17 @@ def lrp_hooks(
         if v is not None:
             hooks.append((f"{attn}.hook_v", v))
         hooks += _mlp_hooks(model, layer, gated)
-    return hooks
+    if switch is None:
+        return hooks
+    return [(name, _switched(fn, switch)) for name, fn in hooks]
+
+
+def _switched(fn: HookFn, switch: GradientSwitch) -> HookFn:
+    def hook(x: Tensor, hook: Any) -> Tensor:
+        out = fn(x, hook)
+        return out if out is x else switch.select(x, out)
+
+    return hook
 
 
 def _mlp_hooks(model: Any, layer: int, gated: bool) -> list[tuple[str, HookFn]]:

@@ -141,10 +141,11 @@ def test_default_dtype_is_the_checkpoints(
 
 
 def test_default_dtype_of_the_builtin_models() -> None:
-    """crane-tiny (and crane-tiny-chat) record bfloat16: they load through the same path."""
+    """crane-tiny (and crane-tiny-chat) store bf16 weights but record float32 as their compute
+    dtype: they load through the same path, in float32 by default."""
     for name in BUILTIN_MODELS:
-        assert checkpoint_dtype(str(builtin_model_dir(name))) == torch.bfloat16
-    assert cl.get_spec(cl.load_model("crane-tiny", device="cpu")).dtype == "torch.bfloat16"
+        assert checkpoint_dtype(str(builtin_model_dir(name))) == torch.float32
+    assert cl.get_spec(cl.load_model("crane-tiny", device="cpu")).dtype == "torch.float32"
 
 
 def test_default_float16_still_checks_for_overflow(

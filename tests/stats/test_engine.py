@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import dataclasses
+
 import pytest
 import torch
 
@@ -185,20 +187,45 @@ def test_bf16_model_accumulates_in_float32(tiny_checkpoints, llama) -> None:  # 
 
 
 @pytest.mark.parametrize("arch", ["llama", "gemma2", "gpt2", "bloom"])
-def test_gold_logit_shortcut_equals_full_logits(tiny_checkpoints, arch, monkeypatch) -> None:  # type: ignore[no-untyped-def]
-    """CRANE explains only the gold logits, so the engine skips the full unembedding; the
-    relevance must not change (and the shortcut must be taken on these architectures)."""
+def test_chunked_head_equals_full_logits(tiny_checkpoints, arch, monkeypatch) -> None:  # type: ignore[no-untyped-def]
+    """The runner applies the unembedding itself, in vocabulary chunks (soft-capped on Gemma 2,
+    biased on BLOOM...): CRANE (gold logit) and attribution (gradient of the log-probability
+    through the chunked log-normaliser) must equal the model's own full logits."""
+    from crane_lens.model import runner
+
     model = cl.load_model(tiny_checkpoints[arch])
-    checks: list[bool] = []
-    real_check = engine_module._Engine._gold_shortcut_is_exact
+    blocks = _blocks(4, 8)
+    assert runner._head(model, blocks.blocks["en"]).exact  # the chunked path is taken
+    kwargs = {"batch_size": 2, "progress": False}
+    fast = compute_stats(model, blocks, ["crane", "attribution"], **kwargs)  # type: ignore[arg-type]
+    with monkeypatch.context() as patch:  # 7 vocabulary entries per chunk, forward and backward
+        patch.setattr(runner, "_chunk_size", lambda n_rows, vocab, chunk: 7)
+        tiny_chunks = compute_stats(model, blocks, ["crane", "attribution"], **kwargs)  # type: ignore[arg-type]
+    real_head = runner._head
 
-    def spy(self, tokens):  # type: ignore[no-untyped-def]
-        checks.append(real_check(self, tokens))
-        return checks[-1]
+    def full_logits(model, probe):  # type: ignore[no-untyped-def]
+        return dataclasses.replace(real_head(model, probe), exact=False)
 
-    monkeypatch.setattr(engine_module._Engine, "_gold_shortcut_is_exact", spy)
-    fast = compute_stats(model, _blocks(4, 8), ["crane"], batch_size=2, progress=False)
-    assert checks == [True]
-    monkeypatch.setattr(engine_module._Engine, "_gold_shortcut_is_exact", lambda self, t: False)
-    full = compute_stats(model, _blocks(4, 8), ["crane"], batch_size=2, progress=False)
-    torch.testing.assert_close(fast.scores("crane"), full.scores("crane"), rtol=1e-4, atol=1e-6)
+    monkeypatch.setattr(runner, "_head", full_logits)
+    full = compute_stats(model, blocks, ["crane", "attribution"], **kwargs)  # type: ignore[arg-type]
+    for name in ("crane", "attribution"):
+        for other in (tiny_chunks, full):
+            torch.testing.assert_close(fast.scores(name), other.scores(name), rtol=1e-4, atol=1e-6)
+
+
+@pytest.mark.parametrize("arch", ["llama", "gpt2"])
+def test_one_shared_forward_equals_separate_passes(tiny_checkpoints, arch) -> None:  # type: ignore[no-untyped-def]
+    """crane + attribution share one forward pass (LRP and ordinary gradient paths selected per
+    backward pass); each must equal its own pass alone, and the activation sums too."""
+    model = cl.load_model(tiny_checkpoints[arch])
+    blocks = _blocks(4, 8)
+    both = compute_stats(
+        model, blocks, ["crane", "attribution", "grad_act", "lape"], progress=False
+    )
+    crane = compute_stats(model, blocks, ["crane"], progress=False)
+    grads = compute_stats(model, blocks, ["attribution", "grad_act"], progress=False)
+    acts = compute_stats(model, blocks, ["lape"], progress=False)
+    for name, alone in [("crane", crane), ("crane_abs", crane), ("attribution", grads),
+                        ("attribution_mean", grads), ("grad_act", grads),
+                        ("activation_probability", acts)]:  # fmt: skip
+        torch.testing.assert_close(both.scores(name), alone.scores(name), rtol=1e-5, atol=1e-7)

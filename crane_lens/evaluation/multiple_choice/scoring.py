@@ -19,7 +19,7 @@ from crane_lens.errors import (
     TokenizerError,
 )
 from crane_lens.evaluation.multiple_choice.sets import MultipleChoiceSet
-from crane_lens.evaluation.nll import length_batches
+from crane_lens.model.runner import gold_scores, length_batches, pad_rows
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -108,13 +108,10 @@ def _batch_logprobs(
 ) -> Float[Tensor, " batch"]:
     """Summed log-probability of tokens ``starts[b] .. lengths[b] - 1`` of each row."""
     first = int(starts.min())  # positions before every row's continuation are never scored
-    logits = model(tokens, return_type="logits")[:, first - 1 : -1].float()
-    targets = tokens[:, first:, None]
-    # gather - logsumexp: no second vocabulary-sized tensor as log_softmax would allocate.
-    gold = logits.gather(-1, targets)[..., 0] - torch.logsumexp(logits, dim=-1)
-    position = torch.arange(first, tokens.shape[1], device=tokens.device)[None, :]
+    gold = gold_scores(model, tokens, first=first)
+    position = torch.arange(first, tokens.shape[1])[None, :]
     scored = (position >= starts[:, None]) & (position < lengths[:, None])
-    return torch.where(scored, gold, torch.zeros_like(gold)).sum(dim=1)
+    return torch.where(scored.to(gold.device), gold, torch.zeros_like(gold)).sum(dim=1)
 
 
 @torch.no_grad()
@@ -140,21 +137,14 @@ def continuation_logprobs(
         ``(logprobs, n_tokens)``, lists aligned with the inputs.
     """
     ids, starts = encode_pairs(model, contexts, continuations)
-    device = next(model.parameters()).device
+    parts = []  # kept on the device until the end: no host sync per pass
+    for members in tqdm(length_batches(ids, max_tokens_per_batch), desc="choices",
+                        disable=not show_progress, leave=False):  # fmt: skip
+        tokens, lengths = pad_rows([ids[i] for i in members])
+        first = torch.tensor([starts[i] for i in members])
+        parts.append((members, _batch_logprobs(model, tokens, first, lengths)))
     logprobs = [0.0] * len(ids)
-    batches = length_batches(ids, max_tokens_per_batch)
-    for members in tqdm(batches, desc="choices", disable=not show_progress, leave=False):
-        width = len(ids[members[-1]])
-        pad = ids[members[0]][0]  # any real id: padded positions are never scored
-        tokens = torch.tensor(
-            [ids[i] + [pad] * (width - len(ids[i])) for i in members], device=device
-        )
-        values = _batch_logprobs(
-            model,
-            tokens,
-            torch.tensor([starts[i] for i in members], device=device),
-            torch.tensor([len(ids[i]) for i in members], device=device),
-        )
+    for members, values in parts:
         for i, value in zip(members, values.tolist(), strict=True):
             logprobs[i] = value
     return logprobs, [len(seq) - start for seq, start in zip(ids, starts, strict=True)]
