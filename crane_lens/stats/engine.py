@@ -297,14 +297,14 @@ class _Sums:
         return current
 
     def add(self, name: str, layer: int, value: Tensor) -> None:
-        self._slot(name, layer, value).add_(value)
+        self._slot(name, layer, value).add_(value.float())
 
     def add_at(self, name: str, layer: int, index: Tensor, value: Tensor) -> None:
-        self._slot(name, layer, value).index_add_(0, index.to(value.device), value)
+        self._slot(name, layer, value).index_add_(0, index.to(value.device), value.float())
 
     def minimum(self, name: str, layer: int, value: Tensor) -> None:
         slot = self._slot(name, layer, value)
-        torch.minimum(slot, value, out=slot)
+        torch.minimum(slot, value.float(), out=slot)
 
     def load(self, name: str, stacked: Tensor) -> None:
         self.values[name] = list(stacked.unbind(0))
