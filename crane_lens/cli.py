@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import logging
+import os
 import sys
 from collections.abc import Sequence
 
@@ -34,20 +35,51 @@ def _langs(value: str) -> list[str]:
     return [canonical_lang(x.strip()) for x in value.split(",") if x.strip()]
 
 
+def _launched_rank() -> int:
+    """This process's rank when ``torchrun`` started several (its ``RANK``), else 0."""
+    if int(os.environ.get("WORLD_SIZE", "1")) <= 1:
+        return 0
+    return int(os.environ.get("RANK", "0"))
+
+
+def _rank_device(device: str | None) -> str | None:
+    """The device of this rank: under ``torchrun`` with CUDA, ``None`` or ``"cuda"`` become the
+    rank's own GPU, ``cuda:LOCAL_RANK``; anything else is kept."""
+    import torch
+
+    from crane_lens.utils import distributed
+
+    if distributed.active() and torch.cuda.is_available() and device in (None, "cuda"):
+        return f"cuda:{int(os.environ.get('LOCAL_RANK', '0'))}"
+    return device
+
+
 def _run(args: argparse.Namespace) -> int:
     from crane_lens.pipeline import RunConfig, run
+    from crane_lens.utils import distributed
 
-    config = RunConfig(
-        model=args.model, langs=_langs(args.langs), methods=args.methods.split(","),
-        budget=args.budget, mode=args.mode, corpus=args.source,
-        max_tokens_per_lang=args.max_tokens, eval_tokens_per_lang=args.eval_tokens,
-        batch_size=args.batch_size, eval_batch_size=args.eval_batch_size,
-        random_seeds=args.random_seeds, target=args.target,
-        seed=args.seed, device=args.device, dtype=args.dtype,
-    )  # fmt: skip
-    result = run(config, out=args.out, name=args.name, overwrite=args.overwrite,
-                 progress=not args.quiet, stats_from=args.stats_from)  # fmt: skip
-    print(result.summary())  # noqa: T201
+    # Under torchrun: join the group (gloo on the CPU, NCCL on GPUs); a no-op otherwise.
+    distributed.init_from_env(args.device)
+    try:
+        config = RunConfig(
+            model=args.model, langs=_langs(args.langs), methods=args.methods.split(","),
+            budget=args.budget, mode=args.mode, corpus=args.source,
+            max_tokens_per_lang=args.max_tokens, eval_tokens_per_lang=args.eval_tokens,
+            batch_size=args.batch_size, eval_batch_size=args.eval_batch_size,
+            random_seeds=args.random_seeds, target=args.target,
+            seed=args.seed, device=_rank_device(args.device), dtype=args.dtype,
+        )  # fmt: skip
+        # Every rank computes the same result (the same arguments on every rank: the library
+        # shows progress bars on rank 0 only); rank 0 alone prints the summary.
+        result = run(config, out=args.out, name=args.name, overwrite=args.overwrite,
+                     progress=not args.quiet, stats_from=args.stats_from)  # fmt: skip
+        if distributed.is_main():
+            print(result.summary())  # noqa: T201
+    finally:
+        if distributed.active():
+            import torch.distributed
+
+            torch.distributed.destroy_process_group()
     return 0
 
 
@@ -130,8 +162,10 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--target", default="logit", choices=["logit", "logprob"],
                      help="what CRANE's relevance explains")  # fmt: skip
     run.add_argument("--seed", type=int, default=0)
-    run.add_argument("--device", default=None)
-    run.add_argument("--dtype", default=None)
+    run.add_argument("--device", default=None,
+                     help="cpu, cuda, cuda:1... (default: CUDA when available; under torchrun, "
+                     "each process's own GPU, cuda:LOCAL_RANK)")  # fmt: skip
+    run.add_argument("--dtype", default=None, help="default: the checkpoint's")
     run.add_argument("--out", default="results", help="parent folder of run folders")
     run.add_argument("--name", default=None, help="run folder name (default: from the settings)")
     run.add_argument("--overwrite", action="store_true",
@@ -177,17 +211,19 @@ def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the ``crane-lens`` console script."""
     parser = build_parser()
     args = parser.parse_args(argv)
-    logging.basicConfig(
-        level=logging.DEBUG if args.verbose else logging.INFO,
-        format="%(levelname)s %(name)s: %(message)s",
-    )
+    # Under torchrun, ranks other than 0 log warnings and errors only, marked with their rank.
+    rank = _launched_rank()
+    level = logging.DEBUG if args.verbose else logging.INFO if rank == 0 else logging.WARNING
+    marker = f"[rank {rank}] " if rank else ""
+    logging.basicConfig(level=level, format=f"%(levelname)s {marker}%(name)s: %(message)s")
     try:
         return int(args.func(args))
     except (CraneLensError, ValueError) as exc:
         if args.verbose:
             raise
         # Bad input is the user's to fix: the message says how, a traceback would bury it.
-        print(f"crane-lens: error: {exc}", file=sys.stderr)  # noqa: T201
+        where = f" (rank {rank})" if rank else ""
+        print(f"crane-lens: error{where}: {exc}", file=sys.stderr)  # noqa: T201
         return 2
 
 

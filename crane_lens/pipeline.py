@@ -5,6 +5,11 @@ skips work already saved, so re-running the same command after an interruption c
 it stopped (the statistics and the ablation matrices also checkpoint *within* their stage). A
 folder that holds a run of other settings is never overwritten silently.
 
+Under ``torchrun`` (or inside any initialised ``torch.distributed`` group) every process runs
+:func:`run` with the same settings: the statistics and the ablation matrices are shared out
+between the ranks, every rank ends with the same result, and rank 0 alone writes the folder
+(docs/scale.md).
+
 Layout of a run folder::
 
     run_config.json          settings, package versions, and which stages are complete
@@ -20,10 +25,13 @@ Layout of a run folder::
 
 from __future__ import annotations
 
+import contextlib
+import functools
 import json
 import logging
 import os
 import shutil
+from collections.abc import Callable, Iterator
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -36,6 +44,7 @@ from crane_lens.selection.neurons import LanguageNeurons
 from crane_lens.selection.select import select_language_neurons
 from crane_lens.stats.methods import METHODS
 from crane_lens.stats.results import NeuronStats
+from crane_lens.utils import distributed
 from crane_lens.utils.io import atomic_path, write_json, write_text
 
 log = logging.getLogger(__name__)
@@ -66,7 +75,8 @@ class RunConfig:
         random_seeds: Random control sets per language.
         target: CRANE's target (``logit`` or ``logprob``).
         seed: Seed of the text order.
-        device: Device (default: CUDA if available, else CPU).
+        device: Device (default: CUDA if available, else CPU; under ``torchrun``,
+            ``crane-lens run`` gives each rank its own GPU, ``cuda:LOCAL_RANK``).
         dtype: Model dtype (default: the checkpoint's).
     """
 
@@ -300,6 +310,80 @@ def _prepare_folder(folder: Path, config: RunConfig, overwrite: bool) -> None:
     _write_config(folder, config, complete=False)
 
 
+# -- data parallelism: every rank runs this module; rank 0 alone touches the run folder ---------
+
+
+@contextlib.contextmanager
+def _all_ranks_agree(what: str) -> Iterator[None]:
+    """In a process group, let an error raised inside the block on any rank end every rank.
+
+    Each rank runs the block, then the ranks exchange whether it failed (a collective call, so
+    it also waits for the slowest rank): a rank that failed re-raises its error, the others
+    raise :class:`CraneLensError` naming it, instead of waiting forever in the next collective
+    call. Outside a group the block just runs.
+    """
+    if not distributed.active():
+        yield
+        return
+    error: Exception | None = None
+    try:
+        yield
+    except Exception as exc:
+        error = exc
+    outcome = None if error is None else f"{type(error).__name__}: {error}"
+    failed = [(r, x) for r, x in enumerate(distributed.all_gather_objects(outcome)) if x]
+    if error is not None:
+        raise error
+    if failed:
+        rank, message = failed[0]
+        raise CraneLensError(f"rank {rank} failed {what}: {message}")
+
+
+def _check_same_call(config: RunConfig, folder: Path, overwrite: bool, source: Path | None) -> None:
+    """In a process group, refuse a rank whose settings (the device aside) differ from rank 0's:
+    the ranks would not share the same work."""
+    if not distributed.active():
+        return
+    mine = {k: v for k, v in asdict(config).items() if k != "device"}
+    mine |= {"folder": str(folder), "overwrite": overwrite, "stats_from": source and str(source)}
+    main = distributed.broadcast_object(mine)
+    diff = sorted(k for k, v in mine.items() if main.get(k) != v)
+    if diff:
+        raise CraneLensError(
+            f"The settings of rank {distributed.rank()} differ from rank 0's ({', '.join(diff)}); "
+            "every rank must run the same command."
+        )
+
+
+def _on_main(action: Callable[[], object], what: str) -> None:
+    """Run ``action`` (a write into the run folder) on rank 0 only; in a process group every
+    rank returns once it is done, and raises if it failed."""
+    with _all_ranks_agree(what):
+        if distributed.is_main():
+            action()
+
+
+def _saved(path: Path) -> bool:
+    """Whether ``path`` exists, as rank 0 (its writer) sees it: every rank takes the same
+    branch, even while rank 0 writes the file."""
+    return bool(distributed.broadcast_object(path.is_file()))
+
+
+def _save_neurons(neurons: LanguageNeurons, path: Path) -> None:
+    neurons.to_lape(path.with_suffix(".lape.pt"))
+    neurons.save(path)
+
+
+def _save_matrix(matrix: AblationMatrix, target: Path) -> None:
+    matrix.save(target)
+    (target / "ablation_checkpoint.json").unlink(missing_ok=True)
+
+
+def _finish(result: RunResult) -> None:
+    _write_tables(result)
+    _write_config(result.folder, result.config, complete=True)
+
+
 def run(
     config: RunConfig | None = None,
     *,
@@ -310,6 +394,12 @@ def run(
     stats_from: str | os.PathLike[str] | None = None,
 ) -> RunResult:
     """Run (or continue) the whole pipeline and write ``<out>/<name>/``.
+
+    Inside an initialised ``torch.distributed`` group (e.g. under ``torchrun``) every rank calls
+    this with the same arguments: the statistics and the ablation matrices are computed data
+    parallel, every rank returns the same :class:`RunResult`, and rank 0 alone creates, checks
+    and writes the run folder (which must be on a file system every rank reads). Bad input is
+    refused on every rank before any work starts.
 
     Args:
         config: Settings (default: the embedded default — crane-tiny, en/zh/vi, CRANE and
@@ -325,7 +415,8 @@ def run(
 
     Raises:
         OutputExistsError: The folder holds a different run and ``overwrite`` is false.
-        CraneLensError: ``stats_from`` holds no finished statistics, or other settings.
+        CraneLensError: ``stats_from`` holds no finished statistics, or other settings; in a
+            process group, another rank failed before the work or while rank 0 wrote.
     """
     from crane_lens.data import load_corpus
     from crane_lens.model import get_spec, load_model
@@ -333,24 +424,32 @@ def run(
 
     config = config or RunConfig()
     folder = Path(out) / (name or config.name)
-    _check_folder(folder, config, overwrite)
     source = Path(stats_from) if stats_from is not None else None
-    if source is not None:
-        if folder.resolve() in (source.resolve(), *source.resolve().parents):
-            # --overwrite would delete the statistics before they are copied.
-            raise CraneLensError(
-                f"--stats-from {source} is the run folder this run writes ({folder}); give the "
-                "new run another --name (or --out) and keep the old one as the source."
-            )
-        _check_stats_source(source, config)
-    # Model and text are loaded before the folder exists: bad input leaves no folder behind.
-    model = load_model(config.model, device=config.device, dtype=config.dtype)
-    langs = config.langs
-    train = load_corpus(config.corpus, langs=langs, split="train")
-    held_out = load_corpus(config.corpus, langs=langs, split="eval")
-    _prepare_folder(folder, config, overwrite)
-    if source is not None:
-        _copy_stats(source, folder)
+    # Every check of the input runs on every rank, before the first collective call and before
+    # rank 0 changes anything on disk.
+    with _all_ranks_agree("before the work started"):
+        _check_same_call(config, folder, overwrite, source)
+        _check_folder(folder, config, overwrite)
+        if source is not None:
+            if folder.resolve() in (source.resolve(), *source.resolve().parents):
+                # --overwrite would delete the statistics before they are copied.
+                raise CraneLensError(
+                    f"--stats-from {source} is the run folder this run writes ({folder}); give "
+                    "the new run another --name (or --out) and keep the old one as the source."
+                )
+            _check_stats_source(source, config)
+        # Model and text are loaded before the folder exists: bad input leaves no folder behind.
+        model = load_model(config.model, device=config.device, dtype=config.dtype)
+        langs = config.langs
+        train = load_corpus(config.corpus, langs=langs, split="train")
+        held_out = load_corpus(config.corpus, langs=langs, split="eval")
+
+    def prepare() -> None:
+        _prepare_folder(folder, config, overwrite)
+        if source is not None:
+            _copy_stats(source, folder)
+
+    _on_main(prepare, f"to prepare {folder}")  # the other ranks wait for it
 
     log.info("stage 1/3: neuron statistics (%s)", ", ".join(config.stats_methods()))
     stats = compute_stats(
@@ -370,19 +469,19 @@ def run(
     neurons = {}
     for method in config.methods:
         path = folder / "neurons" / f"{method}.json"
-        if path.is_file():
+        if _saved(path):
             neurons[method] = LanguageNeurons.load(path)
             continue
+        # Every rank selects from the same statistics; rank 0 saves.
         neurons[method] = select_language_neurons(stats, method, budget=config.budget)
-        neurons[method].to_lape(folder / "neurons" / f"{method}.lape.pt")
-        neurons[method].save(path)
+        _on_main(functools.partial(_save_neurons, neurons[method], path), f"to write {path}")
 
     log.info("stage 3/3: ablation matrices (%s, %d random seeds)", config.mode,
              config.random_seeds)  # fmt: skip
     matrices = {}
     for method, sets in neurons.items():
         target = folder / "ablation" / method
-        if (target / "matrix.json").is_file():
+        if _saved(target / "matrix.json"):
             matrices[method] = AblationMatrix.load(target)
             continue
         values: Any = None
@@ -397,12 +496,10 @@ def run(
             max_batch_rows=config.eval_rows(get_spec(model).vocab_size),
             checkpoint_dir=target, progress=progress,
         )  # fmt: skip
-        matrices[method].save(target)
-        (target / "ablation_checkpoint.json").unlink(missing_ok=True)
+        _on_main(functools.partial(_save_matrix, matrices[method], target), f"to write {target}")
 
     result = RunResult(folder, config, stats, neurons, matrices, eval_stats)
-    _write_tables(result)
-    _write_config(folder, config, complete=True)
+    _on_main(functools.partial(_finish, result), f"to write the tables of {folder}")
     return result
 
 
