@@ -252,17 +252,29 @@ class _LogNormaliser(torch.autograd.Function):
     def forward(
         ctx: Any, x: Tensor, weight: Tensor, bias: Tensor | None, head: _Head, chunk: int
     ) -> Tensor:
+        ctx.head, ctx.chunk = head, chunk
+        if chunk >= weight.shape[0] and any(ctx.needs_input_grad[:3]):
+            # One chunk: keep d lse / dz (the softmax; bounded by CHUNK_BYTES), one exp in all.
+            z = _logits_chunk(x, head, 0, weight.shape[0])
+            top = z.amax(-1, keepdim=True)
+            slope = (z - top).exp_()
+            total = slope.sum(-1, keepdim=True)
+            slope.div_(total)
+            if head.softcap:  # d(cap·tanh(u/cap))/du = 1 − tanh² = 1 − (z/cap)²
+                slope.mul_(1 - (z / head.softcap) ** 2)
+            lse = (top + total.log())[:, 0]
+            ctx.save_for_backward(x, lse, slope)
+            return lse
         lse = torch.full(x.shape[:1], -torch.inf, device=x.device, dtype=_wide(x.dtype))
         for start in range(0, weight.shape[0], chunk):
             z = _logits_chunk(x, head, start, start + chunk)
             lse = torch.logaddexp(lse, z.logsumexp(-1))
         ctx.save_for_backward(x, lse)
-        ctx.head, ctx.chunk = head, chunk
         return lse
 
     @staticmethod
     def backward(ctx: Any, grad: Tensor) -> tuple[Tensor | None, ...]:
-        x, lse = ctx.saved_tensors
+        x, lse, *saved = ctx.saved_tensors
         head: _Head = ctx.head
         want_x, want_w, want_b = ctx.needs_input_grad[:3]
         wide = _wide(x.dtype)
@@ -271,11 +283,14 @@ class _LogNormaliser(torch.autograd.Function):
         gb = torch.zeros(head.weight.shape[:1], device=x.device, dtype=wide) if want_b else None
         for start in range(0, head.weight.shape[0], ctx.chunk):
             stop = start + ctx.chunk
-            z = _logits_chunk(x, head, start, stop)
-            dz = (z - lse[:, None]).exp() * grad[:, None]  # softmax × incoming gradient
-            if head.softcap:  # d(cap·tanh(u/cap))/du = 1 − tanh² = 1 − (z/cap)²
-                dz = dz * (1 - (z / head.softcap) ** 2)
-            dz = dz.to(x.dtype)
+            if saved:
+                slope = saved[0]
+            else:  # recompute this chunk's logits rather than store all of them
+                z = _logits_chunk(x, head, start, stop)
+                slope = (z - lse[:, None]).exp()
+                if head.softcap:
+                    slope = slope * (1 - (z / head.softcap) ** 2)
+            dz = (slope * grad[:, None]).to(x.dtype)
             if gx is not None:
                 gx += dz @ head.weight[start:stop]
             if gw is not None:

@@ -482,9 +482,10 @@ class _Engine:
     def _reduce_grad(self, sums: _Sums, layer: int, h: Tensor, g: Tensor) -> None:
         hg = h.float() * g.float()
         if self.switch.mode == "lrp":
-            sums.add("rel_sum", layer, hg.sum(dim=(0, 1)))
-            sums.add("rel_abs_sum", layer, hg.abs().sum(dim=(0, 1)))
-            sums.add("rel_pos_sum", layer, hg.clamp(min=0).sum(dim=(0, 1)))
+            total, total_abs = hg.sum(dim=(0, 1)), hg.abs().sum(dim=(0, 1))
+            sums.add("rel_sum", layer, total)
+            sums.add("rel_abs_sum", layer, total_abs)
+            sums.add("rel_pos_sum", layer, (total + total_abs) / 2)  # max(r, 0) = (r + |r|) / 2
         else:
             sums.add("hg_sum", layer, hg.sum(dim=(0, 1)))
             sums.add("g_sum", layer, g.float().sum(dim=(0, 1)))
