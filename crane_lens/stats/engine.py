@@ -278,6 +278,15 @@ def _w_down_norm(model: Any, n_layers: int) -> Tensor:
     return cached[1]
 
 
+def _positive_iff_positive(act: Any) -> bool:
+    """Whether ``act(x) > 0 ⟺ x > 0`` on a dense grid, zero and tiny values included."""
+    grid = torch.cat(
+        [torch.linspace(-30, 30, 6001), torch.tensor([0.0, 1e-30, -1e-30, 1e-6, -1e-6])]
+    )
+    with torch.no_grad():
+        return bool(torch.equal(act(grid) > 0, grid > 0))
+
+
 class _Sums:
     """One language's float32 accumulators: ``field -> layer -> [neuron]`` tensor, each created
     on (or moved once to) the device of the first value added — a layer's own device."""
@@ -335,6 +344,8 @@ class _Engine:
         self.config, self.ablation_batch_tokens = config, ablation_batch_tokens
         self.batch_size = int(config["batch_size"])
         self.acts = [activation_function(model, layer) for layer in range(spec.n_layers)]
+        # act(x) > 0 exactly when x > 0 (ReLU, GELU, SiLU...): then LAPE's test reads the gate.
+        self.sign_of_pre = [_positive_iff_positive(act) for act in self.acts]
         wanted = set(methods)
         self.modes = [m for m, need in (("lrp", "crane" in wanted),
                                         ("plain", bool(_GRAD_METHODS & wanted))) if need]  # fmt: skip
@@ -431,7 +442,9 @@ class _Engine:
 
         def on_pre(layer: int) -> Any:
             def hook(x: Tensor, hook: Any) -> Tensor:
-                pre_on[layer] = self.acts[layer](x.detach()[:, 1:]) > 0
+                pre_on[layer] = (
+                    x.detach() if self.sign_of_pre[layer] else self.acts[layer](x.detach())
+                )
                 return x
 
             return hook
@@ -443,7 +456,7 @@ class _Engine:
                     if not first_post:
                         first_post.append(x)
                     x.register_hook(lambda g: self._reduce_grad(sums, layer, h, g))
-                self._reduce_activations(sums, layer, h[:, 1:].float(), pre_on.pop(layer, None),
+                self._reduce_activations(sums, layer, h, pre_on.pop(layer, None),
                                          methods, take, kojima_rows)  # fmt: skip
                 return x
 
@@ -464,20 +477,29 @@ class _Engine:
         sums: _Sums,
         layer: int,
         h: Tensor,
-        on: Tensor | None,
+        gate: Tensor | None,
         methods: set[str],
         take: tuple[Tensor, Tensor] | None,
         kojima_rows: list[Tensor],
     ) -> None:
-        # Predicted positions only: BOS carries no language.
-        h_abs = h.abs()
-        sums.add("act_sum", layer, h.sum(dim=(0, 1)))
-        sums.add("act_abs_sum", layer, h_abs.sum(dim=(0, 1)))
-        sums.add("act_on", layer, (h > 0 if on is None else on).sum(dim=(0, 1)).float())
+        """Activation sums over the predicted positions (BOS carries no language): per block,
+        the sum over all positions minus the BOS position — a contiguous reduction, many times
+        faster than one over the ``[:, 1:]`` view."""
+
+        def per_block(x: Tensor) -> Tensor:
+            return x.sum(dim=1, dtype=torch.float32) - x[:, 0].float()
+
+        n_pred = h.shape[1] - 1
+        block_sum, block_abs = per_block(h), per_block(h.abs())
+        # Active = act(gate) > 0 (LAPE; the product h for ungated MLPs): sign → {0, 1}, exact.
+        on = (h if gate is None else gate).sign().clamp_(min=0)
+        sums.add("act_sum", layer, block_sum.sum(dim=0))
+        sums.add("act_abs_sum", layer, block_abs.sum(dim=0))
+        sums.add("act_on", layer, per_block(on).sum(dim=0))
         if "plnd" in methods:
-            sums.minimum("abs_mean_min", layer, h_abs.mean(dim=1).min(dim=0).values)
+            sums.minimum("abs_mean_min", layer, (block_abs / n_pred).min(dim=0).values)
         if take is not None:
-            kojima_rows.append(h[take[1].to(h.device)].mean(dim=1))
+            kojima_rows.append(block_sum[take[1].to(h.device)] / n_pred)
 
     def _reduce_grad(self, sums: _Sums, layer: int, h: Tensor, g: Tensor) -> None:
         hg = h.float() * g.float()
