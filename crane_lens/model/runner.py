@@ -256,13 +256,11 @@ class _LogNormaliser(torch.autograd.Function):
         if chunk >= weight.shape[0] and any(ctx.needs_input_grad[:3]):
             # One chunk: keep d lse / dz (the softmax; bounded by CHUNK_BYTES), one exp in all.
             z = _logits_chunk(x, head, 0, weight.shape[0])
-            top = z.amax(-1, keepdim=True)
-            slope = (z - top).exp_()
-            total = slope.sum(-1, keepdim=True)
-            slope.div_(total)
+            slope = z.softmax(-1)
+            # At the argmax, p = exp(z − lse) ≥ 1/vocab: lse = z_max − log p_max, stably.
+            lse = z.amax(-1) - slope.amax(-1).log()
             if head.softcap:  # d(cap·tanh(u/cap))/du = 1 − tanh² = 1 − (z/cap)²
                 slope.mul_(1 - (z / head.softcap) ** 2)
-            lse = (top + total.log())[:, 0]
             ctx.save_for_backward(x, lse, slope)
             return lse
         lse = torch.full(x.shape[:1], -torch.inf, device=x.device, dtype=_wide(x.dtype))
