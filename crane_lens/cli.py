@@ -156,8 +156,7 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--batch-size", type=int, default=8,
                      help="token blocks per forward pass of the statistics (default 8)")  # fmt: skip
     run.add_argument("--eval-batch-size", type=int, default=None,
-                     help="rows per forward pass of the ablation matrix (default: sized so one "
-                     "pass's logits stay within 1 GiB, at most 8)")  # fmt: skip
+                     help="rows per forward pass of the ablation matrix (default 8)")  # fmt: skip
     run.add_argument("--random-seeds", type=int, default=5, help="random control sets")
     run.add_argument("--target", default="logit", choices=["logit", "logprob"],
                      help="what CRANE's relevance explains")  # fmt: skip

@@ -37,7 +37,7 @@ from pathlib import Path
 from typing import Any
 
 from crane_lens.errors import CraneLensError, OutputExistsError
-from crane_lens.evaluation.ablation import AblationMatrix, ablation_matrix, auto_batch_rows
+from crane_lens.evaluation.ablation import EVAL_BATCH_ROWS, AblationMatrix, ablation_matrix
 from crane_lens.evaluation.relevance import relevance_selectivity
 from crane_lens.intervention.hooks import Mode, intervention_values
 from crane_lens.selection.neurons import LanguageNeurons
@@ -69,9 +69,9 @@ class RunConfig:
         seq_len: Block length of the statistics.
         eval_seq_len: Block length of the evaluation stream.
         batch_size: Blocks per forward pass of the statistics.
-        eval_batch_size: Rows per forward pass of the ablation matrix; ``None``: as many as
-            keep one pass's float32 logits within 1 GiB, at most 8 (1 row of 256 tokens of a
-            262k vocabulary is 268 MB). A memory knob only: results do not depend on it.
+        eval_batch_size: Rows per forward pass of the ablation matrix (``None``: 8; the runner
+            never materialises ``[rows, pos, vocab]`` logits, so the vocabulary does not limit
+            it). A memory knob only: results do not depend on it.
         random_seeds: Random control sets per language.
         target: CRANE's target (``logit`` or ``logprob``).
         seed: Seed of the text order.
@@ -128,11 +128,9 @@ class RunConfig:
         """The settings that determine the results (device and dtype aside)."""
         return {k: v for k, v in asdict(self).items() if k not in ("device", "eval_batch_size")}
 
-    def eval_rows(self, vocab_size: int) -> int:
-        """Rows per ablation pass: ``eval_batch_size``, or sized to the vocabulary."""
-        if self.eval_batch_size is not None:
-            return self.eval_batch_size
-        return auto_batch_rows(vocab_size, self.eval_seq_len)
+    def eval_rows(self) -> int:
+        """Rows per ablation pass: ``eval_batch_size``, or :data:`EVAL_BATCH_ROWS`."""
+        return self.eval_batch_size if self.eval_batch_size is not None else EVAL_BATCH_ROWS
 
 
 @dataclass
@@ -419,7 +417,7 @@ def run(
             process group, another rank failed before the work or while rank 0 wrote.
     """
     from crane_lens.data import load_corpus
-    from crane_lens.model import get_spec, load_model
+    from crane_lens.model import load_model
     from crane_lens.stats import compute_stats
 
     config = config or RunConfig()
@@ -493,7 +491,7 @@ def run(
             model, held_out, sets, mode=config.mode, values=values, langs=langs,
             random_seeds=config.random_seeds, seq_len=config.eval_seq_len,
             max_tokens_per_lang=config.eval_tokens_per_lang,
-            max_batch_rows=config.eval_rows(get_spec(model).vocab_size),
+            max_batch_rows=config.eval_rows(),
             checkpoint_dir=target, progress=progress,
         )  # fmt: skip
         _on_main(functools.partial(_save_matrix, matrices[method], target), f"to write {target}")

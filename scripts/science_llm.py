@@ -43,7 +43,7 @@ import torch
 
 import crane_lens as cl
 from crane_lens.evaluation import AblationMatrix
-from crane_lens.evaluation.ablation import auto_batch_rows, conditions_nll, eval_blocks
+from crane_lens.evaluation.ablation import EVAL_BATCH_ROWS, conditions_nll, eval_blocks
 from crane_lens.intervention import intervention_values
 from crane_lens.intervention.hooks import Intervention, intervention
 from crane_lens.model.installable import crane_lens_home
@@ -71,7 +71,7 @@ class Science:
         self.train = cl.load_corpus("builtin", split="train")
         self.held_out = cl.load_corpus("builtin", split="eval")
         self.langs = self.held_out.langs
-        self.rows = auto_batch_rows(cl.get_spec(self.model).vocab_size, EVAL_SEQ_LEN)
+        self.rows = EVAL_BATCH_ROWS
         self._stats: dict[str, Any] = {}
 
     def stats(self, key: str = "main") -> Any:

@@ -57,20 +57,7 @@ class EvalBlocks:
         return int(self.scored.sum())
 
 
-def auto_batch_rows(
-    vocab_size: int, seq_len: int, *, budget_bytes: int = 1 << 30, max_rows: int = 8
-) -> int:
-    """Rows per forward pass whose float32 ``[rows, seq_len, vocab]`` logits fit ``budget_bytes``.
-
-    Large vocabularies dominate evaluation memory (Gemma 3: 262 144 entries, 268 MB of float32
-    logits per 256-token row), while small ones allow the full stack of conditions.
-
-    Example:
-        >>> auto_batch_rows(8_000, 256), auto_batch_rows(262_144, 256)
-        (8, 4)
-    """
-    per_row = seq_len * vocab_size * 4
-    return max(1, min(max_rows, budget_bytes // per_row))
+EVAL_BATCH_ROWS = 8  # rows per pass: logits are never materialised, so no vocabulary term
 
 
 def eval_blocks(
