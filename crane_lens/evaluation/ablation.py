@@ -112,7 +112,7 @@ def conditions_nll(
                 nats = torch.zeros(len(conditions), device=nll.device)
             nats[first : first + len(chunk)] += nll
     assert nats is not None
-    return [(float(n), blocks.n_tokens) for n in nats.double().cpu()]
+    return [(float(n), blocks.n_tokens) for n in nats.cpu().double()]
 
 
 @dataclass
@@ -356,7 +356,7 @@ def ablation_matrix(
               "max_tokens_per_lang": max_tokens_per_lang, "model": spec.name}  # fmt: skip
     fingerprint = _fingerprint({
         "config": config, "neurons": neurons.to_dict(),
-        "values": {a: None if values_for(a) is None else float(values_for(a).double().sum())  # type: ignore[union-attr]
+        "values": {a: None if values_for(a) is None else float(values_for(a).cpu().double().sum())  # type: ignore[union-attr]
                    for a in neurons.langs},
         "tokens": {b: hashlib.sha256(blk.tokens.numpy().tobytes()).hexdigest() for b, blk in blocks.items()},
     })  # fmt: skip

@@ -237,7 +237,7 @@ def stream_nll(
                 0, origin.clamp(min=0).to(nll.device).flatten(), (nll * weights).flatten()
             )
             counts.index_add_(0, origin[scored], torch.ones_like(origin[scored]))
-        totals = nats.double().cpu() if nats is not None else torch.zeros(len(names))
+        totals = nats.cpu().double() if nats is not None else torch.zeros(len(names))
         report.nats[lang] = {name: float(totals[i]) for i, name in enumerate(names)}
         report.tokens[lang] = {name: int(counts[i]) for i, name in enumerate(names)}
     return report

@@ -54,7 +54,7 @@ def quantile(values: Float[Tensor, " *shape"], q: float) -> float:
     else:  # the middle: selection beats a partial sort of half the values
         below, above = flat.kthvalue(lo + 1).values, flat.kthvalue(hi + 1).values
     weight = torch.tensor(pos - lo, dtype=torch.float64)
-    return float(torch.lerp(below.double(), above.double(), weight))
+    return float(torch.lerp(below.cpu().double(), above.cpu().double(), weight))
 
 
 def neuron_heatmap(

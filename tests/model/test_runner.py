@@ -125,3 +125,20 @@ def test_a_device_mapped_model_gives_the_single_device_results() -> None:
     for a_lang in neurons.langs:
         assert matrices[0].nll[a_lang] == pytest.approx(matrices[1].nll[a_lang], abs=1e-5)
     assert matrices[0].baseline == pytest.approx(matrices[1].baseline, abs=1e-5)
+
+
+def test_no_gold_log_probability_outside_the_runner() -> None:
+    """One implementation: no other module of the package normalises logits itself."""
+    import re
+    from pathlib import Path
+
+    package = Path(cl.__file__).parent
+    pattern = re.compile(r"log_softmax|logsumexp|cross_entropy|return_type=\"loss\"")
+    offenders = [
+        f"{path.relative_to(package)}:{number}"
+        for path in package.rglob("*.py")
+        if path.name != "runner.py"
+        for number, line in enumerate(path.read_text(encoding="utf-8").splitlines(), 1)
+        if pattern.search(line) and not line.lstrip().startswith((">>>", "...", "#"))
+    ]
+    assert offenders == []
