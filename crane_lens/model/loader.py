@@ -89,8 +89,8 @@ def checkpoint_dtype(target: str, **config_kwargs: Any) -> torch.dtype:
         OSError: The config cannot be read (no such hub model, no network).
 
     Example:
-        >>> checkpoint_dtype(str(builtin_model_dir("crane-tiny")))
-        torch.bfloat16
+        >>> checkpoint_dtype(str(builtin_model_dir("crane-tiny")))  # bf16 weights, float32 compute
+        torch.float32
     """
     from transformers import AutoConfig
 

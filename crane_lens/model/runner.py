@@ -33,6 +33,7 @@ Example:
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import weakref
 from collections.abc import Callable, Iterable, Sequence
@@ -214,9 +215,9 @@ def _head(model: Any, probe: Tensor) -> _Head:
             torch.allclose(got, expected.to(got.device), rtol=1e-3,
                            atol=1e-3 * float(expected.abs().max()))
         )  # fmt: skip
-    except Exception as exc:  # any failure means: use the model's own logits
-        log.info("chunked unembedding unavailable (%s); using full logits", exc)
-        exact = False
+    except Exception as exc:  # e.g. a caller's active hooks reject the probe: not cached
+        log.info("could not check the chunked unembedding (%s); full logits this time", exc)
+        return dataclasses.replace(head, exact=False)
     if not exact:
         log.warning("The model's output layer is not a plain (soft-capped) linear map; scoring "
                     "from full logits, which costs more memory on large vocabularies.")  # fmt: skip
