@@ -232,10 +232,8 @@ def stream_nll(
             if nats is None:
                 nats = torch.zeros(len(names), device=nll.device)
             # Unscored positions add 0 to origin 0: no boolean indexing (a host sync) on the device.
-            weights = scored.to(nll.device, nll.dtype)
-            nats.index_add_(
-                0, origin.clamp(min=0).to(nll.device).flatten(), (nll * weights).flatten()
-            )
+            kept = torch.where(scored.to(nll.device), nll, torch.zeros_like(nll))
+            nats.index_add_(0, origin.clamp(min=0).to(nll.device).flatten(), kept.flatten())
             counts.index_add_(0, origin[scored], torch.ones_like(origin[scored]))
         totals = nats.cpu().double() if nats is not None else torch.zeros(len(names))
         report.nats[lang] = {name: float(totals[i]) for i, name in enumerate(names)}

@@ -219,8 +219,10 @@ def load_model(
             Default: the checkpoint's own, as its ``config.json`` records it (``dtype``, or
             ``torch_dtype`` before transformers 5; :func:`checkpoint_dtype`), float32 when it
             records none. Most recent checkpoints are bfloat16, so a 7B model takes 14 GB, not
-            28; ``crane-tiny`` and ``gemma-3-270m`` record bfloat16 too. Pass ``"float32"``
-            for the most exact statistics.
+            28; ``gemma-3-270m`` records bfloat16 (``crane-tiny`` stores bf16 weights but
+            records float32). Pass ``"float32"`` for the most exact statistics. A checkpoint
+            that records float16 is loaded in float16 with a warning: relevance and gradients
+            are back-propagated in that dtype, where small gradients can underflow.
         **bridge_kwargs: Passed to ``TransformerBridge.boot_transformers`` — e.g.
             ``device_map="auto"`` or ``n_devices=2`` for models larger than one device,
             ``tokenizer=``, ``revision=``, ``n_ctx=``.
@@ -248,6 +250,12 @@ def load_model(
         _check_local_folder(Path(target), "tokenizer" in bridge_kwargs)
     if dtype is None:
         torch_dtype = _default_dtype(target, local, bridge_kwargs)
+        if torch_dtype == torch.float16:
+            log.warning(
+                "%s records float16: computing in float16 (its dtype). Gradients and LRP "
+                "relevance can underflow in float16; pass dtype='bf16' or 'float32' to avoid it.",
+                name_or_path,
+            )
     else:
         torch_dtype = resolve_dtype(dtype)
     multi_device = any(k in bridge_kwargs for k in ("device_map", "n_devices"))

@@ -209,7 +209,7 @@ def _head(model: Any, probe: Tensor) -> _Head:
         with torch.no_grad():
             probe = probe[:1, :16]
             expected = model(probe.to(input_device(model)), return_type="logits").float()
-            resid = unembed_input(model, probe)
+            resid = unembed_input(model, probe).to(head.weight.device)
             got = _logits_chunk(resid, head, 0, head.weight.shape[0]).float()
         exact = got.shape == expected.shape and bool(
             torch.allclose(got, expected.to(got.device), rtol=1e-3,
@@ -393,7 +393,8 @@ def score_kinds(
         return _from_full_logits(model, tokens, hooks, first, kinds, chunk)
     if resid is None:
         resid = unembed_input(model, tokens, hooks)
-    x = resid[:, first - 1 : -1]
+    # unembed.hook_in fires before a split model moves the input to the head's device.
+    x = resid[:, first - 1 : -1].to(head.weight.device)
     gold = tokens[:, first:].to(x.device)
     shape = gold.shape
     x, gold = x.reshape(-1, x.shape[-1]), gold.reshape(-1)

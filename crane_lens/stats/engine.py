@@ -61,6 +61,7 @@ Target = Literal["logit", "logprob"]
 Objective = Literal["nll", "logit"]
 CHECKPOINT_FILE, CHECKPOINT_META = "checkpoint.safetensors", "checkpoint.json"
 _GRAD_METHODS = {m for m, spec in METHODS.items() if spec.needs == "grad"}
+KOJIMA_OFFLOAD_BATCHES = 16  # batches of Kojima responses kept on the device between transfers
 
 
 def compute_stats(
@@ -358,8 +359,13 @@ class _Engine:
         self.fields += ["abs_mean_min"] if "plnd" in wanted else []
         self.sums = {lang: _Sums(self.fields, spec.n_layers, spec.d_mlp) for lang in blocks.langs}
         self.n_tokens = dict.fromkeys(blocks.langs, 0)
-        # Kojima: (global block ids, per-layer [row, neuron] means) of the sampled blocks.
+        # Kojima: (global block ids, per-layer [row, neuron] means) of the sampled blocks, on
+        # the layers' devices until a few batches have gathered, then (ids, [row, layer,
+        # neuron]) on the CPU — one transfer per KOJIMA_OFFLOAD_BATCHES, not per batch.
         self.kojima: dict[str, list[tuple[Tensor, list[Tensor]]]] = {
+            lang: [] for lang in blocks.langs
+        }
+        self.kojima_cpu: dict[str, list[tuple[Tensor, Tensor]]] = {
             lang: [] for lang in blocks.langs
         }
         self.kept: dict[str, Tensor] = {}
@@ -425,6 +431,13 @@ class _Engine:
             # The gradient hooks on every neuron tensor reduce h·g as it is produced.
             torch.autograd.grad(target, first_post[0], retain_graph=not last)
         self.n_tokens[lang] += tokens.shape[0] * (tokens.shape[1] - 1)
+        if len(self.kojima[lang]) >= KOJIMA_OFFLOAD_BATCHES:
+            self._offload_kojima(lang)
+
+    def _offload_kojima(self, lang: str) -> None:
+        for ids, per_layer in self.kojima[lang]:
+            self.kojima_cpu[lang].append((ids, torch.stack([r.cpu() for r in per_layer], dim=1)))
+        self.kojima[lang] = []
 
     def _reducers(
         self, lang: str, batch: int, rows: int, grad: bool, first_post: list[Tensor]
@@ -482,20 +495,21 @@ class _Engine:
         take: tuple[Tensor, Tensor] | None,
         kojima_rows: list[Tensor],
     ) -> None:
-        """Activation sums over the predicted positions (BOS carries no language): per block,
-        the sum over all positions minus the BOS position — a contiguous reduction, many times
-        faster than one over the ``[:, 1:]`` view."""
+        """Activation sums over the predicted positions (BOS carries no language), per block.
 
-        def per_block(x: Tensor) -> Tensor:
-            return x.sum(dim=1, dtype=torch.float32) - x[:, 0].float()
-
+        Reductions run over whole contiguous tensors (reducing the ``[:, 1:]`` view was 20×
+        slower): a float32 copy with the BOS row zeroed for the sums — subtracting the BOS row
+        afterwards would cancel badly on neurons with massive BOS activations — and, for the
+        exact 0/1 counts, the sum over all positions minus the BOS position."""
         n_pred = h.shape[1] - 1
-        block_sum, block_abs = per_block(h), per_block(h.abs())
+        h32 = h.to(torch.float32, copy=True)
+        h32[:, 0] = 0
+        block_sum, block_abs = h32.sum(dim=1), h32.abs_().sum(dim=1)
         # Active = act(gate) > 0 (LAPE; the product h for ungated MLPs): sign → {0, 1}, exact.
         on = (h if gate is None else gate).sign().clamp_(min=0)
         sums.add("act_sum", layer, block_sum.sum(dim=0))
         sums.add("act_abs_sum", layer, block_abs.sum(dim=0))
-        sums.add("act_on", layer, per_block(on).sum(dim=0))
+        sums.add("act_on", layer, (on.sum(dim=1, dtype=torch.float32) - on[:, 0].float()).sum(0))
         if "plnd" in methods:
             sums.minimum("abs_mean_min", layer, (block_abs / n_pred).min(dim=0).values)
         if take is not None:
@@ -548,22 +562,34 @@ class _Engine:
             counts = dist.all_reduce(torch.tensor([self.n_tokens[lang]], dtype=torch.long))
             stats.n_tokens[lang] = int(counts[0])
             if "kojima" in self.methods:
-                rows = [(ids, torch.stack([r.cpu() for r in per_layer], dim=1))
-                        for ids, per_layer in self.kojima[lang]]  # fmt: skip
-                for part in dist.all_gather_objects(rows):
-                    for ids, means in part:
-                        stats.add_block_means(lang, ids, means)
+                self._offload_kojima(lang)
+                mine = self.kojima_cpu[lang]
+                rows: tuple[Tensor, Tensor] | None = None
+                if mine:
+                    rows = (torch.cat([i for i, _ in mine]), torch.cat([m for _, m in mine]))
+                parts = [p for p in dist.all_gather_objects(rows) if p is not None]
+                if parts:
+                    ids = torch.cat([i for i, _ in parts])
+                    stats.add_block_means(lang, ids, torch.cat([m for _, m in parts]))
+                # Rank 0 now holds every rank's rows; the others send only newer ones later.
+                self.kojima_cpu[lang] = (
+                    [(stats.block_ids[lang], stats.block_means[lang])]
+                    if dist.is_main() and parts
+                    else []
+                )
         return stats
 
     def checkpoint(self, folder: Path, done: int) -> None:
-        """Save what all ranks accumulated after ``done`` work items (rank 0 writes; files
-        first, then the marker)."""
+        """Save what all ranks accumulated after ``done`` work items (rank 0 writes). The
+        tensor file carries its own count of work items and tokens, so a crash between the two
+        writes cannot pair new sums with an older count."""
         from safetensors.torch import save_file
 
         snapshot = self.snapshot()
         if dist.is_main():
+            state = {"done": str(done), "n_tokens": json.dumps(snapshot.n_tokens)}
             with atomic_path(folder / CHECKPOINT_FILE) as tmp:
-                save_file(snapshot.tensors(), str(tmp))
+                save_file(snapshot.tensors(), str(tmp), metadata=state)
             meta = {"done": done, "n_tokens": snapshot.n_tokens, "config": self.config,
                     "spec": self.spec.to_dict()}  # fmt: skip
             write_json(folder / CHECKPOINT_META, meta)
@@ -576,6 +602,7 @@ class _Engine:
         Rank 0 continues from the checkpoint's sums, the other ranks from zero, so the
         all-reduce at the end counts the checkpoint once.
         """
+        from safetensors import safe_open
         from safetensors.torch import load_file
 
         meta_path = folder / CHECKPOINT_META
@@ -587,17 +614,22 @@ class _Engine:
                 f"{folder} holds a checkpoint of a different run (other model, data or "
                 "settings); choose another output_dir or delete that folder to start over."
             )
+        with safe_open(str(folder / CHECKPOINT_FILE), "pt") as handle:
+            state = handle.metadata() or {}
+        done = int(state.get("done", meta["done"]))
         if dist.is_main():
             tensors = load_file(str(folder / CHECKPOINT_FILE))
             for lang in self.blocks.langs:
                 for name in self.fields:
                     self.sums[lang].load(name, tensors[f"{lang}/{name}"])
                 if f"{lang}/block_means" in tensors:
-                    per_layer = list(tensors[f"{lang}/block_means"].unbind(1))
-                    self.kojima[lang].append((tensors[f"{lang}/block_ids"], per_layer))
-            self.n_tokens = {lang: int(n) for lang, n in meta["n_tokens"].items()}
-        log.info("resuming after %d work items from %s", meta["done"], folder)
-        return int(meta["done"])
+                    self.kojima_cpu[lang].append(
+                        (tensors[f"{lang}/block_ids"], tensors[f"{lang}/block_means"])
+                    )
+            counts = json.loads(state["n_tokens"]) if "n_tokens" in state else meta["n_tokens"]
+            self.n_tokens = {lang: int(n) for lang, n in counts.items()}
+        log.info("resuming after %d work items from %s", done, folder)
+        return done
 
     def result(self) -> NeuronStats:
         return self.snapshot()

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import json
 
 import pytest
 import torch
@@ -229,3 +230,54 @@ def test_one_shared_forward_equals_separate_passes(tiny_checkpoints, arch) -> No
                         ("attribution_mean", grads), ("grad_act", grads),
                         ("activation_probability", acts)]:  # fmt: skip
         torch.testing.assert_close(both.scores(name), alone.scores(name), rtol=1e-5, atol=1e-7)
+
+
+def test_a_crash_between_the_checkpoint_files_does_not_count_twice(
+    llama, tmp_path, monkeypatch
+) -> None:  # type: ignore[no-untyped-def]
+    """The tensor file is replaced before the JSON marker; killed in between, the marker still
+    names the older checkpoint. The tensor file carries its own count, so the resumed run
+    neither repeats nor loses work."""
+    blocks = _blocks()
+    methods = ["crane", "lape", "kojima"]
+    reference = compute_stats(llama, blocks, methods, batch_size=2, progress=False)
+    real_write, writes = engine_module.write_json, []
+
+    def die_on_second_marker(path, data):  # type: ignore[no-untyped-def]
+        writes.append(path)
+        if len(writes) == 2:
+            raise KeyboardInterrupt
+        real_write(path, data)
+
+    monkeypatch.setattr(engine_module, "write_json", die_on_second_marker)
+    with pytest.raises(KeyboardInterrupt):
+        compute_stats(llama, blocks, methods, batch_size=2, output_dir=tmp_path,
+                      checkpoint_every=2, progress=False)  # fmt: skip
+    monkeypatch.setattr(engine_module, "write_json", real_write)
+    assert json.loads((tmp_path / "checkpoint.json").read_text())["done"] == 2  # stale marker
+    resumed = compute_stats(llama, blocks, methods, batch_size=2, output_dir=tmp_path,
+                            checkpoint_every=2, progress=False)  # fmt: skip
+    _assert_same(resumed, reference, exact=True)
+
+
+def test_massive_bos_activations_do_not_leak_into_the_sums(llama) -> None:  # type: ignore[no-untyped-def]
+    """Activation statistics exclude BOS. With a BOS activation 10⁴ times the others (as in
+    models with attention sinks), the sums must still equal float64 sums over positions 1…T−1."""
+    blocks = _blocks(4, 8)
+    name = "blocks.0.mlp.hook_post"
+
+    def massive_bos(x, hook):  # type: ignore[no-untyped-def]
+        x = x.clone()
+        x[:, 0] = 3000.0
+        return x
+
+    with llama.hooks(fwd_hooks=[(name, massive_bos)]):
+        stats = compute_stats(llama, blocks, ["mean_activation", "plnd"], progress=False)
+        for index, lang in enumerate(stats.langs):
+            _, cache = llama.run_with_cache(blocks.blocks[lang], names_filter=[name])
+            h = cache[name][:, 1:].double()
+            torch.testing.assert_close(stats.scores("mean_activation")[index, 0],
+                                       h.mean(dim=(0, 1)).float(), rtol=1e-5, atol=1e-7)  # fmt: skip
+            plnd_min = h.abs().mean(dim=1).min(dim=0).values * stats.w_down_norm[0].double()  # type: ignore[index]
+            torch.testing.assert_close(stats.scores("plnd_min")[index, 0], plnd_min.float(),
+                                       rtol=1e-5, atol=1e-7)  # fmt: skip
