@@ -34,6 +34,7 @@ from crane_lens.errors import (
     UnsupportedModelError,
 )
 from crane_lens.evaluation import AblationMatrix, ablation_matrix
+from crane_lens.explore import Explanation, TokenNLLChange, explain, token_nll_change
 from crane_lens.intervention import ablate, ablation_hooks, intervention_values
 from crane_lens.model import ModelSpec, get_spec, load_model
 from crane_lens.selection import LanguageNeurons, random_neurons, select_language_neurons
@@ -50,6 +51,7 @@ __all__ = [
     "CorpusFormatError",
     "CraneLensError",
     "EmptyCorpusError",
+    "Explanation",
     "LanguageNeurons",
     "MissingLanguageError",
     "ModelLoadError",
@@ -58,6 +60,7 @@ __all__ = [
     "NeuronStats",
     "OutputExistsError",
     "TokenBlocks",
+    "TokenNLLChange",
     "TokenizerError",
     "UnknownLanguageError",
     "UnsupportedModelError",
@@ -67,6 +70,7 @@ __all__ = [
     "ablation_matrix",
     "canonical_lang",
     "compute_stats",
+    "explain",
     "get_spec",
     "intervention_values",
     "load_corpus",
@@ -74,4 +78,5 @@ __all__ = [
     "make_token_blocks",
     "random_neurons",
     "select_language_neurons",
+    "token_nll_change",
 ]

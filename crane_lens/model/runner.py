@@ -33,10 +33,11 @@ Example:
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import logging
 import weakref
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from typing import Any, Literal
 
@@ -151,6 +152,21 @@ def keep_fill_hook(
         return (shaped * k.view(view) + f.view(view)).reshape(x.shape)
 
     return hook
+
+
+@contextlib.contextmanager
+def frozen_weights(model: Any) -> Iterator[None]:
+    """Weights need no gradient for relevance or attribution: freezing them saves the
+    weight-gradient work (restored on exit)."""
+    params = list(model.parameters())
+    flags = [p.requires_grad for p in params]
+    for p in params:
+        p.requires_grad_(False)
+    try:
+        yield
+    finally:
+        for p, flag in zip(params, flags, strict=True):
+            p.requires_grad_(flag)
 
 
 # -- the forward pass up to the unembedding ------------------------------------------------

@@ -25,14 +25,13 @@ it up to float32 summation order.
 
 from __future__ import annotations
 
-import contextlib
 import functools
 import hashlib
 import json
 import logging
 import os
 import weakref
-from collections.abc import Iterator, Sequence
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any, Literal
 
@@ -46,7 +45,13 @@ from crane_lens.data.languages import canonical_langs
 from crane_lens.data.tokens import TokenBlocks, make_token_blocks
 from crane_lens.errors import CraneLensError, MissingLanguageError
 from crane_lens.model.loader import get_spec
-from crane_lens.model.runner import ScoreKind, keep_fill_hook, score_kinds, unembed_input
+from crane_lens.model.runner import (
+    ScoreKind,
+    frozen_weights,
+    keep_fill_hook,
+    score_kinds,
+    unembed_input,
+)
 from crane_lens.stats.kojima import KOJIMA_MAX_BLOCKS, kept_blocks
 from crane_lens.stats.lrp import AttentionRule, GradientSwitch, lrp_hooks, quiet_norm_edits
 from crane_lens.stats.methods import METHODS, check_methods
@@ -161,7 +166,7 @@ def compute_stats(
     todo, world, rank = items[start:], dist.world_size(), dist.rank()
     show = progress and dist.is_main()
     bar = tqdm(total=len(items), initial=start, disable=not show, desc="neuron stats")
-    with _frozen(model):
+    with frozen_weights(model):
         for step in range(dist.n_rounds(len(todo))):
             if step * world + rank < len(todo):  # a rank with no item in the last round waits
                 engine.run(todo[step * world + rank])
@@ -235,20 +240,6 @@ def tokenizer_fingerprint(tokenizer: Any) -> str | None:
     vocab = sorted(tokenizer.get_vocab().items())
     special = [getattr(tokenizer, f"{kind}_token_id", None) for kind in ("bos", "eos", "pad")]
     return hashlib.sha256(json.dumps([vocab, special]).encode()).hexdigest()[:16]
-
-
-@contextlib.contextmanager
-def _frozen(model: Any) -> Iterator[None]:
-    """Weights need no gradient: freezing them saves the weight-gradient work."""
-    params = list(model.parameters())
-    flags = [p.requires_grad for p in params]
-    for p in params:
-        p.requires_grad_(False)
-    try:
-        yield
-    finally:
-        for p, flag in zip(params, flags, strict=True):
-            p.requires_grad_(flag)
 
 
 @functools.lru_cache(maxsize=1)

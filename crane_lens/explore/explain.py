@@ -1,0 +1,180 @@
+"""``explain(model, text)``: the relevance of every MLP neuron at every token of one prompt."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any, Literal
+
+import torch
+from jaxtyping import Float, Int
+from torch import Tensor
+
+from crane_lens.explore.tokens import coloured_tokens, prompt_tokens, readable_tokens
+from crane_lens.model.loader import get_spec
+from crane_lens.model.runner import ScoreKind, frozen_weights, score_kinds
+from crane_lens.selection.neurons import LanguageNeurons
+from crane_lens.stats.lrp import AttentionRule, lrp_hooks, quiet_norm_edits
+
+if TYPE_CHECKING:
+    import pandas as pd
+    import plotly.graph_objects as go
+
+Method = Literal["crane", "attribution"]
+
+
+@dataclass
+class Explanation:
+    """Per-token relevance of every neuron for one prompt.
+
+    Attributes:
+        tokens: ``[BOS] + prompt`` token ids.
+        pieces: Each token's text (byte-level pieces merged into characters).
+        relevance: ``Float[Tensor, "pos layer neuron"]``: for ``crane`` the LRP relevance
+            h·g of the explained target (summed over predicted positions) carried by the neuron
+            at that token; for ``attribution`` −h·∂NLL/∂h, the first-order ΔNLL of zeroing it there.
+        activations: ``Float[Tensor, "pos layer neuron"]``: the neuron activations h.
+        scores: ``Float[Tensor, "pred"]``: the explained gold-token score at each predicted
+            position (logit or log-probability).
+        method: ``"crane"`` or ``"attribution"``.
+        target: What was explained (``"logit"``, ``"logprob"`` or ``"nll"``).
+    """
+
+    tokens: Int[Tensor, " pos"]
+    pieces: list[str]
+    relevance: Float[Tensor, "pos layer neuron"]
+    activations: Float[Tensor, "pos layer neuron"]
+    scores: Float[Tensor, " pred"]
+    method: str
+    target: str
+    config: dict[str, Any] = field(default_factory=dict)
+
+    def per_token(self) -> Float[Tensor, " pos"]:
+        """Relevance of all neurons at each token."""
+        return self.relevance.sum(dim=(1, 2))
+
+    def per_layer(self) -> Float[Tensor, "layer pos"]:
+        """Relevance of each layer's neurons at each token."""
+        return self.relevance.sum(dim=2).T
+
+    def top_neurons(self, k: int = 10) -> pd.DataFrame:
+        """The ``k`` neurons with the highest relevance summed over the prompt's tokens.
+
+        Returns:
+            DataFrame with ``layer``, ``neuron``, ``relevance`` (summed) and ``token`` (where
+            it peaks).
+        """
+        import pandas as pd
+
+        total = self.relevance.sum(dim=0).flatten()
+        order = torch.sort(-total, stable=True).indices[:k]
+        d_mlp = self.relevance.shape[2]
+        peak = self.relevance.flatten(1)[:, order].argmax(dim=0)
+        return pd.DataFrame({"layer": (order // d_mlp).tolist(), "neuron": (order % d_mlp).tolist(),
+                             "relevance": total[order].tolist(),
+                             "token": [self.pieces[int(p)] for p in peak]})  # fmt: skip
+
+    def share(self, neurons: LanguageNeurons, lang: str) -> Float[Tensor, " pos"]:
+        """Per token, the share of its absolute relevance carried by ``lang``'s set (0…1)."""
+        mask = torch.zeros(self.relevance.shape[1:], dtype=torch.bool)
+        for layer, idx in enumerate(neurons.per_layer(lang)):
+            mask[layer, idx] = True
+        magnitude = self.relevance.abs()
+        total = magnitude.sum(dim=(1, 2))
+        return torch.where(total > 0, (magnitude * mask).sum(dim=(1, 2)) / total, 0.0)
+
+    def heatmap(self) -> go.Figure:
+        """Layer × token relevance (summed over each layer's neurons), diverging around 0."""
+        import plotly.graph_objects as go
+
+        values = self.per_layer()
+        bound = float(values.abs().max()) or 1.0
+        labels = [f"{i}:{p or '·'}" for i, p in enumerate(self.pieces)]
+        figure = go.Figure(go.Heatmap(
+            z=values.numpy(), x=labels, y=[f"layer {i}" for i in range(len(values))],
+            zmin=-bound, zmax=bound, colorscale="RdBu_r",
+            colorbar={"title": {"text": "relevance" if self.method == "crane" else "ΔNLL est."}},
+            hovertemplate="token %{x}<br>%{y}<br>%{z:.4g}<extra></extra>",
+        ))  # fmt: skip
+        figure.update_layout(
+            title=f"{self.method} relevance per layer and token (target: {self.target})",
+            xaxis_title="token",
+            yaxis_title="layer",
+            width=max(600, 28 * len(labels) + 200),
+            height=260 + 22 * len(values),
+        )
+        return figure
+
+    def to_html(self, scale: float | None = None) -> str:
+        """Coloured tokens by their total relevance; pass ``scale`` to compare prompts."""
+        unit = "relevance" if self.method == "crane" else "nats (estimated ΔNLL)"
+        title = f"{self.method}: relevance of all MLP neurons per token"
+        return coloured_tokens(self.pieces, self.per_token().tolist(), title, unit, scale)
+
+    def _repr_html_(self) -> str:
+        return self.to_html()
+
+
+def explain(
+    model: Any,
+    text_or_tokens: str | Sequence[int] | Tensor,
+    method: Method = "crane",
+    *,
+    target: Literal["logit", "logprob"] = "logit",
+    attention: AttentionRule = "attnlrp",
+    objective: Literal["nll", "logit"] = "nll",
+) -> Explanation:
+    """Relevance of every MLP neuron at every token of one prompt: one forward + one backward.
+
+    The same quantities as :func:`crane_lens.compute_stats`, kept per token instead of summed:
+    summed over the prompt's tokens they equal the engine's sums on the same tokens.
+
+    Args:
+        model: A TransformerBridge.
+        text_or_tokens: A text (any length from one word; BOS is prepended) or token ids.
+        method: ``"crane"`` (AttnLRP relevance of the gold next-token ``target``) or
+            ``"attribution"`` (−h·∂NLL/∂h, or the gold logit with ``objective="logit"``).
+        target: For ``crane``: the gold ``"logit"`` (default) or ``"logprob"``.
+        attention: For ``crane``: ``"attnlrp"`` or ``"cp"``.
+        objective: For ``attribution``: ``"nll"`` or ``"logit"``.
+
+    Example:
+        >>> import crane_lens as cl
+        >>> model = cl.load_model("crane-tiny")
+        >>> result = cl.explain(model, "Xin chào")
+        >>> result.relevance.shape[1:], len(result.pieces) == len(result.tokens)
+        (torch.Size([4, 1024]), True)
+    """
+    if method not in ("crane", "attribution"):
+        raise ValueError(f"method must be 'crane' or 'attribution', not {method!r}.")
+    spec = get_spec(model)
+    tokens = prompt_tokens(model, text_or_tokens)
+    posts: list[Tensor | None] = [None] * spec.n_layers
+
+    def keep(layer: int) -> Any:
+        def hook(x: Tensor, hook: Any) -> Tensor:
+            posts[layer] = x
+            return x
+
+        return hook
+
+    hooks: list[tuple[str, Any]] = [("hook_embed", lambda x, hook: x.detach().requires_grad_(True))]
+    if method == "crane":
+        hooks += lrp_hooks(model, attention=attention, gated=spec.gated)
+        kind: ScoreKind = target
+    else:
+        kind = "logit" if objective == "logit" else "logprob"
+    hooks += [(spec.hook_name(layer), keep(layer)) for layer in range(spec.n_layers)]
+    with frozen_weights(model), torch.enable_grad(), quiet_norm_edits():
+        scores = score_kinds(model, tokens[None], [kind], hooks=hooks)[kind][0]
+        explained = scores.sum() if method == "crane" else -scores.sum()
+        grads = torch.autograd.grad(explained, posts)  # type: ignore[arg-type]
+    acts = torch.stack([h.detach()[0].float().cpu() for h in posts if h is not None], dim=1)
+    grad = torch.stack([g[0].float().cpu() for g in grads], dim=1)
+    relevance = acts * grad if method == "crane" else -(acts * grad)
+    return Explanation(
+        tokens=tokens, pieces=readable_tokens(model.tokenizer, tokens.tolist()),
+        relevance=relevance, activations=acts, scores=scores.detach().float().cpu(),
+        method=method, target=target if method == "crane" else objective,
+        config={"attention": attention, "model": spec.name},
+    )  # fmt: skip
