@@ -39,7 +39,7 @@ import logging
 import weakref
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass
-from typing import Any, Literal
+from typing import Any, Generic, Literal, TypeVar
 
 import torch
 from jaxtyping import Float, Int
@@ -47,6 +47,7 @@ from torch import Tensor
 
 log = logging.getLogger(__name__)
 
+T = TypeVar("T")
 ScoreKind = Literal["logprob", "logit"]
 HookFn = Callable[[Tensor, Any], Tensor]
 HookList = Sequence[tuple[str, Any]]
@@ -203,6 +204,28 @@ class _Head:
     exact: bool
 
 
+def weights_stamp(model: Any) -> tuple[int, ...]:
+    """Changes whenever a parameter is edited in place (each tensor's version counter)."""
+    return tuple(p._version for p in model.parameters())
+
+
+class PerWeights(Generic[T]):
+    """A per-model cache of a value derived from the weights, recomputed after any in-place
+    edit of them (the model itself is held weakly)."""
+
+    def __init__(self) -> None:
+        self._cache: weakref.WeakKeyDictionary[Any, tuple[tuple[int, ...], T]] = (
+            weakref.WeakKeyDictionary()
+        )
+
+    def get(self, model: Any, compute: Callable[[], T]) -> T:
+        stamp = weights_stamp(model)
+        cached = self._cache.get(model)
+        if cached is None or cached[0] != stamp:
+            cached = self._cache[model] = (stamp, compute())
+        return cached[1]
+
+
 _HEADS: weakref.WeakKeyDictionary[Any, tuple[tuple[int, ...], _Head]] = weakref.WeakKeyDictionary()
 
 
@@ -216,7 +239,7 @@ def _read_head(model: Any) -> _Head:
 
 def _head(model: Any, probe: Tensor) -> _Head:
     """The model's head, checked once (until its weights change) against its own logits."""
-    stamp = tuple(p._version for p in model.parameters())  # bumped by every in-place edit
+    stamp = weights_stamp(model)
     cached = _HEADS.get(model)
     if cached is not None and cached[0] == stamp:
         return cached[1]

@@ -30,7 +30,6 @@ import hashlib
 import json
 import logging
 import os
-import weakref
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any, Literal
@@ -46,6 +45,7 @@ from crane_lens.data.tokens import TokenBlocks, make_token_blocks
 from crane_lens.errors import CraneLensError, MissingLanguageError
 from crane_lens.model.loader import get_spec
 from crane_lens.model.runner import (
+    PerWeights,
     ScoreKind,
     frozen_weights,
     keep_fill_hook,
@@ -212,24 +212,22 @@ def _fingerprint(blocks: TokenBlocks) -> str:
     return digest.hexdigest()
 
 
-_MODEL_FINGERPRINTS: weakref.WeakKeyDictionary[Any, tuple[tuple[int, ...], str]] = (
-    weakref.WeakKeyDictionary()
-)
+_MODEL_FINGERPRINTS: PerWeights[str] = PerWeights()
 
 
 def model_fingerprint(model: Any) -> str:
     """A short hash of the model's weights (a slice of every parameter): two results with
     different fingerprints come from different models, whatever their names."""
-    stamp = tuple(p._version for p in model.parameters())
-    cached = _MODEL_FINGERPRINTS.get(model)
-    if cached is None or cached[0] != stamp:
+
+    @torch.no_grad()
+    def compute() -> str:
         digest = hashlib.sha256()
-        with torch.no_grad():
-            for name, param in model.named_parameters():
-                digest.update(f"{name}{tuple(param.shape)}".encode())
-                digest.update(param.flatten()[:256].float().cpu().numpy().tobytes())
-        cached = _MODEL_FINGERPRINTS[model] = (stamp, digest.hexdigest()[:16])
-    return cached[1]
+        for name, param in model.named_parameters():
+            digest.update(f"{name}{tuple(param.shape)}".encode())
+            digest.update(param.flatten()[:256].float().cpu().numpy().tobytes())
+        return digest.hexdigest()[:16]
+
+    return _MODEL_FINGERPRINTS.get(model, compute)
 
 
 def tokenizer_fingerprint(tokenizer: Any) -> str | None:
@@ -255,19 +253,14 @@ def _versions() -> dict[str, str]:
     return out
 
 
-_W_DOWN_NORMS: weakref.WeakKeyDictionary[Any, tuple[tuple[int, ...], Tensor]] = (
-    weakref.WeakKeyDictionary()
-)
+_W_DOWN_NORMS: PerWeights[Tensor] = PerWeights()
 
 
 def _w_down_norm(model: Any, n_layers: int) -> Tensor:
     """‖W_down[i, :]‖ per layer and neuron, cached per model until its weights change."""
-    stamp = tuple(p._version for p in model.parameters())  # bumped by every in-place edit
-    cached = _W_DOWN_NORMS.get(model)
-    if cached is None or cached[0] != stamp:
-        rows = [down_projection_rows(model, layer).norm(dim=-1).cpu() for layer in range(n_layers)]
-        cached = _W_DOWN_NORMS[model] = (stamp, torch.stack(rows))
-    return cached[1]
+    return _W_DOWN_NORMS.get(model, lambda: torch.stack([
+        down_projection_rows(model, layer).norm(dim=-1).cpu() for layer in range(n_layers)
+    ]))  # fmt: skip
 
 
 def _positive_iff_positive(act: Any) -> bool:
