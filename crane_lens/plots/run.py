@@ -29,21 +29,50 @@ class NamedFigure:
 def run_figures(result: RunResult) -> list[NamedFigure]:
     """Every figure that applies to a finished run (``crane-lens report`` and ``figures``).
 
+    In order: where each method's neurons are (per layer and language, exclusive or shared);
+    CRANE's language specificity per layer with CRANE's set marked; the ablation matrices side
+    by side with the random control; selectivity per language against random sets.
+
     Args:
         result: A run, e.g. ``RunResult.load("results/<run-name>")``.
 
     Returns:
         The figures in report order.
     """
+    from crane_lens.plots.counts import neuron_counts
     from crane_lens.plots.heatmap import neuron_heatmap
-    from crane_lens.plots.matrix import ablation_heatmap
+    from crane_lens.plots.matrix import ablation_matrices
+    from crane_lens.plots.selectivity import selectivity_chart
 
     figures = [
-        NamedFigure(f"ablation-{method}",
-                    f"ΔNLL when each language's {method} set is masked (rows) on each language "
-                    "(columns).", ablation_heatmap(matrix))
-        for method, matrix in result.matrices.items()
+        NamedFigure(f"counts-{method}",
+                    f"Where the {method} neurons are: set size per layer and language (numbers "
+                    "in the cells); above, each language's set split into exclusive and shared "
+                    "neurons; right, the same split per layer.", neuron_counts(neurons))
+        for method, neurons in result.neurons.items()
     ]  # fmt: skip
-    figures.append(NamedFigure("crane-relevance", "CRANE relevance per layer and neuron.",
-                               neuron_heatmap(result.stats, "crane")))  # fmt: skip
+    if "crane" in result.stats.statistics:
+        crane = result.neurons.get("crane")
+        figures.append(NamedFigure(
+            "crane-specificity",
+            "CRANE specificity (a neuron's share of the language's relevance minus its largest "
+            "share in another language) of each layer's neurons, ranked best first"
+            + ("; black lines: the ranks of CRANE's selected neurons, with their count per "
+               "layer." if crane is not None else "."),
+            neuron_heatmap(result.stats, "crane", neurons=crane, specificity=True),
+        ))  # fmt: skip
+    if result.matrices:
+        figures.append(NamedFigure(
+            "ablation-matrices",
+            "ΔNLL when each language's set is masked (rows) on each language (columns), per "
+            "method and for random sets of the same per-layer sizes; a red framed diagonal "
+            "means language-specific.", ablation_matrices(result.matrices),
+        ))  # fmt: skip
+        figures.append(NamedFigure(
+            "selectivity",
+            "Selectivity index and own-language ΔNLL per language and method (filled), against "
+            "random sets of the same per-layer sizes (open: mean ± std over seeds).",
+            selectivity_chart(result.matrices),
+        ))  # fmt: skip
+    # Overlap between languages' and methods' sets (Jaccard) goes here, after the selectivity.
     return figures
