@@ -6,7 +6,8 @@ import argparse
 import logging
 import os
 import sys
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
+from typing import Any
 
 from crane_lens.errors import CraneLensError
 
@@ -83,6 +84,21 @@ def _run(args: argparse.Namespace) -> int:
     return 0
 
 
+def _report(args: argparse.Namespace) -> int:
+    from crane_lens.report import write_report
+
+    print(f"Report written to {write_report(args.run_dir, args.out)}")  # noqa: T201
+    return 0
+
+
+def _figures(args: argparse.Namespace) -> int:
+    from crane_lens.report import write_figures
+
+    files = write_figures(args.run_dir, args.format, args.out, scale=args.scale)
+    print("\n".join(str(f) for f in files) or "This run has no figures.")  # noqa: T201
+    return 0
+
+
 def _model_info(args: argparse.Namespace) -> int:
     from crane_lens.model import get_spec, load_model
 
@@ -116,6 +132,22 @@ def _models_install(args: argparse.Namespace) -> int:
     print(f"{args.name} is installed in {folder}; load it with load_model({args.name!r}) or "  # noqa: T201
           f"--model {args.name}.")  # fmt: skip
     return 0
+
+
+def _run_dir_command(
+    sub: Any,
+    name: str,
+    func: Callable[[argparse.Namespace], int],
+    short: str,
+    description: str,
+    out: tuple[str, str],
+) -> argparse.ArgumentParser:
+    """A command that reads a finished run folder: ``RUN_DIR`` and ``--out``."""
+    parser: argparse.ArgumentParser = sub.add_parser(name, help=short, description=description)
+    parser.add_argument("run_dir", metavar="RUN_DIR", help="a folder written by crane-lens run")
+    parser.add_argument("--out", default=None, metavar=out[0], help=out[1])
+    parser.set_defaults(func=func)
+    return parser
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -176,6 +208,25 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("-q", "--quiet", action="store_true", help="no progress bars")
     run.set_defaults(func=_run)
 
+    _run_dir_command(
+        sub, "report", _report, "write a finished run's self-contained HTML report",
+        "Write RUN_DIR/report.html: settings, summary tables, conclusions, caveats and every "
+        "figure in one file that works offline (plotly.js embedded). `crane-lens run` writes it "
+        "at its end; this rebuilds it.",
+        out=("FILE", "where to write it (default: RUN_DIR/report.html)"),
+    )  # fmt: skip
+    figures = _run_dir_command(
+        sub, "figures", _figures, "export a finished run's figures as PNG/SVG/PDF files",
+        "Write every figure of the report as RUN_DIR/figures/<name>.<format>, offline, with "
+        "kaleido and a Chromium-based browser on this machine (pip install "
+        "'crane_lens[figures]'; Debian/Ubuntu: apt install chromium, or set BROWSER_PATH).",
+        out=("DIR", "folder of the files (default: RUN_DIR/figures)"),
+    )  # fmt: skip
+    figures.add_argument("--format", default="png",
+                         help="comma-separated: png, svg, pdf, jpg, webp (default: png)")  # fmt: skip
+    figures.add_argument("--scale", type=float, default=2.0,
+                         help="pixels per figure point of raster formats (default 2)")  # fmt: skip
+
     corpus = sub.add_parser("corpus", help="corpus tools")
     corpus_sub = corpus.add_subparsers(dest="corpus_command", required=True)
     summary = corpus_sub.add_parser("summary", help="languages and volumes of a corpus")
@@ -215,6 +266,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     level = logging.DEBUG if args.verbose else logging.INFO if rank == 0 else logging.WARNING
     marker = f"[rank {rank}] " if rank else ""
     logging.basicConfig(level=level, format=f"%(levelname)s {marker}%(name)s: %(message)s")
+    if not args.verbose:  # kaleido's browser driver logs every tab and temporary folder at INFO
+        for name in ("kaleido", "choreographer", "browser_proc"):
+            logging.getLogger(name).setLevel(logging.WARNING)
     try:
         return int(args.func(args))
     except (CraneLensError, ValueError) as exc:

@@ -21,6 +21,7 @@ Layout of a run folder::
     relevance_share.csv      relevance-based metric per (method, language)
     jaccard.csv              overlap of the methods' sets, per language
     summary.md               what ``crane-lens run`` prints
+    report.html              the self-contained HTML report (``crane-lens report``), written last
 """
 
 from __future__ import annotations
@@ -380,6 +381,26 @@ def _save_matrix(matrix: AblationMatrix, target: Path) -> None:
 def _finish(result: RunResult) -> None:
     _write_tables(result)
     _write_config(result.folder, result.config, complete=True)
+    _write_report(result)
+
+
+def _write_report(result: RunResult) -> None:
+    """Write report.html, after the results it shows are safe on disk.
+
+    A failure is logged as an error and the run still succeeds: the report is a view of the
+    tables and folders already written, and ``crane-lens report`` rebuilds it from them.
+    """
+    try:
+        from crane_lens.report import write_report
+
+        write_report(result)
+    except Exception as exc:
+        log.debug("report failure", exc_info=True)
+        log.error(
+            "could not write %s (%s: %s); the results are complete. Retry with `crane-lens "
+            "report %s` (-v shows the traceback).", result.folder / "report.html",
+            type(exc).__name__, exc, result.folder,
+        )  # fmt: skip
 
 
 def run(

@@ -1,0 +1,106 @@
+"""The report's sentences restate the numbers: conclusions and caveats from hand-made matrices."""
+
+from __future__ import annotations
+
+import re
+
+import pytest
+
+from crane_lens.evaluation import AblationMatrix
+from crane_lens.report.findings import method_conclusion, ranking, run_warnings
+
+LANGS = ["en", "zh", "vi"]
+BASE = {"en": 2.0, "zh": 3.0, "vi": 2.5}
+
+
+def matrix(
+    method: str = "crane",
+    own: float = 0.5,
+    off: float = 0.02,
+    seeds: list[float] | None = None,
+    sizes: dict[str, int] | None = None,
+) -> AblationMatrix:
+    """Masking A raises A's NLL by ``own`` (+0.1 per row), every other language's by ``off``;
+    random sets add ``seeds`` (one value per seed) to the own language's baseline."""
+    nll = {a: {b: BASE[b] + (own + 0.1 * i if a == b else off) for b in LANGS}
+           for i, a in enumerate(LANGS)}  # fmt: skip
+    seeds = [0.01, 0.02, 0.03, 0.02, 0.01] if seeds is None else seeds
+    random = {a: {b: [BASE[b] + (s if a == b else 0.0) for s in seeds] for b in LANGS}
+              for a in LANGS} if seeds else {}  # fmt: skip
+    return AblationMatrix(method, "zero", LANGS, LANGS, BASE, nll, random,
+                          sizes or dict.fromkeys(LANGS, 41))  # fmt: skip
+
+
+def numbers(text: str) -> list[float]:
+    return [float(x) for x in re.findall(r"-?\d+\.\d+", text)]
+
+
+def test_the_conclusion_restates_the_selectivity_means() -> None:
+    m = matrix(own=0.5, off=0.02)
+    sel = m.selectivity()
+    text = method_conclusion(m)
+    own, others, index = numbers(text)
+    # Own ΔNLL 0.5, 0.6, 0.7 → mean 0.6; others 0.02 throughout: by hand, and as the table says.
+    assert own == pytest.approx(0.6, abs=0.005) == pytest.approx(sel["own"].mean(), abs=0.005)
+    assert others == pytest.approx(0.02, abs=5e-4) == pytest.approx(sel["others"].mean(), abs=5e-4)
+    assert index == pytest.approx(float(sel["index"].mean()), abs=0.005)
+    assert text.startswith("crane: masking a language's 41 neurons raises its own NLL")
+    assert "3/3 languages clearly above the random control" in text
+
+
+def test_only_languages_clearly_above_random_sets_count() -> None:
+    # Random sets raise the own NLL by 0.55 ± 0.1: the set (own 0.5, 0.6, 0.7) is not clearly
+    # above them for en (z < 0) nor zh (z ≈ 0.5); vi: z ≈ 1.5 < 2 either → 0/3.
+    m = matrix(seeds=[0.45, 0.55, 0.65, 0.45, 0.65])
+    assert "0/3 languages clearly above the random control" in method_conclusion(m)
+    m = matrix(seeds=[0.05, 0.06, 0.07, 0.06, 0.06])
+    assert "3/3 languages clearly above the random control" in method_conclusion(m)
+    m = matrix(seeds=[])
+    assert "random control" not in method_conclusion(m)
+    # One seed: no z; the rule says what was counted instead.
+    m = matrix(seeds=[0.55])  # above the random mean for zh (0.6) and vi (0.7), not en (0.5)
+    assert "2/3 languages above the random sets' mean, z undefined" in method_conclusion(m)  # fmt: skip
+
+
+def test_sizes_and_signs_are_worded_from_the_numbers() -> None:
+    text = method_conclusion(matrix("lape", own=-0.2, sizes={"en": 17, "zh": 80, "vi": 29}))
+    # own = −0.2, −0.1, 0.0 → mean −0.1: the NLL goes down.
+    assert "17–80 (mean 42) neurons lowers its own NLL by 0.10" in text
+
+
+def test_ranking_orders_methods_by_mean_index() -> None:
+    strong, weak = matrix("crane", own=0.5, off=0.01), matrix("lape", own=0.05, off=0.04)
+    line = ranking({"lape": weak, "crane": strong})
+    assert line is not None and line.index("crane") < line.index("lape")
+    assert ranking({"crane": strong}) is None
+
+
+def test_a_sound_run_has_no_caveats() -> None:
+    assert run_warnings({"crane": matrix(), "lape": matrix("lape")}) == []
+
+
+def test_few_seeds_are_flagged_once() -> None:
+    (only,) = run_warnings({"crane": matrix(seeds=[0.01, 0.02])})
+    assert only.startswith("Only 2 random control seeds") and "--random-seeds 5" in only
+    # One seed: no std at all; the seed warning covers it, no second one about z.
+    (only,) = run_warnings({"crane": matrix(seeds=[0.01])})
+    assert only.startswith("Only 1 random control seed: the random sets have no standard")
+    (only,) = run_warnings({"crane": matrix(seeds=[])})
+    assert only.startswith("No random control sets")
+
+
+def test_undefined_z_and_vs_random_are_named() -> None:
+    warnings = run_warnings({"crane": matrix(seeds=[0.02] * 5), "lape": matrix("lape", seeds=[-0.01] * 5)})  # fmt: skip
+    z = next(w for w in warnings if w.startswith("z is undefined"))
+    assert "crane en, crane zh, crane vi" in z and "lape en" in z
+    ratio = next(w for w in warnings if w.startswith("vs_random is undefined"))
+    assert "lape en" in ratio and "crane" not in ratio
+
+
+def test_different_set_sizes_between_methods_are_flagged() -> None:
+    lape = matrix("lape", sizes={"en": 17, "zh": 41, "vi": 0})
+    warnings = run_warnings({"crane": matrix(), "lape": lape})
+    sizes = next(w for w in warnings if w.startswith("Set sizes differ"))
+    assert "en: crane 41, lape 17" in sizes and "vi: crane 41, lape 0" in sizes
+    assert "zh:" not in sizes  # equal there
+    assert any(w.startswith("Empty sets: lape vi") for w in warnings)
