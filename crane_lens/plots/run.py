@@ -31,7 +31,8 @@ def run_figures(result: RunResult) -> list[NamedFigure]:
 
     In order: where each method's neurons are (per layer and language, exclusive or shared);
     CRANE's language specificity per layer with CRANE's set marked; the ablation matrices side
-    by side with the random control; selectivity per language against random sets.
+    by side with the random control; selectivity per language against random sets; Jaccard
+    overlap between the languages' sets of a method (where they overlap) and between methods.
 
     Args:
         result: A run, e.g. ``RunResult.load("results/<run-name>")``.
@@ -42,6 +43,7 @@ def run_figures(result: RunResult) -> list[NamedFigure]:
     from crane_lens.plots.counts import neuron_counts
     from crane_lens.plots.heatmap import neuron_heatmap
     from crane_lens.plots.matrix import ablation_matrices
+    from crane_lens.plots.overlap import language_overlap, method_overlap
     from crane_lens.plots.selectivity import selectivity_chart
 
     figures = [
@@ -74,5 +76,17 @@ def run_figures(result: RunResult) -> list[NamedFigure]:
             "random sets of the same per-layer sizes (open: mean ± std over seeds).",
             selectivity_chart(result.matrices),
         ))  # fmt: skip
-    # Overlap between languages' and methods' sets (Jaccard) goes here, after the selectivity.
+    for method, neurons in result.neurons.items():
+        if bool((neurons.membership() > 1).any()):  # disjoint sets (CRANE's) overlap nowhere
+            figures.append(NamedFigure(
+                f"language-overlap-{method}",
+                f"Jaccard overlap between the languages' {method} sets (shared neurons / "
+                "neurons in either set).", language_overlap(neurons),
+            ))  # fmt: skip
+    if len(result.neurons) > 1:
+        figures.append(NamedFigure(
+            "method-overlap",
+            "Jaccard overlap between the methods' sets of the same language, mean over the "
+            "languages.", method_overlap(result.neurons),
+        ))  # fmt: skip
     return figures

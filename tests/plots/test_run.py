@@ -19,8 +19,13 @@ def test_run_figures_in_report_order(tmp_path: Path) -> None:
                 toy_matrix("activation_probability", langs)}  # fmt: skip
     result = RunResult(tmp_path, RunConfig(langs=langs), stats, neurons, matrices)
     figures = run_figures(result)
+    # a language-overlap figure only for a method whose languages share neurons (not CRANE's)
+    overlapping = [f"language-overlap-{m}" for m, n in neurons.items()
+                   if (n.membership() > 1).any()]  # fmt: skip
+    assert "language-overlap-crane" not in overlapping
     assert [f.name for f in figures] == ["counts-crane", "counts-activation_probability",
-                                         "crane-specificity", "ablation-matrices", "selectivity"]  # fmt: skip
+                                         "crane-specificity", "ablation-matrices", "selectivity",
+                                         *overlapping, "method-overlap"]  # fmt: skip
     assert all(f.caption and f.figure.layout.width and f.figure.layout.height for f in figures)
     counts, spec, mats, sel = figures[0], figures[2], figures[3], figures[4]
     assert counts.figure.data[0].z.T.tolist() == [neurons["crane"].layer_counts(x) for x in langs]
@@ -37,4 +42,4 @@ def test_run_figures_in_report_order(tmp_path: Path) -> None:
     bare = RunResult(tmp_path, RunConfig(langs=langs), stats,
                      {"activation_probability": neurons["activation_probability"]}, {})  # fmt: skip
     assert [f.name for f in run_figures(bare)] == ["counts-activation_probability",
-                                                   "crane-specificity"]  # fmt: skip
+                                                   "crane-specificity", *overlapping[-1:]]  # fmt: skip
