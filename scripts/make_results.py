@@ -1,18 +1,29 @@
 #!/usr/bin/env python
-"""The science of docs/results.md, on the embedded demo models — resumable, one command.
+"""Regenerate a results page of docs/ — its tables AND its figures — for a model; resumable.
 
-    python scripts/make_results.py --write-docs      # ≈ 40 min on 2 CPU cores
+    python scripts/make_results.py --write-docs                         # crane-tiny: ≈ 45 min
+    python scripts/make_results.py --model gemma-3-270m --write-docs    # a real LLM: hours
 
-Stages (each saved under --out as soon as it is done; re-running skips finished work):
-1. statistics of crane-tiny on the training split of all 17 languages (crane, attribution,
+``--model crane-tiny`` (the default) runs the demo study below and fills docs/results.md; any other
+model (installed name, local folder or hub id) runs the real-LLM study of scripts/science_llm.py
+(its options pass through) and fills docs/results-<model>.md. Both draw their figures into
+docs/figures/<model>-<figure>.png (kaleido + a Chromium: ``pip install 'crane_lens[figures]'``,
+Debian ``apt install chromium``) and link them from the page. Finished stages are read back, so
+re-running with --write-docs after a finished run only redraws tables and figures.
+
+Stages of the demo study (each saved under --out as soon as it is done; re-running skips finished
+work):
+1. statistics of the model on the training split of all 17 languages (crane, attribution,
    grad_act, lape, kojima, plnd) and, separately, CRANE with the log-probability target;
 2. selection at the same budget for every method;
 3. the 17 × 17 CRANE ablation matrix with random control sets (--seeds), and every other
    method's matrix (no random sets: the CRANE run gives the random baseline per language);
-4. base → chat transfer on en, zh, vi: crane-tiny's CRANE sets masked in crane-tiny-chat,
-   against the chat model's own sets;
+4. base → chat transfer on en, zh, vi: the base model's CRANE sets masked in the chat model
+   (--chat-model; crane-tiny-chat for crane-tiny), against the chat model's own sets;
 5. benchmarks under masking (en, zh, vi): multiple-choice accuracy and the language of greedy
-   continuations.
+   continuations;
+6. estimates vs exact ablation (en, zh, vi): exact single-neuron zero-ablation ΔNLL of every
+   neuron of --causal-layers on a few held-out blocks, against attribution and CRANE.
 """
 
 from __future__ import annotations
@@ -29,10 +40,15 @@ import pandas as pd
 import crane_lens as cl
 from crane_lens.evaluation import AblationMatrix
 from crane_lens.intervention import intervention_values
+from crane_lens.model.installable import crane_lens_home
+from crane_lens.plots import NamedFigure
+from crane_lens.report.export import check_exporter, export_figures
 from crane_lens.utils.io import write_json
 from crane_lens.utils.markdown import update_marked_block
+from crane_lens.utils.ranking import spearman
 
 DOCS = Path(__file__).resolve().parents[1] / "docs" / "results.md"
+FIGURES = DOCS.parent / "figures"
 PAPER = ["en", "zh", "vi"]
 STATS_METHODS = ["crane", "attribution", "grad_act", "lape", "kojima", "plnd"]
 # label -> (stats key, method, rule, intervention mode)
@@ -70,24 +86,37 @@ def matrix(out: Path, label: str, compute: Any) -> AblationMatrix:
     return AblationMatrix.load(result.save(folder))
 
 
-def main() -> int:
+def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
-    parser.add_argument("--out", default="results/science")
+    parser.add_argument("--model", default="crane-tiny",
+                        help="crane-tiny: the demo study; any other: scripts/science_llm.py")  # fmt: skip
+    parser.add_argument("--chat-model", default=None,
+                        help="stage 4's fine-tuned model (default: crane-tiny-chat for crane-tiny)")  # fmt: skip
+    parser.add_argument("--out", default=None, help="default $CRANE_LENS_HOME/science/MODEL")
     parser.add_argument("--budget", type=float, default=0.01)
     parser.add_argument("--max-tokens", type=int, default=8192, help="train tokens per language")
     parser.add_argument(
         "--eval-tokens", type=int, default=1024, help="held-out tokens per language"
     )
     parser.add_argument("--seeds", type=int, default=5)
-    parser.add_argument("--stages", default="1,2,3,4,5")
+    parser.add_argument("--causal-layers", default="1,3", help="stage 6: layers ablated exactly")
+    parser.add_argument("--causal-blocks", type=int, default=4,
+                        help="stage 6: held-out blocks of 64 tokens per language")  # fmt: skip
+    parser.add_argument("--stages", default="1,2,3,4,5,6")
     parser.add_argument("--write-docs", action="store_true")
-    args = parser.parse_args()
+    args, rest = parser.parse_known_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
-    out = Path(args.out)
+    if args.model != "crane-tiny":
+        return real_llm(args, rest)
+    if rest:
+        parser.error(f"unrecognised arguments for the demo study: {' '.join(rest)}")
+    if args.write_docs:
+        check_exporter()  # the figures need kaleido and a browser: say so before hours of work
+    out = Path(args.out or crane_lens_home() / "science" / args.model).expanduser()
     stages = {int(s) for s in args.stages.split(",")}
-    base = cl.load_model("crane-tiny")
+    base = cl.load_model(args.model)
     train = cl.load_corpus("builtin", split="train")
     held_out = cl.load_corpus("builtin", split="eval")
     langs = held_out.langs
@@ -116,7 +145,7 @@ def main() -> int:
                 max_tokens_per_lang=args.eval_tokens, checkpoint_dir=folder))  # fmt: skip
     transfer: dict[str, Any] = {}
     if 4 in stages:
-        chat = cl.load_model("crane-tiny-chat")
+        chat = cl.load_model(args.chat_model or "crane-tiny-chat")
         chat_train = train.select(langs=PAPER)
         chat_stats = cl.compute_stats(chat, chat_train, ["crane"], output_dir=out / "stats_chat",
                                       **common)  # fmt: skip
@@ -139,9 +168,30 @@ def main() -> int:
             "crane": neurons["crane"].select_langs(PAPER), "lape": neurons["lape"].select_langs(PAPER),
             f"crane ×5 budget ({strong.count('en')} neurons)": strong.select_langs(PAPER),
         })  # fmt: skip
+    causality: cl.NeuronStats | None = None
+    if 6 in stages:
+        causality = cl.compute_stats(
+            base, held_out.select(langs=PAPER), ["crane", "attribution", "ablation"], seq_len=64,
+            max_tokens_per_lang=64 * args.causal_blocks, batch_size=args.causal_blocks,
+            ablation_layers=[int(x) for x in args.causal_layers.split(",")],
+            output_dir=out / "stats_causality",
+        )  # fmt: skip
     if args.write_docs:
-        write_docs(args, out, neurons, matrices, transfer, benchmarks)
+        write_docs(args, out, neurons, matrices, transfer, benchmarks, causality)
+        write_figures(args, stats["main"], neurons, matrices, transfer, benchmarks, causality)
     return 0
+
+
+def real_llm(args: argparse.Namespace, rest: list[str]) -> int:
+    """Any model but the demo one: the real-LLM study of scripts/science_llm.py."""
+    import science_llm
+
+    argv = ["--model", args.model, *rest]
+    if args.out:
+        argv += ["--out", args.out]
+    if args.write_docs:
+        argv += ["--write-docs", str(DOCS.parent / f"results-{Path(args.model).name}.md")]
+    return science_llm.main(argv)
 
 
 def run_benchmarks(out: Path, model: Any, sets_by_name: dict[str, Any]) -> dict[str, Any]:
@@ -177,7 +227,8 @@ def fmt(frame: pd.DataFrame, digits: int = 3) -> str:
 
 
 def write_docs(args: Any, out: Path, neurons: dict[str, Any], matrices: dict[str, AblationMatrix],
-               transfer: dict[str, Any], benchmarks: dict[str, Any]) -> None:  # fmt: skip
+               transfer: dict[str, Any], benchmarks: dict[str, Any],
+               causality: cl.NeuronStats | None) -> None:  # fmt: skip
     blocks: dict[str, str] = {}
     crane = matrices["crane"]
     sel = crane.selectivity()
@@ -247,9 +298,70 @@ def write_docs(args: Any, out: Path, neurons: dict[str, Any], matrices: dict[str
             "0.25), rows = masked set:\n\n" + fmt(mc) + "\n\nShare of greedy continuations "
             "identified as the prompt's language:\n\n" + fmt(gen) + "\n"
         )
+    if causality is not None:
+        exact = causality.scores("ablation")
+        layers = causality.config["ablation_layers"]
+        rho = pd.DataFrame({
+            method: {f"{lang}, layer {layer}": spearman(causality.scores(method)[i, layer],
+                                                         exact[i, layer])
+                     for i, lang in enumerate(causality.langs) for layer in layers}
+            for method in ("attribution", "crane")})  # fmt: skip
+        blocks["causality"] = (
+            f"Spearman ρ between each score and the exact ΔNLL over the {causality.spec.d_mlp} "
+            "neurons of the layer:\n\n" + fmt(rho, 2) + "\n"
+        )
     for name, content in blocks.items():
         update_marked_block(DOCS, name, "\n" + content + "\n")
     logging.info("wrote %s", DOCS)
+
+
+MAIN_METHODS = ["crane", "lape", "attribution", "grad_act", "kojima", "plnd"]
+
+
+def write_figures(args: Any, stats: cl.NeuronStats, neurons: dict[str, Any],
+                  matrices: dict[str, AblationMatrix], transfer: dict[str, Any],
+                  benchmarks: dict[str, Any], causality: cl.NeuronStats | None) -> None:  # fmt: skip
+    """Draw the page's figures into docs/figures/ and put them at the top of their blocks
+    (the ``<block>-figures`` marker right after each block)."""
+    from crane_lens import plots
+
+    by_block: dict[str, list[NamedFigure]] = {}
+
+    def add(block: str, name: str, caption: str, figure: Any) -> None:
+        named = NamedFigure(f"{args.model}-{name}", caption, figure)
+        by_block.setdefault(block, []).append(named)
+
+    if matrices:
+        add("crane-matrix", "ablation-matrices", "ΔNLL matrices of CRANE, LAPE and random sets",
+            plots.ablation_matrices({m: matrices[m] for m in ("crane", "lape")}))  # fmt: skip
+        add("method-comparison", "selectivity", "Selectivity index per language and method",
+            plots.selectivity_chart({m: matrices[m] for m in MAIN_METHODS}))  # fmt: skip
+    add("exclusive-shared", "counts-lape", "LAPE's neurons per layer and language",
+        plots.neuron_counts(neurons["lape"]))  # fmt: skip
+    add("exclusive-shared", "crane-specificity", "CRANE specificity per layer, set marked",
+        plots.neuron_heatmap(stats, "crane", specificity=True, neurons=neurons["crane"]))  # fmt: skip
+    add("exclusive-shared", "method-overlap", "Jaccard overlap between the methods' sets",
+        plots.method_overlap({m: neurons[m] for m in MAIN_METHODS}))  # fmt: skip
+    add("exclusive-shared", "lape-language-overlap", "Jaccard overlap between LAPE's languages",
+        plots.language_overlap(neurons["lape"]))  # fmt: skip
+    if transfer:
+        conditions = ("base sets on base", "base sets on chat", "chat sets on chat")
+        add("transfer", "transfer", "Base → chat transfer of the CRANE sets",
+            plots.transfer_chart({c: transfer[c] for c in conditions}, transfer["jaccard"]))  # fmt: skip
+    if benchmarks:
+        add("benchmarks", "multiple-choice", "Multiple-choice accuracy under masking",
+            plots.accuracy_chart(benchmarks, key="mc"))  # fmt: skip
+        add("benchmarks", "generation", "Language of greedy continuations under masking",
+            plots.accuracy_chart(benchmarks, key="generation"))  # fmt: skip
+    if causality is not None:
+        add("causality", "estimate-vs-exact", "Estimates vs exact single-neuron ablation",
+            plots.estimate_vs_exact_from_stats(causality))  # fmt: skip
+    figures = [f for named in by_block.values() for f in named]
+    export_figures(figures, FIGURES, ["png"])
+    for block, named in by_block.items():
+        links = "\n\n".join(f"![{f.caption}](figures/{f.name}.png)" for f in named)
+        update_marked_block(DOCS, f"{block}-figures", "\n" + links + "\n")
+    logging.info("wrote %d figures into %s", len(figures), FIGURES)
 
 
 if __name__ == "__main__":

@@ -42,14 +42,16 @@ import pandas as pd
 import torch
 
 import crane_lens as cl
+from crane_lens import plots
 from crane_lens.evaluation import AblationMatrix
 from crane_lens.evaluation.ablation import EVAL_BATCH_ROWS, conditions_nll, eval_blocks
 from crane_lens.intervention import intervention_values
 from crane_lens.intervention.hooks import Intervention, intervention
 from crane_lens.model.installable import crane_lens_home
-from crane_lens.plots import budget_sweep, sweep_table
+from crane_lens.plots import NamedFigure, budget_sweep, sweep_table
+from crane_lens.report.export import check_exporter, export_figures
 from crane_lens.stats.model_parts import down_projection_rows
-from crane_lens.utils.io import atomic_path, write_json, write_text
+from crane_lens.utils.io import write_json, write_text
 from crane_lens.utils.markdown import update_marked_block
 from crane_lens.utils.ranking import spearman
 
@@ -77,6 +79,20 @@ class Science:
     def stats(self, key: str = "main") -> Any:
         if key not in self._stats:
             methods = METHODS if key == "main" else ["crane"]
+            folder = self.out / f"stats_{key}"
+            if (folder / "stats.json").is_file():
+                # Finished: read back as is. Statistics of an earlier crane_lens lack provenance
+                # keys compute_stats now records, and would be refused there; the settings this
+                # script chooses must still match.
+                done = cl.NeuronStats.load(folder)
+                mine = {"methods": methods, "seq_len": SEQ_LEN, "batch_size": self.args.batch_size,
+                        "max_tokens_per_lang": self.args.max_tokens,
+                        "attention": "attnlrp" if key == "main" else "cp"}  # fmt: skip
+                differ = [k for k, v in mine.items() if done.config.get(k) != v]
+                if differ:
+                    raise SystemExit(f"{folder} holds statistics with other {differ}.")
+                self._stats[key] = done
+                return done
             self._stats[key] = cl.compute_stats(
                 self.model, self.train, methods, seq_len=SEQ_LEN, batch_size=self.args.batch_size,
                 max_tokens_per_lang=self.args.max_tokens, output_dir=self.out / f"stats_{key}",
@@ -295,14 +311,14 @@ def _blocks(science: Science, path: Path, parts: dict[str, Any]) -> dict[str, st
     args, spec = science.args, cl.get_spec(science.model)
     blocks: dict[str, list[str]] = {"command": [
         "```bash",
-        f"python scripts/science_llm.py --model {args.model} --dtype {args.dtype} "
+        f"python scripts/make_results.py --model {args.model} --dtype {args.dtype} "
         f"--max-tokens {args.max_tokens} --batch-size {args.batch_size} "
         f"--eval-tokens {args.eval_tokens} --budget {args.budget:g} "
         f"--sweep {args.sweep_text} "
         f"--sweep-methods {','.join(args.sweep_methods)} --seeds {args.seeds} "
         f"--causal-layers {','.join(map(str, args.causal_layers))} "
         f"--causal-neurons {args.causal_neurons} --causal-dtype {args.causal_dtype} "
-        f"--mc-items {args.mc_items} --write-docs {path}",
+        f"--mc-items {args.mc_items} --write-docs",
         "```",
         "",
         f"Model: {spec.n_layers} layers × {spec.d_mlp} MLP neurons ({spec.n_neurons:,} in all), "
@@ -313,7 +329,24 @@ def _blocks(science: Science, path: Path, parts: dict[str, Any]) -> dict[str, st
         "others = mean over the 16 other languages.",
     ]}  # fmt: skip
     b = args.budget
+    figures: dict[str, list[tuple[str, str, Any]]] = {}
     if "main" in parts:
+        main = parts["main"]
+        figures["main"] = [
+            ("ablation-matrices", "ΔNLL matrices of CRANE, LAPE and random sets",
+             plots.ablation_matrices({m: main[m] for m in ("crane", "lape")})),
+            ("selectivity", "Selectivity index per language and method",
+             plots.selectivity_chart(main)),
+        ]  # fmt: skip
+        figures["layers"] = [
+            ("counts-crane", "CRANE's neurons per layer and language",
+             plots.neuron_counts(science.neurons("crane", b))),
+            ("crane-specificity", "CRANE specificity per layer, set marked",
+             plots.neuron_heatmap(science.stats(), "crane", specificity=True,
+                                  neurons=science.neurons("crane", b))),
+            ("method-overlap", "Jaccard overlap between the methods' sets",
+             plots.method_overlap({m: science.neurons(m, b) for m in METHODS})),
+        ]  # fmt: skip
         table = pd.DataFrame({m: summary_row(x) for m, x in parts["main"].items()}).T
         per_lang = pd.DataFrame({m: x.selectivity()["index"] for m, x in parts["main"].items()})
         seeds = min(len(x.config.get("seeds", [])) for x in parts["main"].values())
@@ -341,14 +374,7 @@ def _blocks(science: Science, path: Path, parts: dict[str, Any]) -> dict[str, st
             "Means over the 17 languages (neurons = mean set size per language):", "",
             fmt(table.set_index("method")),
         ]  # fmt: skip
-        figure = path.parent / "figures" / f"{science.name}-budget-sweep.png"
-        try:
-            with atomic_path(figure) as tmp:
-                budget_sweep(parts["sweep"]).write_image(tmp, format="png", scale=2)
-            blocks["sweep"] = [f"![Budget sweep on {science.name}](figures/{figure.name})", "",
-                               *blocks["sweep"]]  # fmt: skip
-        except (ImportError, ValueError, RuntimeError) as err:  # kaleido or a browser missing
-            log.warning("no figure (%s); install kaleido and Chromium to draw it", err)
+        figures["sweep"] = [("budget-sweep", "Budget sweep", budget_sweep(parts["sweep"]))]
     if "variants" in parts:
         variants = {k: summary_row(x) for k, x in parts["variants"].items()}
         jac = science.neurons("crane", b).jaccard(science.neurons("crane", b, "cp"))
@@ -375,14 +401,30 @@ def _blocks(science: Science, path: Path, parts: dict[str, Any]) -> dict[str, st
             "neurons per layer (the language's own held-out block):", "",
             fmt(pd.DataFrame(parts["causality"]["table"]), 2),
         ]  # fmt: skip
+    if "causality" in parts:
+        figures["causality"] = [("estimate-vs-exact", "Estimates vs exact single-neuron ablation",
+                                 plots.estimate_vs_exact_from_causality(parts["causality"],
+                                                                        science.stats()))]  # fmt: skip
     if "benchmarks" in parts:
         bench = parts["benchmarks"]
+        figures["benchmarks"] = [
+            ("multiple-choice", "Multiple-choice accuracy under masking",
+             plots.accuracy_chart(bench, key="mc")),
+            ("generation", "Language of greedy continuations under masking",
+             plots.accuracy_chart(bench, key="generation")),
+        ]  # fmt: skip
         blocks["benchmarks"] = [
             f"Multiple-choice accuracy ({', '.join(f'{k} {v}' for k, v in bench['mc_items'].items())} items; chance 0.25), rows = masked "
             "set (method:language):", "", fmt(pd.DataFrame(bench["mc"]).T), "",
             "Share of greedy continuations identified as the prompt's language:", "",
             fmt(pd.DataFrame(bench["generation"]).T),
         ]  # fmt: skip
+    drawn = [NamedFigure(f"{science.name}-{name}", caption, figure)
+             for named in figures.values() for name, caption, figure in named]  # fmt: skip
+    export_figures(drawn, path.parent / "figures", ["png"])
+    for block, named in figures.items():
+        links = [f"![{caption}](figures/{science.name}-{name}.png)" for name, caption, _ in named]
+        blocks[block] = [*"\n\n".join(links).split("\n"), "", *blocks[block]]
     return {name: "\n".join(lines) + "\n" for name, lines in blocks.items()}
 
 
@@ -414,7 +456,7 @@ def write_docs(science: Science, path: Path, parts: dict[str, Any]) -> None:
     log.info("wrote %s", path)
 
 
-def main() -> int:
+def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
@@ -437,13 +479,15 @@ def main() -> int:
     parser.add_argument("--mc-items", type=int, default=60)
     parser.add_argument("--stages", default="1,2,3,4,5,6")
     parser.add_argument("--write-docs", type=Path, default=None)
-    args = parser.parse_args()
+    args = parser.parse_args(argv)
     args.sweep_text = args.sweep
     args.sweep = [parse_budget(x) for x in args.sweep.split(",")]
     args.sweep_methods = args.sweep_methods.split(",")
     args.causal_layers = [int(x) for x in args.causal_layers.split(",")]
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s: %(message)s")
     stages = {int(s) for s in args.stages.split(",")}
+    if args.write_docs:
+        check_exporter()  # the figures need kaleido and a browser: say so before hours of work
     science = Science(args)
     log.info("output folder %s; ablation rows per pass %d", science.out, science.rows)
     parts: dict[str, Any] = {}
