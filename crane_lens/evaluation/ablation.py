@@ -23,7 +23,6 @@ from typing import TYPE_CHECKING, Any
 import torch
 from jaxtyping import Bool, Int
 from torch import Tensor
-from tqdm.auto import tqdm
 
 from crane_lens.errors import CraneLensError, OutputExistsError
 from crane_lens.evaluation.nll import stream_tokens
@@ -33,6 +32,7 @@ from crane_lens.selection.neurons import LanguageNeurons
 from crane_lens.selection.select import random_neurons
 from crane_lens.utils import distributed as dist
 from crane_lens.utils.io import atomic_path, write_json
+from crane_lens.utils.progress import tqdm
 
 if TYPE_CHECKING:
     import pandas as pd

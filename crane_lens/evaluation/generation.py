@@ -33,7 +33,6 @@ from typing import TYPE_CHECKING, Any
 import torch
 from jaxtyping import Int
 from torch import Tensor
-from tqdm.auto import tqdm
 
 from crane_lens.data.languages import canonical_lang
 from crane_lens.errors import CraneLensError, TokenizerError
@@ -43,6 +42,7 @@ from crane_lens.evaluation.language_id import (
     detect_script,
 )
 from crane_lens.utils.io import write_json
+from crane_lens.utils.progress import tqdm
 
 if TYPE_CHECKING:
     import pandas as pd

@@ -23,10 +23,10 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 import torch
-from tqdm.auto import tqdm
 
 from crane_lens.errors import TokenizerError
 from crane_lens.model.runner import gold_scores, length_batches, pad_rows
+from crane_lens.utils.progress import tqdm
 
 if TYPE_CHECKING:
     import pandas as pd

@@ -7,9 +7,11 @@ the hooks a user's Llama or Qwen checkpoint does.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 import weakref
+from collections.abc import Iterator
 from importlib import resources
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -265,9 +267,10 @@ def load_model(
     if torch_device is not None:
         check_device_dtype(torch_device, torch_dtype)
     try:
-        bridge = TransformerBridge.boot_transformers(
-            target, device=torch_device, dtype=torch_dtype, **bridge_kwargs
-        )
+        with no_loading_bars():
+            bridge = TransformerBridge.boot_transformers(
+                target, device=torch_device, dtype=torch_dtype, **bridge_kwargs
+            )
     except OSError as exc:  # not found / no network / unreadable weights
         raise _load_error(target, local, exc) from exc
     bridge.eval()
@@ -278,6 +281,43 @@ def load_model(
     _SPECS[bridge] = model_spec(bridge, os.fspath(name_or_path))
     log.info("loaded %s", _SPECS[bridge].summary().replace("\n", "; "))
     return bridge
+
+
+@contextlib.contextmanager
+def no_loading_bars() -> Iterator[None]:
+    """Silence transformers' own progress bars ("Loading weights") for the duration.
+
+    Loading a checkpoint from disk takes a second or two, and its bar is noise in every
+    notebook cell that loads a model. Downloads from a hub keep their bars (those are
+    huggingface_hub's, and can take minutes). Both settings are restored afterwards.
+
+    Example:
+        >>> from transformers.utils import logging as hf_logging
+        >>> before = hf_logging.is_progress_bar_enabled()
+        >>> with no_loading_bars():
+        ...     hf_logging.is_progress_bar_enabled()
+        False
+        >>> hf_logging.is_progress_bar_enabled() == before
+        True
+    """
+    from huggingface_hub.utils import (
+        are_progress_bars_disabled,
+        disable_progress_bars,
+        enable_progress_bars,
+    )
+    from transformers.utils import logging as hf_logging
+
+    was_enabled, hub_disabled = hf_logging.is_progress_bar_enabled(), are_progress_bars_disabled()
+    hf_logging.disable_progress_bar()  # turns huggingface_hub's bars off too...
+    if not hub_disabled:
+        enable_progress_bars()  # ...which stay as they were
+    try:
+        yield
+    finally:
+        if was_enabled:
+            hf_logging.enable_progress_bar()  # (and huggingface_hub's)
+        if hub_disabled:
+            disable_progress_bars()
 
 
 def _default_dtype(target: str, local: bool, bridge_kwargs: dict[str, Any]) -> torch.dtype:

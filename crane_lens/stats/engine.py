@@ -37,7 +37,6 @@ from typing import Any, Literal
 import torch
 from jaxtyping import Int
 from torch import Tensor
-from tqdm.auto import tqdm
 
 from crane_lens.data.corpus import Corpus
 from crane_lens.data.languages import canonical_langs
@@ -59,6 +58,7 @@ from crane_lens.stats.model_parts import activation_function, down_projection_ro
 from crane_lens.stats.results import META_FILE, MIN_FIELDS, NeuronStats
 from crane_lens.utils import distributed as dist
 from crane_lens.utils.io import atomic_path, write_json
+from crane_lens.utils.progress import tqdm
 
 log = logging.getLogger(__name__)
 

@@ -11,7 +11,6 @@ from typing import TYPE_CHECKING, Any, Literal
 import torch
 from jaxtyping import Float, Int
 from torch import Tensor
-from tqdm.auto import tqdm
 
 from crane_lens.data.languages import canonical_lang, canonical_langs
 from crane_lens.errors import (
@@ -20,6 +19,7 @@ from crane_lens.errors import (
 )
 from crane_lens.evaluation.multiple_choice.sets import MultipleChoiceSet
 from crane_lens.model.runner import gold_scores, length_batches, pad_rows
+from crane_lens.utils.progress import tqdm
 
 if TYPE_CHECKING:
     import pandas as pd
