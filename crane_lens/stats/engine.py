@@ -154,8 +154,13 @@ def compute_stats(
     if folder is not None and (folder / META_FILE).is_file():
         done = NeuronStats.load(folder)
         if done.config != config or done.spec.to_dict() != spec.to_dict():
+            differ = sorted(k for k in config.keys() | done.config.keys()
+                            if config.get(k) != done.config.get(k))  # fmt: skip
+            if done.spec.to_dict() != spec.to_dict():
+                differ.append("model spec")
             raise CraneLensError(
-                f"{folder} already holds statistics of a different run; choose another "
+                f"{folder} already holds statistics of a different run ({', '.join(differ)} "
+                "differ; a key missing there was added by a later crane_lens); choose another "
                 "output_dir or delete that folder."
             )
         log.info("statistics already complete in %s", folder)

@@ -122,7 +122,8 @@ def test_interrupted_run_resumes_to_the_uninterrupted_result(llama, tmp_path, mo
 
 def test_output_dir_of_another_run_is_refused(llama, tmp_path) -> None:  # type: ignore[no-untyped-def]
     compute_stats(llama, _blocks(), ["lape"], output_dir=tmp_path, progress=False)
-    with pytest.raises(cl.CraneLensError, match="different run"):
+    # the message names what differs (here: the methods)
+    with pytest.raises(cl.CraneLensError, match=r"different run \(methods differ"):
         compute_stats(llama, _blocks(), ["crane"], output_dir=tmp_path, progress=False)
 
 
