@@ -18,7 +18,7 @@ from jaxtyping import Float
 from torch import Tensor
 
 from crane_lens.plots.overlap import finish
-from crane_lens.utils.ranking import _ranks, spearman
+from crane_lens.utils.ranking import ranks, spearman
 
 if TYPE_CHECKING:
     import plotly.graph_objects as go
@@ -210,7 +210,7 @@ def _shown(
 ) -> tuple[Tensor, Ticks | None]:
     """Coordinates of ``values`` on an axis of ``kind`` (symlog: linear within ±``cut``)."""
     if kind == "rank":
-        return _ranks(values), None
+        return ranks(values), None
     if kind == "symlog":
         return symlog(values, cut), _symlog_ticks(values, cut, length, gap)
     return values, None
