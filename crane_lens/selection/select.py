@@ -2,7 +2,7 @@
 
 Rules (``rule=``), each applied to one statistic of :class:`~crane_lens.stats.NeuronStats`:
 
-* ``"specificity"`` — CRANE's default (our reconstruction, ``../shared/METHODS.md``): each
+* ``"specificity"`` — CRANE's default (our reconstruction, ``docs/methods.md``): each
   language's score map is divided by its total ``|score|`` (so languages with larger relevance
   overall do not dominate), ``score(L, n) = R̃_L(n) − max_{L'≠L} R̃_L'(n)``, and the top-k
   neurons by that score among those with ``R̃_L(n) > 0`` are kept.
