@@ -241,15 +241,16 @@ class Corpus:
         )
 
     def save(self, path: str | os.PathLike[str]) -> Path:
-        """Write the corpus as JSON lines (``lang``, ``key``, ``origin``, ``text``), atomically.
+        """Write the corpus as JSON lines (``lang``, ``split``, ``key``, ``origin``, ``text``).
 
-        The file loads back with ``load_corpus(path)``.
+        The file is written atomically and loads back with ``load_corpus(path, split=...)``
+        (the split it was loaded as: ``corpus.info.split``).
         """
         path = Path(path)
         with atomic_path(path) as tmp, tmp.open("w", encoding="utf-8") as f:
             for lang, records in self.records.items():
                 for r in records:
-                    row: dict[str, Any] = {"lang": lang, "text": r.text}
+                    row: dict[str, Any] = {"lang": lang, "split": self.info.split, "text": r.text}
                     if r.key is not None:
                         row["key"] = r.key
                     if r.origin is not None:

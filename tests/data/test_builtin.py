@@ -156,7 +156,9 @@ def test_language_missing_from_builtin_lists_available() -> None:
 
 
 def test_unknown_split() -> None:
-    with pytest.raises(cl.CorpusFormatError, match="use one of train, eval"):
+    with pytest.raises(
+        cl.CorpusFormatError, match="no split 'validation'; its splits are: train, eval"
+    ):
         cl.load_corpus("builtin", split="validation")
 
 
@@ -174,8 +176,10 @@ def test_to_dataframe_round_trip(tmp_path) -> None:  # type: ignore[no-untyped-d
     frame = corpus.to_dataframe()
     assert list(frame.columns) == ["lang", "key", "origin", "text"]
     assert len(frame) == len(corpus["en"]) + len(corpus["vi"])
-    again = cl.load_corpus(corpus.save(tmp_path / "c.jsonl"))
+    again = cl.load_corpus(corpus.save(tmp_path / "c.jsonl"), split="eval")
     assert again.records == corpus.records
+    with pytest.raises(cl.CorpusFormatError, match="has no split 'train'; its splits are: eval"):
+        cl.load_corpus(tmp_path / "c.jsonl")  # eval text is never served as train
 
 
 def test_data_card_table_matches_provenance() -> None:

@@ -13,24 +13,35 @@ import crane_lens as cl
 EN = ["Hello world.", "A second line."]
 VI = ["Xin chào thế giới.", "Dòng thứ hai."]
 ZH = ["你好，世界。", "第二行。"]
+# A flat folder holds 10 % out as eval and needs at least 10 distinct texts per language.
+EN20 = [f"English line number {i}." for i in range(20)]
+VI20 = [f"Dòng tiếng Việt số {i}." for i in range(20)]
+ZH20 = [f"第{i}行中文。" for i in range(20)]
 
 
 # ---------------------------------------------------------------------------- text folders
 def _folder(root: Path) -> Path:
-    (root / "en.txt").write_text("\n".join(EN) + "\n\n", encoding="utf-8")
-    (root / "vi.txt").write_text("\n".join(VI), encoding="utf-8")
-    (root / "zh-Hans.txt").write_text("\n".join(ZH), encoding="utf-8")
+    (root / "en.txt").write_text("\n".join(EN20) + "\n\n", encoding="utf-8")
+    (root / "vi.txt").write_text("\n".join(VI20), encoding="utf-8")
+    (root / "zh-Hans.txt").write_text("\n".join(ZH20), encoding="utf-8")
     return root
 
 
 def test_text_folder_one_text_per_line(tmp_path: Path) -> None:
-    corpus = cl.load_corpus(_folder(tmp_path))
-    assert corpus.langs == ["en", "vi", "zh"]
-    assert corpus["en"] == EN and corpus["zh"] == ZH
+    train = cl.load_corpus(_folder(tmp_path))
+    held_out = cl.load_corpus(tmp_path, split="eval")
+    assert train.langs == held_out.langs == ["en", "vi", "zh"]
+    for lang, lines in (("en", EN20), ("zh", ZH20)):
+        # Every line lands in exactly one split, in file order.
+        assert sorted(train[lang] + held_out[lang]) == sorted(lines)
+        assert train[lang] == [t for t in lines if t not in held_out[lang]]
 
 
 def test_text_folder_paragraph_and_file_units(tmp_path: Path) -> None:
-    (tmp_path / "en.txt").write_text("one\ntwo\n\nthree\n", encoding="utf-8")
+    (tmp_path / "train").mkdir()
+    (tmp_path / "eval").mkdir()
+    (tmp_path / "train" / "en.txt").write_text("one\ntwo\n\nthree\n", encoding="utf-8")
+    (tmp_path / "eval" / "en.txt").write_text("x", encoding="utf-8")
     assert cl.load_corpus(tmp_path, unit="paragraph")["en"] == ["one two", "three"]
     assert cl.load_corpus(tmp_path, unit="file")["en"] == ["one\ntwo\n\nthree"]
 
@@ -41,7 +52,7 @@ def test_text_folder_split_subfolders(tmp_path: Path) -> None:
     _folder(tmp_path / "train")
     (tmp_path / "eval" / "en.txt").write_text("held out\n", encoding="utf-8")
     assert cl.load_corpus(tmp_path, split="eval")["en"] == ["held out"]
-    assert cl.load_corpus(tmp_path, split="train", langs=["vi"])["vi"] == VI
+    assert cl.load_corpus(tmp_path, split="train", langs=["vi"])["vi"] == VI20  # all of it
 
 
 def test_text_folder_missing_language(tmp_path: Path) -> None:
@@ -52,8 +63,19 @@ def test_text_folder_missing_language(tmp_path: Path) -> None:
 def test_text_folder_empty_file(tmp_path: Path) -> None:
     _folder(tmp_path)
     (tmp_path / "fr.txt").write_text(" \n\n", encoding="utf-8")
-    with pytest.raises(cl.EmptyCorpusError, match="no texts for 'fr'"):
+    # Names the file, and no split: the user chose none (the default 'train' is not theirs).
+    with pytest.raises(cl.EmptyCorpusError, match=r"fr\.txt has no text for 'fr'") as info:
         cl.load_corpus(tmp_path)
+    assert "split" not in str(info.value)
+
+
+def test_text_folder_empty_file_names_the_chosen_split(tmp_path: Path) -> None:
+    for split in ("train", "eval"):
+        (tmp_path / split).mkdir()
+        (tmp_path / split / "en.txt").write_text("text\n", encoding="utf-8")
+    (tmp_path / "eval" / "fr.txt").write_text("\n", encoding="utf-8")
+    with pytest.raises(cl.EmptyCorpusError, match=r"eval/fr\.txt \(split 'eval'\) has no text"):
+        cl.load_corpus(tmp_path, split="eval", langs="fr")
 
 
 def test_text_folder_not_utf8(tmp_path: Path) -> None:
@@ -75,8 +97,23 @@ def test_text_folder_file_name_not_a_language(tmp_path: Path) -> None:
 
 
 def test_missing_path() -> None:
-    with pytest.raises(cl.CorpusFormatError, match="No such file or folder"):
+    with pytest.raises(cl.CorpusFormatError, match="no such folder: ./does/not/exist"):
         cl.load_corpus("./does/not/exist")
+
+
+def test_missing_folder_is_not_a_hub_dataset(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.chdir(tmp_path)
+    with pytest.raises(cl.CorpusFormatError) as info:
+        cl.load_corpus("missing_folder/")
+    message = str(info.value)
+    assert message.startswith("no such folder: missing_folder/ (pass 'builtin', a folder")
+    assert "dataset 'missing_folder" not in message  # not the hub's answer
+    with pytest.raises(cl.CorpusFormatError, match="no such file: texts.jsonl"):
+        cl.load_corpus("texts.jsonl")
+    with pytest.raises(cl.CorpusFormatError, match="no such folder: "):
+        cl.load_corpus(tmp_path / "gone", format="text")
 
 
 # ---------------------------------------------------------------------------- JSON lines
@@ -89,8 +126,8 @@ def _jsonl(path: Path, rows: list[dict[str, object]]) -> Path:
 
 
 def test_jsonl_with_keys_and_bcp47(tmp_path: Path) -> None:
-    rows = [{"lang": "en", "text": t, "key": i} for i, t in enumerate(EN)]
-    rows += [{"lang": "zh-Hans", "text": t, "key": i} for i, t in enumerate(ZH)]
+    rows = [{"lang": "en", "text": t, "key": i, "split": "train"} for i, t in enumerate(EN)]
+    rows += [{"lang": "zh-Hans", "text": t, "key": i, "split": "train"} for i, t in enumerate(ZH)]
     corpus = cl.load_corpus(_jsonl(tmp_path / "c.jsonl.gz", rows))
     assert corpus.langs == ["en", "zh"]
     table = corpus.parallel()
@@ -98,9 +135,9 @@ def test_jsonl_with_keys_and_bcp47(tmp_path: Path) -> None:
 
 
 def test_jsonl_custom_fields(tmp_path: Path) -> None:
-    path = _jsonl(tmp_path / "c.jsonl", [{"language": "vi", "sentence": t} for t in VI])
+    path = _jsonl(tmp_path / "c.jsonl", [{"language": "vi", "sentence": t} for t in VI20])
     corpus = cl.load_corpus(path, lang_field="language", text_field="sentence")
-    assert corpus["vi"] == VI
+    assert len(corpus["vi"]) == 18 and set(corpus["vi"]) < set(VI20)  # 2 held out as eval
 
 
 def test_jsonl_missing_field(tmp_path: Path) -> None:
@@ -184,13 +221,23 @@ def test_hf_single_dataset_with_lang_column(tmp_path: Path) -> None:
 
 
 def test_hf_saved_to_disk(tmp_path: Path) -> None:
-    from datasets import Dataset
+    from datasets import Dataset, DatasetDict
 
-    Dataset.from_dict({"language": ["en", "vi"], "text": [EN[0], VI[0]]}).save_to_disk(
+    # One saved Dataset has no splits: 10 % is held out as eval, like a text folder.
+    Dataset.from_dict({"language": ["en"] * 20 + ["vi"] * 20, "text": EN20 + VI20}).save_to_disk(
         tmp_path / "ds"
     )
-    corpus = cl.load_corpus(tmp_path / "ds", lang_field="language")
-    assert corpus["vi"] == [VI[0]]
+    train = cl.load_corpus(tmp_path / "ds", lang_field="language")
+    held_out = cl.load_corpus(tmp_path / "ds", lang_field="language", split="eval")
+    assert len(train["vi"]) == 18 and len(held_out["vi"]) == 2
+    assert sorted(train["vi"] + held_out["vi"]) == sorted(VI20)
+    # A saved DatasetDict has its own splits, and names them when asked for another one.
+    DatasetDict({"train": Dataset.from_dict({"language": ["vi"], "text": [VI[0]]})}).save_to_disk(
+        tmp_path / "dd"
+    )
+    assert cl.load_corpus(tmp_path / "dd", lang_field="language")["vi"] == [VI[0]]
+    with pytest.raises(cl.CorpusFormatError, match="has no split 'eval'; its splits are: train"):
+        cl.load_corpus(tmp_path / "dd", lang_field="language", split="eval")
 
 
 def test_hf_missing_field_lists_columns(tmp_path: Path) -> None:

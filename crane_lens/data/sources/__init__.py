@@ -11,7 +11,13 @@ from typing import Any, Literal
 from crane_lens.data.corpus import Corpus
 from crane_lens.data.languages import canonical_langs
 from crane_lens.data.sources.builtin import builtin_langs, load_builtin
-from crane_lens.data.sources.files import JSONL_SUFFIXES, TextUnit, load_jsonl, load_text_folder
+from crane_lens.data.sources.files import (
+    JSONL_SUFFIXES,
+    WHAT_TO_PASS,
+    TextUnit,
+    load_jsonl,
+    load_text_folder,
+)
 from crane_lens.data.sources.huggingface import load_hf
 from crane_lens.errors import CorpusFormatError, UnknownLanguageError
 
@@ -43,11 +49,11 @@ def _detect_format(source: str) -> SourceFormat:
         if any(path.glob("*.txt*")) or any(path.glob("*/*.txt*")):
             return "text"
         return "hf"  # a local dataset repository (parquet/JSON files, README configs)
-    looks_like_path = source.startswith((".", "/", "~")) or source.count("/") > 1 or path.suffix
-    if looks_like_path:
-        raise CorpusFormatError(
-            f"No such file or folder: {source}. (Hub dataset ids look like 'owner/name'.)"
-        )
+    # Hub ids look like 'name' or 'owner/name'; anything else that names no file is a typo.
+    folder_like = source.endswith(("/", os.sep)) or source.startswith((".", "/", "~"))
+    if folder_like or source.count("/") > 1 or path.suffix:
+        what = "file" if path.suffix and not source.endswith(("/", os.sep)) else "folder"
+        raise CorpusFormatError(f"no such {what}: {source} ({WHAT_TO_PASS})")
     return "hf"
 
 
@@ -75,7 +81,11 @@ def load_corpus(
             builder name such as ``"parquet"`` with ``data_files=``).
         langs: Languages to load (codes in any form :func:`canonical_lang` accepts, or a
             comma-separated string); ``None`` loads every language of the source.
-        split: ``"train"`` or ``"eval"`` for the embedded corpus; the dataset split otherwise.
+        split: ``"train"`` or ``"eval"`` for the embedded corpus; a folder's split sub-folder
+            (``<source>/<split>/<lang>.txt``) or a JSON-lines ``split`` value; the dataset
+            split otherwise. A folder, JSON-lines file or saved dataset without an eval split
+            offers ``"train"`` and ``"eval"``, the eval part held out deterministically
+            (:mod:`crane_lens.data.splits`, 10 % of each language). Other names are refused.
         format: Force the source type instead of detecting it.
         origins: Keep only records of these origins (embedded corpus: ``"libreoffice-help"``,
             ``"libreoffice-ui"``, ``"udhr"``).
@@ -97,7 +107,8 @@ def load_corpus(
         UnknownLanguageError: A code that is no language (the message lists known ones).
         MissingLanguageError: A language the source lacks (the message lists available ones).
         EmptyCorpusError: A language or source with no non-empty text.
-        CorpusFormatError: A file or dataset that cannot be read as configured.
+        CorpusFormatError: A file or dataset that cannot be read as configured, a path that
+            does not exist, or a split the source does not have.
 
     Example:
         >>> import crane_lens as cl
@@ -118,10 +129,10 @@ def load_corpus(
     if kind == "builtin":
         corpus = load_builtin(wanted, split)
     elif kind == "text":
-        corpus = load_text_folder(Path(source), wanted, split, unit)
+        corpus = load_text_folder(source, wanted, split, unit)
     elif kind == "jsonl":
         corpus = load_jsonl(
-            Path(source),
+            source,
             wanted,
             split,
             lang_field=lang_field or "lang",

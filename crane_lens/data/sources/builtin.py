@@ -10,6 +10,7 @@ from pathlib import Path
 from typing import Any
 
 from crane_lens.data.corpus import Corpus, CorpusInfo, TextRecord
+from crane_lens.data.splits import check_split
 from crane_lens.errors import CorpusFormatError, MissingLanguageError
 
 BUILTIN_SPLITS = ("train", "eval")
@@ -56,10 +57,7 @@ def load_builtin(langs: list[str] | None, split: str) -> Corpus:
         split: ``"train"`` or ``"eval"``.
     """
     provenance = builtin_provenance()
-    if split not in BUILTIN_SPLITS:
-        raise CorpusFormatError(
-            f"The built-in corpus has no split {split!r}; use one of {', '.join(BUILTIN_SPLITS)}."
-        )
+    check_split(split, BUILTIN_SPLITS, "The built-in corpus")
     available = builtin_langs()
     chosen = available if langs is None else langs
     missing = [lang for lang in chosen if lang not in available]

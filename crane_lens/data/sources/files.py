@@ -6,12 +6,20 @@ import gzip
 import json
 import logging
 import lzma
+import os
 from collections.abc import Iterator
 from pathlib import Path
 from typing import IO, Literal
 
 from crane_lens.data.corpus import Corpus, CorpusInfo, TextRecord
 from crane_lens.data.languages import canonical_lang
+from crane_lens.data.splits import (
+    HELD_OUT_FRACTION,
+    HELD_OUT_SPLITS,
+    check_split,
+    hold_out,
+    volumes,
+)
 from crane_lens.errors import (
     CorpusFormatError,
     EmptyCorpusError,
@@ -23,6 +31,10 @@ log = logging.getLogger(__name__)
 
 TextUnit = Literal["line", "paragraph", "file"]
 JSONL_SUFFIXES = (".jsonl", ".jsonl.gz", ".jsonl.xz", ".ndjson")
+WHAT_TO_PASS = (
+    "pass 'builtin', a folder of <lang>.txt files, a .jsonl file, or a Hugging Face dataset "
+    "id such as 'openlanguagedata/flores_plus'"
+)
 
 
 def _open_text(path: Path) -> IO[str]:
@@ -70,33 +82,95 @@ def _lang_of_file(path: Path) -> str:
         ) from exc
 
 
-def load_text_folder(folder: Path, langs: list[str] | None, split: str, unit: TextUnit) -> Corpus:
-    """Load ``<lang>.txt`` files (optionally below ``<folder>/<split>/``).
+def _has_text_files(folder: Path) -> bool:
+    return any(folder.glob("*.txt*"))
 
-    Args:
-        folder: The folder. When it has a sub-folder named like ``split``, that one is read.
-        langs: Languages to load, or ``None`` for every file.
-        split: Split name (only used to pick the sub-folder).
-        unit: What one text is: a ``"line"``, a blank-line separated ``"paragraph"``, or a whole
-            ``"file"``.
+
+def _text_layout(name: str) -> tuple[dict[str, Path], Path | None]:
+    """The explicit split folders, or the one folder to hold eval text out of.
+
+    Returns ``({split: folder}, None)`` for ``<folder>/<split>/<lang>.txt`` with an ``eval``
+    split (or any splits other than ``train`` alone), ``({}, root)`` otherwise.
     """
-    root = folder / split if (folder / split).is_dir() else folder
+    folder = Path(name)
+    if not folder.is_dir():
+        raise CorpusFormatError(f"no such folder: {name} ({WHAT_TO_PASS})")
+    subfolders = {d.name: d for d in sorted(folder.iterdir()) if d.is_dir() and _has_text_files(d)}
+    top = _has_text_files(folder)
+    if top and subfolders:
+        raise CorpusFormatError(
+            f"{name} has both <lang>.txt files and split folders "
+            f"({', '.join(f'{name}/' for name in subfolders)}): move the top-level files into "
+            "train/ (and held-out text into eval/), or remove the split folders."
+        )
+    if set(subfolders) == {"train"}:
+        return {}, subfolders["train"]
+    if subfolders:
+        return subfolders, None
+    if top:
+        return {}, folder
+    raise EmptyCorpusError(
+        f"No <lang>.txt files in {name}. Add e.g. en.txt, zh.txt, vi.txt (or train/ and "
+        "eval/ sub-folders of them)."
+    )
+
+
+def _read_lang_files(
+    root: Path, langs: list[str] | None, unit: TextUnit, where: str
+) -> dict[str, list[TextRecord]]:
     files: dict[str, list[Path]] = {}
     for path in sorted(root.glob("*.txt*")):
         files.setdefault(_lang_of_file(path), []).append(path)
-    if not files:
-        raise EmptyCorpusError(f"No <lang>.txt files in {root}. Add e.g. en.txt, zh.txt, vi.txt.")
     _check_langs(langs, list(files), str(root))
-    records = {
-        lang: [
+    records = {}
+    for lang in langs or list(files):
+        rows = [
             TextRecord(t, origin=p.name) for p in files[lang] for t in _split_units(_read(p), unit)
         ]
-        for lang in (langs or list(files))
-    }
-    return Corpus(records, CorpusInfo(source=str(folder), split=split, description="text files"))
+        if not rows:
+            names = ", ".join(str(p) for p in files[lang])
+            raise EmptyCorpusError(
+                f"{names}{where} has no text for {lang!r} (only blank lines). Add text, remove "
+                f"the file, or leave {lang!r} out of langs."
+            )
+        records[lang] = rows
+    return records
 
 
-def _iter_jsonl(path: Path) -> Iterator[tuple[int, dict[str, object]]]:
+def load_text_folder(
+    folder: str | os.PathLike[str], langs: list[str] | None, split: str, unit: TextUnit
+) -> Corpus:
+    """Load ``<lang>.txt`` files, from ``<folder>/<split>/`` when the folder has split folders.
+
+    Without an ``eval`` folder (``<folder>/<lang>.txt``, or ``<folder>/train/<lang>.txt`` alone)
+    the splits are ``train`` and ``eval``, the latter held out of the text as
+    :func:`~crane_lens.data.splits.hold_out` describes.
+
+    Args:
+        folder: The folder.
+        langs: Languages to load, or ``None`` for every file.
+        split: Split name: a sub-folder's name, or ``"train"``/``"eval"`` without sub-folders.
+        unit: What one text is: a ``"line"``, a blank-line separated ``"paragraph"``, or a whole
+            ``"file"``.
+
+    Raises:
+        CorpusFormatError: No such folder, or a split the folder does not have.
+        EmptyCorpusError: No ``<lang>.txt`` files, a language with no text, or too little text
+            to hold out an eval part.
+    """
+    name = os.fspath(folder)  # as the user wrote it, for messages
+    explicit, root = _text_layout(name)
+    if root is None:
+        check_split(split, explicit, name)
+        records = _read_lang_files(explicit[split], langs, unit, f" (split {split!r})")
+        return Corpus(records, CorpusInfo(name, split, description="text files"))
+    check_split(split, HELD_OUT_SPLITS, name)
+    parts = hold_out(_read_lang_files(root, langs, unit, ""), name, unit=unit)
+    description = f"text files, {HELD_OUT_FRACTION:.0%} held out as eval"
+    return Corpus(parts[split], CorpusInfo(name, split, description, volumes=volumes(parts)))
+
+
+def _iter_jsonl(path: Path, name: str) -> Iterator[tuple[int, dict[str, object]]]:
     for number, line in enumerate(_read(path).splitlines(), start=1):
         if not line.strip():
             continue
@@ -104,18 +178,18 @@ def _iter_jsonl(path: Path) -> Iterator[tuple[int, dict[str, object]]]:
             row = json.loads(line)
         except json.JSONDecodeError as exc:
             raise CorpusFormatError(
-                f"{path}, line {number}: not valid JSON ({exc.msg}). Each line must be one object "
+                f"{name}, line {number}: not valid JSON ({exc.msg}). Each line must be one object "
                 'such as {"lang": "en", "text": "..."}.'
             ) from exc
         if not isinstance(row, dict):
             raise CorpusFormatError(
-                f"{path}, line {number}: expected a JSON object, got {row!r:.60}."
+                f"{name}, line {number}: expected a JSON object, got {row!r:.60}."
             )
         yield number, row
 
 
 def load_jsonl(
-    path: Path,
+    path: str | os.PathLike[str],
     langs: list[str] | None,
     split: str,
     *,
@@ -123,30 +197,42 @@ def load_jsonl(
     text_field: str = "text",
     key_field: str | None = "key",
 ) -> Corpus:
-    """Load JSON lines with a language and a text field (optionally an alignment key).
+    """Load JSON lines with a language and a text field (optionally a key, origin and split).
+
+    Rows with a ``"split"`` field are that split's rows (``Corpus.save`` writes one); a file
+    whose rows have none is one body of text, split into ``train`` and a held-out ``eval`` as
+    :func:`~crane_lens.data.splits.hold_out` describes.
 
     Args:
         path: ``.jsonl`` file (``.gz``/``.xz`` compressed files are read too).
         langs: Languages to keep, or ``None`` for all.
-        split: Recorded in the corpus info; a JSONL file is one split.
+        split: The split to load.
         lang_field: Field holding the language code (any form :func:`canonical_lang` accepts).
         text_field: Field holding the text.
         key_field: Optional field holding an alignment key.
     """
-    records: dict[str, list[TextRecord]] = {}
-    for number, row in _iter_jsonl(path):
+    name = os.fspath(path)  # as the user wrote it, for messages
+    by_split: dict[str | None, dict[str, list[TextRecord]]] = {}
+    for number, row in _iter_jsonl(Path(path), name):
         for name in (lang_field, text_field):
             if name not in row:
                 raise CorpusFormatError(
-                    f"{path}, line {number}: no field {name!r} "
+                    f"{name}, line {number}: no field {name!r} "
                     f"(fields: {', '.join(map(str, row))}). "
                     f"Pass lang_field=/text_field= to name the right ones."
                 )
         try:
             lang = canonical_lang(str(row[lang_field]))
         except UnknownLanguageError as exc:
-            raise CorpusFormatError(f"{path}, line {number}: {exc}") from exc
+            raise CorpusFormatError(f"{name}, line {number}: {exc}") from exc
+        row_split = None if row.get("split") is None else str(row["split"])
+        if by_split and (row_split is None) != (None in by_split):
+            raise CorpusFormatError(
+                f"{name}, line {number}: some rows have a 'split' field and some do not; give "
+                "every row one, or none (then 10 % of each language is held out as eval)."
+            )
         text = str(row[text_field] or "").strip()
+        records = by_split.setdefault(row_split, {})
         if text:
             key = row.get(key_field) if key_field else None
             origin = row.get("origin")
@@ -155,14 +241,23 @@ def load_jsonl(
                     text, None if key is None else str(key), None if origin is None else str(origin)
                 )
             )
-    if not records:
-        raise EmptyCorpusError(f"{path} has no non-empty {text_field!r} values. Check the file.")
-    _check_langs(langs, list(records), str(path))
-    chosen = langs or list(records)
-    return Corpus(
-        {lang: records[lang] for lang in chosen},
-        CorpusInfo(source=str(path), split=split, description="JSON lines"),
-    )
+    if not any(by_split.values()):
+        raise EmptyCorpusError(f"{name} has no non-empty {text_field!r} values. Check the file.")
+    if None in by_split:
+        check_split(split, HELD_OUT_SPLITS, name)
+        _check_langs(langs, list(by_split[None]), name)
+        chosen = {lang: by_split[None][lang] for lang in langs or list(by_split[None])}
+        parts = hold_out(chosen, name, unit="row")
+        info = CorpusInfo(
+            name, split, f"JSON lines, {HELD_OUT_FRACTION:.0%} held out as eval",
+            volumes=volumes(parts),
+        )  # fmt: skip
+        return Corpus(parts[split], info)
+    check_split(split, [str(name) for name in by_split], name)
+    records = by_split[split]
+    _check_langs(langs, list(records), f"{name} (split {split!r})")
+    chosen = {lang: records[lang] for lang in langs or list(records)}
+    return Corpus(chosen, CorpusInfo(source=name, split=split, description="JSON lines"))
 
 
 def _check_langs(langs: list[str] | None, available: list[str], source: str) -> None:

@@ -11,10 +11,18 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Iterable, Mapping
+from pathlib import Path
 from typing import Any
 
 from crane_lens.data.corpus import Corpus, CorpusInfo, TextRecord
 from crane_lens.data.languages import LANGUAGES, canonical_lang
+from crane_lens.data.splits import (
+    HELD_OUT_FRACTION,
+    HELD_OUT_SPLITS,
+    check_split,
+    hold_out,
+    volumes,
+)
 from crane_lens.errors import (
     CorpusFormatError,
     EmptyCorpusError,
@@ -44,20 +52,31 @@ def _load(
     streaming: bool,
     from_disk: bool,
     kwargs: dict[str, Any],
-) -> Any:
+) -> tuple[Any, bool]:
+    """The dataset's split, and whether it is a saved dataset without splits (all its text)."""
     import datasets
 
     try:
         if from_disk:
             dataset = datasets.load_from_disk(name)
-            return dataset[split] if isinstance(dataset, datasets.DatasetDict) else dataset
-        return datasets.load_dataset(name, config, split=split, streaming=streaming, **kwargs)
+            if isinstance(dataset, datasets.DatasetDict):
+                check_split(split, list(dataset), name)
+                return dataset[split], False
+            check_split(split, HELD_OUT_SPLITS, name)
+            return dataset, True
+        return datasets.load_dataset(
+            name, config, split=split, streaming=streaming, **kwargs
+        ), False
+    except CorpusFormatError:
+        raise
     except (OSError, ValueError, KeyError) as exc:  # OSError covers not-found and no network
         where = f"{name!r}" + (f" (config {config!r})" if config else "")
+        local = "" if Path(name).exists() else f" There is no local file or folder {name} either."
         raise CorpusFormatError(
             f"Cannot load the dataset {where}, split {split!r}: {str(exc).rstrip('.')}. "
             "Check the name, the config/split, and that the data is local or the hub is "
             "reachable (without a hub, download the dataset elsewhere and pass its local folder)."
+            + local
         ) from exc
 
 
@@ -136,7 +155,7 @@ def load_hf(
             )
         for lang in langs:
             cfg = _config_for(config, lang)
-            dataset = _load(name, cfg, split, streaming, False, load_kwargs)
+            dataset, _ = _load(name, cfg, split, streaming, False, load_kwargs)
             _require_fields(dataset, [text_field, key_field], f"Dataset {name!r} (config {cfg!r})")
             records[lang] = _records(dataset, text_field, key_field, max_texts_per_lang)
     else:
@@ -146,7 +165,9 @@ def load_hf(
                 "(a column of language codes) or config='<template with {lang} or {flores}>'."
             )
         single_config = config if isinstance(config, str) else None
-        dataset = _load(name, single_config, split, streaming, from_disk, load_kwargs)
+        dataset, whole = _load(name, single_config, split, streaming, from_disk, load_kwargs)
+        if whole:  # the held-out split must not depend on how much was read
+            max_texts_per_lang = None
         _require_fields(dataset, [lang_field, text_field, key_field], f"Dataset {name!r}")
         wanted = set(langs) if langs else None
         unknown: set[str] = set()
@@ -177,4 +198,10 @@ def load_hf(
                 f"Available: {', '.join(sorted(records))}."
             )
         records = {lang: records[lang] for lang in (langs or sorted(records))}
+        if whole:
+            parts = hold_out(records, name, unit="row")
+            description = f"saved dataset, {HELD_OUT_FRACTION:.0%} held out as eval"
+            return Corpus(
+                parts[split], CorpusInfo(name, split, description, volumes=volumes(parts))
+            )
     return Corpus(records, CorpusInfo(source=name, split=split, description="Hugging Face dataset"))
