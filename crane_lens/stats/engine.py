@@ -52,7 +52,15 @@ from crane_lens.model.runner import (
     unembed_input,
 )
 from crane_lens.stats.kojima import KOJIMA_MAX_BLOCKS, kept_blocks
-from crane_lens.stats.lrp import AttentionRule, GradientSwitch, lrp_hooks, quiet_norm_edits
+from crane_lens.stats.lrp import (
+    AttentionRule,
+    GradientSwitch,
+    check_attention,
+    gated_mlp_rule,
+    lrp_hooks,
+    quiet_norm_edits,
+    upgrade_config,
+)
 from crane_lens.stats.methods import METHODS, check_methods
 from crane_lens.stats.model_parts import activation_function, down_projection_rows
 from crane_lens.stats.results import META_FILE, MIN_FIELDS, NeuronStats
@@ -106,7 +114,12 @@ def compute_stats(
         seed: Seed of the text order when blocks are cut (and of Kojima's block sample).
         target: What ``crane`` explains: the gold next-token ``"logit"`` (default) or its
             ``"logprob"``, summed over positions.
-        attention: ``"attnlrp"`` (default) or ``"cp"`` (CP-LRP: no gradient through Q, K).
+        attention: ``crane``'s LRP rules: ``"attnlrp"`` (default), ``"cp"`` (CP-LRP as in
+            lxt 2.1: no gradient through Q and K, and in gated MLPs none through the gate) or
+            ``"cp-attention"`` (no gradient through Q and K; the MLPs as in AttnLRP). The
+            config records the MLP rule too (``"gated_mlp_rule"``); statistics saved without
+            it used AttnLRP's MLP rule, so an ``output_dir`` holding an old ``"cp"`` result
+            is reused as ``"cp-attention"`` (:func:`~crane_lens.stats.lrp.upgrade_config`).
         objective: What ``attribution``, ``grad_act`` and ``ablation`` measure: the summed
             ``"nll"`` (default) or ``"logit"`` (minus the summed gold logit).
         ablation_layers: Layers whose neurons ``ablation`` ablates (default: all).
@@ -141,9 +154,11 @@ def compute_stats(
         raise ValueError(f"ablation_layers {layers} out of range for {spec.n_layers} layers.")
     if batch_size < 1 or checkpoint_every < 1 or kojima_max_blocks < 1:
         raise ValueError("batch_size, checkpoint_every and kojima_max_blocks must be >= 1.")
+    check_attention(attention)
     config = {
         "methods": list(methods), "langs": blocks.langs, "seq_len": blocks.seq_len,
         "batch_size": batch_size, "seed": blocks.seed, "target": target, "attention": attention,
+        "gated_mlp_rule": gated_mlp_rule(attention),
         "objective": objective, "ablation_layers": layers if "ablation" in methods else None,
         "kojima_max_blocks": kojima_max_blocks if "kojima" in methods else None,
         "max_tokens_per_lang": max_tokens_per_lang, "blocks_sha256": _fingerprint(blocks),
@@ -153,9 +168,10 @@ def compute_stats(
     folder = Path(output_dir) if output_dir is not None else None
     if folder is not None and (folder / META_FILE).is_file():
         done = NeuronStats.load(folder)
-        if done.config != config or done.spec.to_dict() != spec.to_dict():
-            differ = sorted(k for k in config.keys() | done.config.keys()
-                            if config.get(k) != done.config.get(k))  # fmt: skip
+        saved = upgrade_config(done.config)
+        if saved != config or done.spec.to_dict() != spec.to_dict():
+            differ = sorted(k for k in config.keys() | saved.keys()
+                            if config.get(k) != saved.get(k))  # fmt: skip
             if done.spec.to_dict() != spec.to_dict():
                 differ.append("model spec")
             raise CraneLensError(
@@ -598,7 +614,7 @@ class _Engine:
         if not meta_path.is_file():
             return 0
         meta = json.loads(meta_path.read_text(encoding="utf-8"))
-        if meta["config"] != self.config or meta["spec"] != self.spec.to_dict():
+        if upgrade_config(meta["config"]) != self.config or meta["spec"] != self.spec.to_dict():
             raise CraneLensError(
                 f"{folder} holds a checkpoint of a different run (other model, data or "
                 "settings); choose another output_dir or delete that folder to start over."

@@ -118,12 +118,14 @@ def _input_relevance(model, tokens, attention):  # type: ignore[no-untyped-def]
 CONSERVATION_ULPS = 8  # 12x the worst measured; AttnLRP's absorbed relevance is ~1900 eps·Σ|x·g|
 
 
+@pytest.mark.parametrize("attention", ["cp", "cp-attention"])
 @pytest.mark.parametrize("arch", ["llama", "qwen2", "gpt2", "bloom", "gemma2"])
-def test_cp_lrp_conserves_relevance_on_bias_free_models(tiny_checkpoints, arch) -> None:  # type: ignore[no-untyped-def]
+def test_cp_lrp_conserves_relevance_on_bias_free_models(tiny_checkpoints, arch, attention) -> None:  # type: ignore[no-untyped-def]
+    """Both CP variants: the gate detached (lxt's CP-LRP) or halved with the identity rule."""
     model = cl.load_model(tiny_checkpoints[arch])
     tokens = torch.randint(2, 300, (2, 12))
     tokens[:, 0] = 0
-    explained, relevance, mass = _input_relevance(model, tokens, "cp")
+    explained, relevance, mass = _input_relevance(model, tokens, attention)
     assert abs(relevance - explained) <= CONSERVATION_ULPS * EPS32 * mass
 
 
