@@ -106,7 +106,7 @@ lock:
 	$(PYTHON) -m venv .venv-tools
 	.venv-tools/bin/pip install $(PIP_QUIET) "pip-tools==7.6.2"
 	echo "torch==$(TORCH_VERSION)" > .venv-tools/torch.txt
-	CUSTOM_COMPILE_COMMAND="make lock" .venv-tools/bin/pip-compile --quiet --upgrade --extra dev --extra gemma3 --strip-extras --unsafe-package torch \
+	CUSTOM_COMPILE_COMMAND="make lock" .venv-tools/bin/pip-compile --quiet --upgrade --extra dev --extra gemma3 --extra docs --strip-extras --unsafe-package torch \
 	  --no-emit-index-url --no-emit-find-links --no-emit-trusted-host \
 	  --constraint .venv-tools/torch.txt \
 	  --output-file $(LOCK) pyproject.toml
