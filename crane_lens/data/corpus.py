@@ -56,7 +56,7 @@ class CorpusInfo:
 
 
 class Corpus:
-    """Texts per language (canonical ISO 639-1 codes), in a fixed order.
+    """Texts per language (canonical language tags, see :func:`canonical_lang`), in a fixed order.
 
     Build one with :func:`crane_lens.load_corpus`. Indexing by a language returns its texts:
 
@@ -72,7 +72,7 @@ class Corpus:
     def __init__(self, records: dict[str, list[TextRecord]], info: CorpusInfo) -> None:
         for lang, rows in records.items():
             if lang != canonical_lang(lang):
-                raise ValueError(f"corpus languages must be canonical codes, got {lang!r}")
+                raise ValueError(f"corpus languages must be canonical tags, got {lang!r}")
             if not rows:
                 raise EmptyCorpusError(
                     f"{info.source!r} has no texts for {lang!r} (split {info.split!r}). "
@@ -189,7 +189,10 @@ class Corpus:
             }
         }
         splits = list(volumes)
-        header = f"{'lang':<5}{'language':<12}" + "".join(
+        names = {lang: LANGUAGES[lang].name for lang in self.langs}
+        w_lang = max([4, *map(len, self.langs)]) + 1
+        w_name = max([8, *map(len, names.values())]) + 2
+        header = f"{'lang':<{w_lang}}{'language':<{w_name}}" + "".join(
             f"{split + ' texts':>13}{split + ' chars':>14}" for split in splits
         )
         lines = [
@@ -200,20 +203,19 @@ class Corpus:
             "-" * len(header),
         ]
         for lang in self.langs:
-            name = LANGUAGES[lang].name
             cells = "".join(
                 f"{volumes[s].get(lang, {}).get('texts', 0):>13,}"
                 f"{volumes[s].get(lang, {}).get('chars', 0):>14,}"
                 for s in splits
             )
-            lines.append(f"{lang:<5}{name:<12}{cells}")
+            lines.append(f"{lang:<{w_lang}}{names[lang]:<{w_name}}{cells}")
         lines.append("-" * len(header))
         totals = "".join(
             f"{sum(volumes[s].get(x, {}).get('texts', 0) for x in self.langs):>13,}"
             f"{sum(volumes[s].get(x, {}).get('chars', 0) for x in self.langs):>14,}"
             for s in splits
         )
-        lines.append(f"{'all':<5}{f'{len(self)} langs':<12}{totals}")
+        lines.append(f"{'all':<{w_lang}}{f'{len(self)} langs':<{w_name}}{totals}")
         return "\n".join(lines)
 
     # ---------------------------------------------------------------- conversion

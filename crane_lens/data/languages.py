@@ -1,23 +1,38 @@
-"""Language codes: one canonical ISO 639-1 code per language.
+"""Language tags: one canonical tag per language (and script), for any language.
 
-Every public function of crane_lens takes and returns canonical two-letter ISO 639-1 codes
-(``"en"``, ``"zh"``, ``"vi"``). :func:`canonical_lang` accepts the forms users actually have at
-hand and maps them onto those codes:
+Every public function of crane_lens takes language tags in any standard form and returns
+canonical ones. :func:`canonical_lang` accepts any valid BCP-47 tag, ISO 639-1 or ISO 639-3
+code, and FLORES-200 code (``"vie_Latn"``), and returns the shortest standard tag of its
+language and script, through ``langcodes`` (CLDR data):
 
-* BCP-47 tags with script or region subtags (``"zh-Hans"``, ``"pt-BR"``, ``"en_US"``);
-* ISO 639-3 codes, including the individual codes of macrolanguages that corpora use
-  (``"eng"``, ``"cmn"`` → ``"zh"``, ``"arb"`` → ``"ar"``);
-* FLORES-200 codes (``"eng_Latn"``, ``"zho_Hans"``).
+* **Language**: the shortest ISO 639 code (``"eng"`` → ``"en"``), deprecated codes replaced
+  (``"iw"`` → ``"he"``, ``"in"`` → ``"id"``, ``"tl"`` → ``"fil"``, ``"sh"`` → ``"sr-Latn"``).
+  An individual language of a macrolanguage maps to the macrolanguage only where CLDR says the
+  macrolanguage is its usual name: ``"cmn"`` → ``"zh"``, ``"arb"`` → ``"ar"``, ``"pes"`` →
+  ``"fa"``, ``"zsm"`` → ``"ms"``, ``"swh"`` → ``"sw"``, ``"lvs"`` → ``"lv"``. Other members
+  stay distinct languages: ``"yue"`` (Cantonese), ``"wuu"``, ``"nan"``, ``"arz"`` (Egyptian
+  Arabic), ``"nb"`` and ``"nn"`` (``"no"`` is Norwegian without saying which).
+* **Script**: kept when it is not the language's usual one (CLDR likely subtags), dropped when
+  it is: ``"zh-Hant"``, ``"sr-Latn"``, ``"yue-Hans"``, ``"ar-Latn"`` stay; ``"zh-Hans"`` →
+  ``"zh"``, ``"sr-Cyrl"`` → ``"sr"``, ``"yue-Hant"`` → ``"yue"``, ``"kor_Hang"`` → ``"ko"``. A
+  region that implies a script keeps it (``"zh-TW"`` → ``"zh-Hant"``, ``"sr-ME"`` →
+  ``"sr-Latn"``). For a language CLDR has no usual script for, a script given is kept.
+* **Region, variants, extensions** are dropped: ``"pt-BR"`` → ``"pt"``, ``"en_US"`` → ``"en"``.
+  The analyses group text by language and script; regional variants are one language.
 
-Script and region are dropped on purpose: the neuron analyses group text by language, and a
-corpus that mixes ``zh-Hans`` with ``zh-Hant`` is still one language to the model's tokenizer.
+Tags that name no language (``"und"``, ``"mul"``, ``"zxx"``, ``"mis"``) and invalid tags
+(``"xx-not-a-lang"``) are refused. The built-in corpus keeps its 17 two-letter codes.
 """
 
 from __future__ import annotations
 
 import re
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass
+from functools import cache, lru_cache
+
+import langcodes
+from langcodes.data_dicts import LIKELY_SUBTAGS
 
 from crane_lens.errors import UnknownLanguageError
 
@@ -27,10 +42,12 @@ class LanguageInfo:
     """Facts about one language.
 
     Attributes:
-        code: Canonical ISO 639-1 code.
-        name: English name.
-        iso639_3: ISO 639-3 code (for macrolanguages, the code FLORES-200 uses).
-        script: ISO 15924 script of the usual written form (FLORES-200's choice).
+        code: Canonical tag (``"vi"``, ``"zh-Hant"``, ``"yue"``, ``"ceb"``).
+        name: English name from CLDR (``language_data``), e.g. ``"Chinese (Traditional)"``.
+        iso639_3: ISO 639-3 code; for a macrolanguage the individual language FLORES-200 uses
+            (``"arb"`` for ``"ar"``).
+        script: ISO 15924 script: the tag's own, else the language's usual one (FLORES-200's
+            choice where it differs from CLDR's), ``"Zzzz"`` where unknown.
     """
 
     code: str
@@ -44,104 +61,83 @@ class LanguageInfo:
         return f"{self.iso639_3}_{self.script}"
 
 
-_TABLE: tuple[LanguageInfo, ...] = (
-    LanguageInfo("af", "Afrikaans", "afr", "Latn"),
-    LanguageInfo("ar", "Arabic", "arb", "Arab"),
-    LanguageInfo("bg", "Bulgarian", "bul", "Cyrl"),
-    LanguageInfo("bn", "Bengali", "ben", "Beng"),
-    LanguageInfo("ca", "Catalan", "cat", "Latn"),
-    LanguageInfo("cs", "Czech", "ces", "Latn"),
-    LanguageInfo("da", "Danish", "dan", "Latn"),
-    LanguageInfo("de", "German", "deu", "Latn"),
-    LanguageInfo("el", "Greek", "ell", "Grek"),
-    LanguageInfo("en", "English", "eng", "Latn"),
-    LanguageInfo("es", "Spanish", "spa", "Latn"),
-    LanguageInfo("et", "Estonian", "est", "Latn"),
-    LanguageInfo("eu", "Basque", "eus", "Latn"),
-    LanguageInfo("fa", "Persian", "pes", "Arab"),
-    LanguageInfo("fi", "Finnish", "fin", "Latn"),
-    LanguageInfo("fr", "French", "fra", "Latn"),
-    LanguageInfo("he", "Hebrew", "heb", "Hebr"),
-    LanguageInfo("hi", "Hindi", "hin", "Deva"),
-    LanguageInfo("hr", "Croatian", "hrv", "Latn"),
-    LanguageInfo("hu", "Hungarian", "hun", "Latn"),
-    LanguageInfo("id", "Indonesian", "ind", "Latn"),
-    LanguageInfo("it", "Italian", "ita", "Latn"),
-    LanguageInfo("ja", "Japanese", "jpn", "Jpan"),
-    LanguageInfo("ko", "Korean", "kor", "Hang"),
-    LanguageInfo("lt", "Lithuanian", "lit", "Latn"),
-    LanguageInfo("lv", "Latvian", "lvs", "Latn"),
-    LanguageInfo("ms", "Malay", "zsm", "Latn"),
-    LanguageInfo("nl", "Dutch", "nld", "Latn"),
-    LanguageInfo("no", "Norwegian", "nob", "Latn"),
-    LanguageInfo("pl", "Polish", "pol", "Latn"),
-    LanguageInfo("pt", "Portuguese", "por", "Latn"),
-    LanguageInfo("ro", "Romanian", "ron", "Latn"),
-    LanguageInfo("ru", "Russian", "rus", "Cyrl"),
-    LanguageInfo("sk", "Slovak", "slk", "Latn"),
-    LanguageInfo("sl", "Slovenian", "slv", "Latn"),
-    LanguageInfo("sr", "Serbian", "srp", "Cyrl"),
-    LanguageInfo("sv", "Swedish", "swe", "Latn"),
-    LanguageInfo("sw", "Swahili", "swh", "Latn"),
-    LanguageInfo("ta", "Tamil", "tam", "Taml"),
-    LanguageInfo("th", "Thai", "tha", "Thai"),
-    LanguageInfo("tr", "Turkish", "tur", "Latn"),
-    LanguageInfo("uk", "Ukrainian", "ukr", "Cyrl"),
-    LanguageInfo("ur", "Urdu", "urd", "Arab"),
-    LanguageInfo("vi", "Vietnamese", "vie", "Latn"),
-    LanguageInfo("zh", "Chinese", "zho", "Hans"),
-)
+# Tags that are valid but name no single language.
+_NOT_A_LANGUAGE = {"und": "undetermined", "mul": "multiple languages", "zxx": "no linguistic "
+                   "content", "mis": "uncoded languages"}  # fmt: skip
+# Scripts that are the usual one under another name (Korean in Hangul only is still Korean).
+_SAME_SCRIPT = {("ko", "Hang")}
+# FLORES-200 names these macrolanguages by an individual language, and Korean's script Hang.
+_FLORES_ISO3 = {
+    "ar": "arb", "az": "azj", "fa": "pes", "fil": "tgl", "ku": "kmr", "lv": "lvs", "mg": "plt",
+    "mn": "khk", "ms": "zsm", "ne": "npi", "no": "nob", "om": "gaz", "or": "ory", "ps": "pbt",
+    "qu": "quy", "sq": "als", "sw": "swh", "uz": "uzn", "yi": "ydd",
+}  # fmt: skip
+_FLORES_SCRIPT = {"ko": "Hang"}
+_EXAMPLES = "'en', 'zh-Hant', 'yue', 'ceb', 'sr-Latn', or FLORES' 'vie_Latn'"
 
-LANGUAGES: dict[str, LanguageInfo] = {info.code: info for info in _TABLE}
 
-# ISO 639-3 → 639-1, plus the individual codes of macrolanguages that corpora label text with.
-_ALIASES: dict[str, str] = {info.iso639_3: info.code for info in _TABLE}
-_ALIASES.update(
-    {
-        # ISO 639-2/B bibliographic codes and macrolanguage members.
-        "ger": "de", "fre": "fr", "dut": "nl", "chi": "zh", "cze": "cs", "gre": "el",
-        "per": "fa", "rum": "ro", "slo": "sk", "baq": "eu", "may": "ms",
-        "cmn": "zh", "yue": "zh", "arb": "ar", "ara": "ar", "fas": "fa", "pes": "fa",
-        "msa": "ms", "zsm": "ms", "nob": "no", "nor": "no", "lav": "lv", "lvs": "lv",
-        "swa": "sw", "swh": "sw", "est": "et", "ekk": "et", "zho": "zh",
-        # Legacy ISO 639-1 codes still found in data (Java locales, old corpora).
-        "iw": "he", "in": "id", "nb": "no",
-    }
-)  # fmt: skip
+def _usual_script(language: str, territory: str | None = None) -> str | None:
+    """CLDR's likely script of a language (in a territory), ``None`` where CLDR has none."""
+    for key in ([f"{language}-{territory}"] if territory else []) + [language]:
+        if key in LIKELY_SUBTAGS:
+            return str(langcodes.Language.get(LIKELY_SUBTAGS[key]).script)
+    return None
 
-_TAG = re.compile(r"^[A-Za-z]{2,3}(?:[-_][A-Za-z0-9]{1,8})*$")
+
+def _refuse(code: object, why: str | None = None) -> UnknownLanguageError:
+    problem = f"Unknown language {code!r}: {why}" if why else f"{code!r} is not a language tag"
+    return UnknownLanguageError(
+        f"{problem}. Use a BCP-47 tag or an ISO 639-1/639-3 code, such as {_EXAMPLES}."
+    )
+
+
+@lru_cache(maxsize=4096)  # corpora call this once per row
+def _canonical(code: str) -> str:
+    primary = re.split(r"[-_]", code, maxsplit=1)[0]
+    if not (primary.isascii() and primary.isalpha()):
+        raise _refuse(code)
+    try:
+        given = langcodes.Language.get(code)
+        tag = langcodes.Language.get(langcodes.standardize_tag(code, macro=True))
+    except ValueError:  # LanguageTagError: malformed
+        raise _refuse(code) from None
+    special = given.language or "und"  # langcodes parses 'und' as no language
+    if special in _NOT_A_LANGUAGE:
+        raise _refuse(code, f"it means {_NOT_A_LANGUAGE[special]}, not one language")
+    if not given.is_valid() or not tag.language:
+        language = given.language
+        if language and not langcodes.Language.make(language=language).is_valid():
+            raise _refuse(code, f"{language!r} is not an ISO 639 language code")
+        raise _refuse(code, "it has a subtag that is not registered")
+    script = tag.script or _usual_script(tag.language, tag.territory)
+    usual = _usual_script(tag.language)
+    if script is None or script == usual or (tag.language, script) in _SAME_SCRIPT:
+        return str(tag.language)
+    return f"{tag.language}-{script}"
 
 
 def canonical_lang(code: str) -> str:
-    """Map a language tag to its canonical ISO 639-1 code.
+    """The canonical tag of a language tag: its language and, when unusual, its script.
 
     Args:
-        code: An ISO 639-1/639-3 code, a BCP-47 tag or a FLORES-200 code.
+        code: A BCP-47 tag, an ISO 639-1/639-3 code or a FLORES-200 code, any case, ``-`` or
+            ``_``.
 
     Returns:
-        The two-letter code, e.g. ``"zh"`` for ``"zh-Hans"``, ``"cmn"`` or ``"zho_Hans"``.
+        The shortest standard tag of the language and script (see the module docstring).
 
     Raises:
-        UnknownLanguageError: The tag is malformed or its language is not in crane_lens' table.
+        UnknownLanguageError: The tag is malformed, not registered, or names no language.
 
     Example:
         >>> canonical_lang("pt-BR"), canonical_lang("zho_Hans"), canonical_lang("VI")
         ('pt', 'zh', 'vi')
+        >>> canonical_lang("zh-TW"), canonical_lang("yue"), canonical_lang("cmn")
+        ('zh-Hant', 'yue', 'zh')
     """
-    if not isinstance(code, str) or not _TAG.match(code.strip()):
-        raise UnknownLanguageError(
-            f"{code!r} is not a language tag. Use an ISO 639-1 code such as 'en', 'zh' or 'vi' "
-            f"(BCP-47 tags like 'zh-Hans' and FLORES codes like 'vie_Latn' are accepted too)."
-        )
-    primary = re.split(r"[-_]", code.strip())[0].lower()
-    if primary in LANGUAGES:
-        return primary
-    if primary in _ALIASES:
-        return _ALIASES[primary]
-    raise UnknownLanguageError(
-        f"Unknown language {code!r}. Known languages: {', '.join(sorted(LANGUAGES))}. "
-        f"Use one of these ISO 639-1 codes (or a BCP-47/ISO 639-3 form of one)."
-    )
+    if not isinstance(code, str) or not code.strip():
+        raise _refuse(code)
+    return _canonical(code.strip())
 
 
 def canonical_langs(codes: str | Iterable[str]) -> list[str]:
@@ -152,6 +148,10 @@ def canonical_langs(codes: str | Iterable[str]) -> list[str]:
 
     Returns:
         Canonical codes in first-seen order.
+
+    Example:
+        >>> canonical_langs("vi, zh-Hans,en,zh,zh-Hant")
+        ['vi', 'zh', 'en', 'zh-Hant']
     """
     if isinstance(codes, str):
         codes = [c for c in codes.split(",") if c.strip()]
@@ -163,6 +163,60 @@ def canonical_langs(codes: str | Iterable[str]) -> list[str]:
     return out
 
 
+@cache
+def _info(code: str) -> LanguageInfo:
+    tag = langcodes.Language.get(code)
+    language = str(tag.language)
+    script = tag.script or _FLORES_SCRIPT.get(language) or _usual_script(language) or "Zzzz"
+    iso3 = _FLORES_ISO3.get(language) or langcodes.Language.get(language).to_alpha3()
+    return LanguageInfo(code, tag.display_name(), iso3, script)
+
+
 def language_info(code: str) -> LanguageInfo:
-    """Return the :class:`LanguageInfo` of a language given in any accepted form."""
-    return LANGUAGES[canonical_lang(code)]
+    """The :class:`LanguageInfo` of a language given in any accepted form.
+
+    Example:
+        >>> language_info("zh_Hant")
+        LanguageInfo(code='zh-Hant', name='Chinese (Traditional)', iso639_3='zho', script='Hant')
+        >>> language_info("arb").flores, language_info("ceb").name
+        ('arb_Arab', 'Cebuano')
+    """
+    return _info(canonical_lang(code))
+
+
+class LanguageTable(Mapping[str, LanguageInfo]):
+    """:class:`LanguageInfo` by tag, for every language (the type of :data:`LANGUAGES`).
+
+    Looking up or testing membership accepts any valid tag (``LANGUAGES["yue"]``,
+    ``"ceb" in LANGUAGES``); iterating lists the common languages of :data:`COMMON_LANGUAGES`
+    (the languages crane_lens named before it accepted every tag), not every language.
+    """
+
+    def __getitem__(self, code: str) -> LanguageInfo:
+        try:
+            return language_info(code)
+        except UnknownLanguageError as exc:
+            raise KeyError(code) from exc
+
+    def __contains__(self, code: object) -> bool:
+        try:
+            return isinstance(code, str) and bool(canonical_lang(code))
+        except UnknownLanguageError:
+            return False
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(COMMON_LANGUAGES)
+
+    def __len__(self) -> int:
+        return len(COMMON_LANGUAGES)
+
+
+COMMON_LANGUAGES: tuple[str, ...] = (
+    "af", "ar", "bg", "bn", "ca", "cs", "da", "de", "el", "en", "es", "et", "eu", "fa", "fi", "fr",
+    "he", "hi", "hr", "hu", "id", "it", "ja", "ko", "lt", "lv", "ms", "nl", "no", "pl", "pt", "ro",
+    "ru", "sk", "sl", "sr", "sv", "sw", "ta", "th", "tr", "uk", "ur", "vi", "zh",
+)  # fmt: skip
+"""Common languages (what iterating :data:`LANGUAGES` lists); any valid tag works anyway."""
+
+LANGUAGES: Mapping[str, LanguageInfo] = LanguageTable()
+"""Facts about any language by tag: ``LANGUAGES["vi"].name == "Vietnamese"``."""
