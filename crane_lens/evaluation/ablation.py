@@ -182,8 +182,20 @@ class AblationMatrix:
         evaluated languages), ``ratio`` (own / others), ``index`` ((own − others) / (|own| +
         |others|), in [−1, 1]: 1 = only its own language degrades, 0 = no preference),
         ``random_own`` / ``random_own_std`` (random sets of the same per-layer sizes, mean and
-        std over seeds), ``vs_random`` (own / random_own; NaN when the random sets do not raise
-        the NLL at all) and ``z`` ((own − random_own) / std).
+        std over seeds), ``vs_random`` (own − random_own, nats/token: the ΔNLL on the own
+        language beyond what random sets of the same per-layer sizes cause; defined whenever
+        random sets exist, also when they lower the NLL) and ``z`` ((own − random_own) / std;
+        NaN for one seed or a zero std).
+
+        Example:
+            >>> m = AblationMatrix("crane", "zero", ["en", "vi"], ["en", "vi"],
+            ...     baseline={"en": 2.0, "vi": 3.0},
+            ...     nll={"en": {"en": 2.5, "vi": 3.0}, "vi": {"en": 2.0, "vi": 4.0}},
+            ...     random_nll={"en": {"en": [1.9, 1.9], "vi": [3.0, 3.0]},
+            ...                 "vi": {"en": [2.0, 2.0], "vi": [3.1, 3.3]}})
+            >>> sel = m.selectivity().round(2)  # en's random sets lower its NLL: still defined
+            >>> sel[["own", "random_own", "vs_random"]].to_dict("list")
+            {'own': [0.5, 1.0], 'random_own': [-0.1, 0.2], 'vs_random': [0.6, 0.8]}
         """
         import pandas as pd
 
@@ -201,9 +213,8 @@ class AblationMatrix:
                    "index": (own - others) / denom if denom else 0.0}  # fmt: skip
             if rand is not None and spread is not None and a in self.evaluated:
                 r, s = float(rand.loc[a, a]), float(spread.loc[a, a])
-                row |= {"random_own": r, "random_own_std": s,
-                        # A ratio over a random effect ≤ 0 means nothing: z says it instead.
-                        "vs_random": own / r if r > 0 else float("nan"),
+                # A difference, not a ratio: defined when random sets lower the NLL (r ≤ 0).
+                row |= {"random_own": r, "random_own_std": s, "vs_random": own - r,
                         "z": (own - r) / s if s else float("nan")}  # fmt: skip
             rows.append(row)
         return pd.DataFrame(rows).set_index("masked")

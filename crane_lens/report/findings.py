@@ -111,7 +111,8 @@ def run_warnings(matrices: Mapping[str, AblationMatrix]) -> list[str]:
     """The estimates of a run that need care, one sentence each (empty when none).
 
     Checks: few or no random control seeds (vs_random and z rest on them), a random std of 0 or
-    NaN (z undefined), random sets that do not raise the NLL (vs_random undefined), empty sets,
+    NaN (z undefined), random sets that lower the NLL or leave it unchanged (random_own ≤ 0:
+    vs_random = own − random_own then credits the set with their improvement too), empty sets,
     and set sizes that differ between methods for the same language.
 
     Example:
@@ -146,7 +147,7 @@ def run_warnings(matrices: Mapping[str, AblationMatrix]) -> list[str]:
                 "deviation, and so vs_random and z, are rough estimates (a std from "
                 f"{seeds[0]} samples can be off several-fold). " + rerun
             )
-    no_z, no_ratio, empty = [], [], []
+    no_z, not_raised, empty = [], [], []
     for method, matrix in matrices.items():
         sel = matrix.selectivity()
         for lang, row in sel.iterrows():
@@ -157,17 +158,18 @@ def run_warnings(matrices: Mapping[str, AblationMatrix]) -> list[str]:
                 if not (math.isfinite(std) and std > 0):
                     no_z.append(f"{method} {lang}")
                 if not row["random_own"] > 0:
-                    no_ratio.append(f"{method} {lang}")
+                    not_raised.append(f"{method} {lang}")
     if no_z and seeds and seeds[0] > 1:  # one seed is covered by the warning above
         warnings.append(
             f"z is undefined for {_listing(no_z)}: the random sets' ΔNLL has a standard deviation "
             "of 0 or NaN, so it says nothing about their spread; compare own with random_own."
         )
-    if no_ratio:
+    if not_raised:
         warnings.append(
-            f"vs_random is undefined for {_listing(no_ratio)}: random sets of the same sizes did "
-            "not raise that language's NLL on average; read "
-            f"{'z and ' if seeds[0] > 1 else ''}random_own instead."
+            f"Random sets do not raise the NLL for {_listing(not_raised)}: masking random "
+            "neurons of the same per-layer sizes lowered that language's NLL or left it "
+            "unchanged on average (random_own ≤ 0), so vs_random = own − random_own exceeds "
+            "own there: it counts that improvement too. Read own beside it."
         )
     if empty:
         warnings.append(

@@ -41,8 +41,8 @@ DEFINITIONS = {
              "degrades, 0 = no preference.",
     "random own": "the own ΔNLL of random sets with the same per-layer sizes, mean ± "
                   "standard deviation over the random seeds.",
-    "vs_random": "own ÷ random own: how many times more than masking as many arbitrary "
-                 "neurons (n/a when the random sets do not raise the NLL).",
+    "vs_random": "own − random own, in nats per token: the ΔNLL beyond what masking as many "
+                 "arbitrary neurons (same per-layer sizes) causes; above 0 = worse than chance.",
     "z": f"(own − random mean) ÷ random std: how many standard deviations above chance; "
          f"z ≥ {Z_CLEAR:g} (highlighted) is clearly above the random control.",
 }  # fmt: skip
@@ -242,7 +242,7 @@ def _selectivity(result: RunResult) -> str:
             if z.text != "n/a" and float(row["z"]) >= Z_CLEAR:
                 z = Cell(z.text, True, f"z ≥ {Z_CLEAR:g}", "good")
             out += [Cell(spread, True),
-                    _num(row["vs_random"], 1, why_missing="random sets do not raise the NLL"), z]  # fmt: skip
+                    _num(row["vs_random"], why_missing="no random sets for this language"), z]  # fmt: skip
         return out
 
     headers = [("method", False), ("masked set", False), ("neurons", True), ("own", True),

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import math
+
 import pytest
 import torch
 
@@ -106,13 +108,33 @@ def test_selectivity_by_hand_and_round_trip(tmp_path) -> None:  # type: ignore[n
     assert table.loc["en", "ratio"] == pytest.approx(2.0)
     assert table.loc["en", "index"] == pytest.approx(1 / 3)
     assert table.loc["en", "random_own"] == pytest.approx(0.2)
-    assert table.loc["en", "vs_random"] == pytest.approx(5.0)
+    assert table.loc["en", "vs_random"] == pytest.approx(1.0 - 0.2)  # own − random_own
     # zh: own 2.0, others 0 → index exactly 1, ratio undefined.
     assert table.loc["zh", "index"] == pytest.approx(1.0)
     assert matrix.relative().loc["zh", "zh"] == pytest.approx(2 / 3)
     loaded = AblationMatrix.load(matrix.save(tmp_path))
     assert loaded.to_dict() == matrix.to_dict()
     assert (tmp_path / "delta.csv").is_file() and (tmp_path / "selectivity.csv").is_file()
+
+
+def test_vs_random_is_defined_when_random_sets_lower_the_nll() -> None:
+    """own − random_own, finite whatever the sign of the random effect (a ratio would not be);
+    z NaN only where the random std is 0 (one seed)."""
+    matrix = AblationMatrix(
+        "toy", "zero", ["en", "zh"], ["en", "zh"],
+        baseline={"en": 2.0, "zh": 3.0},
+        nll={"en": {"en": 2.4, "zh": 3.1}, "zh": {"en": 2.0, "zh": 3.0}},
+        random_nll={"en": {"en": [1.8, 1.9], "zh": [3.0, 3.0]},  # en: random sets lower it
+                    "zh": {"en": [2.0], "zh": [3.0]}},  # zh: one seed, no change at all
+    )  # fmt: skip
+    table = matrix.selectivity()
+    assert table["vs_random"].notna().all()
+    expected = table["own"] - table["random_own"]
+    assert table["vs_random"].tolist() == expected.tolist()
+    assert table.loc["en", "random_own"] == pytest.approx(-0.15)
+    assert table.loc["en", "vs_random"] == pytest.approx(0.4 + 0.15)
+    assert table.loc["en", "z"] == pytest.approx(0.55 / (0.1 / 2**0.5))  # std of [-.2, -.1]
+    assert table.loc["zh", "vs_random"] == 0.0 and math.isnan(table.loc["zh", "z"])
 
 
 def test_relevance_share_by_hand() -> None:

@@ -89,12 +89,13 @@ def test_few_seeds_are_flagged_once() -> None:
     assert only.startswith("No random control sets")
 
 
-def test_undefined_z_and_vs_random_are_named() -> None:
+def test_undefined_z_and_random_sets_that_do_not_raise_the_nll_are_named() -> None:
     warnings = run_warnings({"crane": matrix(seeds=[0.02] * 5), "lape": matrix("lape", seeds=[-0.01] * 5)})  # fmt: skip
     z = next(w for w in warnings if w.startswith("z is undefined"))
     assert "crane en, crane zh, crane vi" in z and "lape en" in z
-    ratio = next(w for w in warnings if w.startswith("vs_random is undefined"))
-    assert "lape en" in ratio and "crane" not in ratio
+    lower = next(w for w in warnings if w.startswith("Random sets do not raise the NLL"))
+    assert "lape en" in lower and "crane" not in lower and "random_own ≤ 0" in lower
+    assert not any("vs_random is undefined" in w for w in warnings)  # it never is now
 
 
 def test_different_set_sizes_between_methods_are_flagged() -> None:
