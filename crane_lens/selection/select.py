@@ -95,6 +95,7 @@ def select_language_neurons(
     rule: Rule | None = None,
     langs: list[str] | None = None,
     lape_ratio: float = ACTIVATION_BAR_RATIO,
+    top_rate: float | None = None,
 ) -> LanguageNeurons:
     """Select each language's neurons.
 
@@ -112,13 +113,18 @@ def select_language_neurons(
         langs: Languages to select for (default: all of ``stats``); specificity contrasts them
             with each other only.
         lape_ratio: LAPE's activation-threshold quantile.
+        top_rate: LAPE only (not with ``k``; overrides ``budget``): its published budget — keep
+            ``round(top_rate × all MLP neurons)`` neurons *in total* by lowest entropy, each
+            assigned to every language whose activation probability passes the bar (the
+            recipe's ``top_rate = 0.01``). The config records ``top_rate`` (the total fraction
+            used) and ``budget_semantics`` either way.
 
     Returns:
         :class:`LanguageNeurons`, each language's set in rank order.
 
     Raises:
         KeyError: ``method`` (or ``statistic``) was not computed in ``stats``.
-        ValueError: Bad budget/k or rule.
+        ValueError: Bad budget/k/top_rate or rule, or ``top_rate`` with another rule or ``k``.
 
     Example:
         >>> import crane_lens as cl
@@ -141,6 +147,15 @@ def select_language_neurons(
         raise ValueError(f"Unknown rule {rule!r}; choose from {RULES}.")
     if rule == "lape" and statistic != "activation_probability":
         raise ValueError("rule='lape' ranks activation probabilities: use it with method='lape'.")
+    if top_rate is not None:
+        if rule != "lape":
+            raise ValueError(f"top_rate is LAPE's budget: use it with rule='lape', not {rule!r}.")
+        if k is not None:
+            raise ValueError("Give top_rate (LAPE's total fraction) or k (per language), not both.")
+        if not 0 < top_rate <= 1:
+            raise ValueError(
+                f"top_rate is a fraction of all MLP neurons in (0, 1], not {top_rate}."
+            )
     langs = list(stats.langs if langs is None else langs)
     for lang in langs:
         if lang not in stats.langs:
@@ -148,13 +163,20 @@ def select_language_neurons(
     index = [stats.langs.index(lang) for lang in langs]
     values = stats.scores(statistic)[index]
     n_layers, d_mlp = stats.spec.n_layers, stats.spec.d_mlp
-    per_lang = budget_to_k(stats.spec.n_neurons, None if k is not None else budget, k)
+    if top_rate is not None:  # a total, not a per-language budget
+        budget, per_lang = None, None
+    else:
+        per_lang = budget_to_k(stats.spec.n_neurons, None if k is not None else budget, k)
     config = {"statistic": statistic, "rule": rule, "budget": budget, "k": per_lang,
               "langs": langs, "stats_config": stats.config}  # fmt: skip
     ranked, scores = {}, {}
     if rule == "lape":
-        top_rate = per_lang * len(langs) / stats.spec.n_neurons
-        config |= {"top_rate": top_rate, "activation_bar_ratio": lape_ratio}
+        semantics = "total (published top_rate)" if top_rate is not None else "per language"
+        if top_rate is None:
+            assert per_lang is not None
+            top_rate = per_lang * len(langs) / stats.spec.n_neurons
+        config |= {"top_rate": top_rate, "budget_semantics": semantics,
+                   "activation_bar_ratio": lape_ratio}  # fmt: skip
         entropy = lape_entropy(values, lape_ratio)
         for lang, layers in zip(langs, lape_neurons(values, top_rate, lape_ratio), strict=True):
             pairs = pairs_from_layers(layers)
@@ -163,6 +185,7 @@ def select_language_neurons(
             order = torch.sort(-negated, stable=True).indices
             ranked[lang], scores[lang] = pairs[order], negated[order]
     else:
+        assert per_lang is not None  # top_rate (no per-language count) is LAPE's alone
         if rule == "top":
             ranking, eligible = values, torch.ones_like(values, dtype=torch.bool)
         else:

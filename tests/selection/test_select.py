@@ -87,6 +87,82 @@ def test_lape_rule_is_lapes_own_assignment() -> None:
         select_language_neurons(stats, "mean_activation", rule="lape")
 
 
+def _identify_py(probs: torch.Tensor, top_rate: float) -> dict[int, set[tuple[int, int]]]:
+    """LAPE's published identify.py, written from its description (Tang et al. 2024): entropy
+    of each neuron's normalised activation probabilities over languages; neurons with no
+    probability above the 95 % quantile of all probabilities dismissed; the round(N · top_rate)
+    lowest-entropy neurons of all N kept; each assigned to every language whose probability
+    exceeds the activation bar (the same 95 % quantile). -> language index -> {(layer, neuron)}.
+    """
+    activation_probs = probs.permute(1, 2, 0)  # layer × neuron × lang, as identify.py holds it
+    normed = activation_probs / activation_probs.sum(dim=-1, keepdim=True)
+    normed[torch.isnan(normed)] = 0
+    log_probs = torch.where(normed > 0, normed.log(), 0)
+    entropy = -torch.sum(normed * log_probs, dim=-1)
+    flat = activation_probs.flatten()
+    top_prob_value = flat.kthvalue(round(len(flat) * 0.95)).values.item()
+    entropy[(activation_probs > top_prob_value).sum(dim=-1) == 0] = torch.inf
+    flat_entropy = entropy.flatten()
+    _, index = flat_entropy.topk(round(len(flat_entropy) * top_rate), largest=False)
+    rows, cols = index // entropy.size(1), index % entropy.size(1)
+    selected = activation_probs[rows, cols].transpose(0, 1)  # lang × kept
+    bar = flat.kthvalue(round(len(flat) * 0.95)).values.item()
+    out: dict[int, set[tuple[int, int]]] = {i: set() for i in range(probs.shape[0])}
+    for lang, j in zip(*torch.where(selected > bar), strict=True):
+        out[int(lang)].add((int(rows[j]), int(cols[j])))
+    return out
+
+
+def _lape_stats(probs: torch.Tensor) -> NeuronStats:
+    n_lang, n_layers, d_mlp = probs.shape
+    langs = [f"l{i:02d}" for i in range(n_lang)]
+    stats = NeuronStats(_spec(n_layers, d_mlp), ("lape",))
+    for i, lang in enumerate(langs):
+        stats.sums[lang] = {"act_on": probs[i] * 10, "act_sum": probs[i]}
+        stats.n_tokens[lang] = 10
+    return stats
+
+
+def test_published_top_rate_keeps_lapes_total_count_set_for_set() -> None:
+    """17 languages × 4 layers × 1024 neurons (crane-tiny's shape): top_rate=0.01 keeps
+    round(0.01 · 4096) = 41 neurons in total — not 41 per language — exactly identify.py's."""
+    probs = torch.rand(17, 4, 1024, generator=torch.Generator().manual_seed(1)) ** 3
+    stats = _lape_stats(probs)
+    neurons = select_language_neurons(stats, "lape", top_rate=0.01)
+    reference = _identify_py(probs, 0.01)
+    union = set().union(*reference.values())
+    assert len(union) == round(0.01 * 4096) == 41
+    mine = {i: {tuple(pair) for pair in neurons.ranked[lang].tolist()}
+            for i, lang in enumerate(neurons.langs)}  # fmt: skip
+    assert mine == reference  # every language's set, set for set
+    assert set().union(*mine.values()) == union
+    recorded = {key: neurons.config[key] for key in ("top_rate", "budget_semantics", "budget", "k")}
+    assert recorded == {"top_rate": 0.01, "budget_semantics": "total (published top_rate)",
+                        "budget": None, "k": None}  # fmt: skip
+    # The default budget is per language on average: 17 × 41 of the 4096 neurons.
+    per_lang = select_language_neurons(stats, "lape", budget=0.01)
+    assert per_lang.config["budget_semantics"] == "per language"
+    assert per_lang.config["top_rate"] == pytest.approx(17 * 41 / 4096)
+    total = set().union(*({tuple(p) for p in per_lang.ranked[lang].tolist()}
+                          for lang in per_lang.langs))  # fmt: skip
+    assert len(total) == 17 * 41
+
+
+def test_top_rate_is_lapes_alone_and_exclusive_with_k() -> None:
+    stats = _lape_stats(torch.rand(3, 2, 100, generator=torch.Generator().manual_seed(0)))
+    with pytest.raises(ValueError, match="rule='lape'"):
+        select_language_neurons(stats, "lape", rule="top", top_rate=0.01)
+    with pytest.raises(ValueError, match="not both"):
+        select_language_neurons(stats, "lape", k=5, top_rate=0.01)
+    for bad in (0.0, 1.5):
+        with pytest.raises(ValueError, match=r"\(0, 1\]"):
+            select_language_neurons(stats, "lape", top_rate=bad)
+    # top_rate overrides budget: the same selection whatever budget says.
+    a = select_language_neurons(stats, "lape", top_rate=0.05, budget=0.3)
+    b = select_language_neurons(stats, "lape", top_rate=0.05)
+    assert all(torch.equal(a.ranked[lang], b.ranked[lang]) for lang in a.langs)
+
+
 def test_budget_and_bad_input() -> None:
     assert budget_to_k(4096, 0.01, None) == 41
     assert budget_to_k(4096, None, 7) == 7
