@@ -116,12 +116,12 @@ def _text_layout(name: str) -> tuple[dict[str, Path], Path | None]:
 
 
 def _read_lang_files(
-    root: Path, langs: list[str] | None, unit: TextUnit, where: str
+    root: Path, langs: list[str] | None, unit: TextUnit, where: str, shown: str
 ) -> dict[str, list[TextRecord]]:
     files: dict[str, list[Path]] = {}
     for path in sorted(root.glob("*.txt*")):
         files.setdefault(_lang_of_file(path), []).append(path)
-    _check_langs(langs, list(files), str(root))
+    _check_langs(langs, list(files), shown)
     records = {}
     for lang in langs or list(files):
         rows = [
@@ -162,10 +162,12 @@ def load_text_folder(
     explicit, root = _text_layout(name)
     if root is None:
         check_split(split, explicit, name)
-        records = _read_lang_files(explicit[split], langs, unit, f" (split {split!r})")
+        shown = str(explicit[split])
+        records = _read_lang_files(explicit[split], langs, unit, f" (split {split!r})", shown)
         return Corpus(records, CorpusInfo(name, split, description="text files"))
     check_split(split, HELD_OUT_SPLITS, name)
-    parts = hold_out(_read_lang_files(root, langs, unit, ""), name, unit=unit)
+    shown = name if root == Path(name) else str(root)
+    parts = hold_out(_read_lang_files(root, langs, unit, "", shown), name, unit=unit)
     description = f"text files, {HELD_OUT_FRACTION:.0%} held out as eval"
     return Corpus(parts[split], CorpusInfo(name, split, description, volumes=volumes(parts)))
 
