@@ -9,7 +9,9 @@ Rules (``rule=``), each applied to one statistic of :class:`~crane_lens.stats.Ne
 * ``"contrast_mean"`` — as ``specificity`` but against the *mean* of the other languages.
 * ``"top"`` — the top-k neurons by the raw statistic (the default for ``attribution``,
   ``grad_act``, ``kojima``, ``plnd``): what those methods rank, not made specific.
-* ``"lape"`` — LAPE's own entropy ranking and threshold assignment (only for ``lape``).
+* ``"lape"`` — LAPE's own entropy ranking and threshold assignment (only for ``lape``); its
+  budget is the published ``top_rate`` (a fraction of all neurons *in total*) when given,
+  otherwise ``budget``/``k`` per language on average.
 
 Ties always break by (score, layer, neuron index): a stable sort of the negated scores over
 the flattened ``layer × neuron`` grid.
