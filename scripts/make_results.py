@@ -237,7 +237,8 @@ def write_docs(args: Any, out: Path, neurons: dict[str, Any], matrices: dict[str
         f"language whose {sel.n_neurons.iloc[0]}-neuron CRANE set is zero-ablated; columns: the "
         "evaluated language. Diagonal = own language.\n\n" + fmt(crane.delta(), 2) + "\n\n"
         "Per language — own ΔNLL, mean over the other 16, random sets of the same per-layer "
-        f"sizes ({args.seeds} seeds, mean ± std) and the ratios:\n\n"
+        f"sizes ({args.seeds} seeds, mean ± std), vs_random = own − random_own (the ΔNLL beyond "
+        "the random sets') and z = vs_random ÷ random_own_std:\n\n"
         + fmt(sel[["n_neurons", "own", "others", "ratio", "index", "random_own", "random_own_std",
                    "vs_random", "z"]]) + "\n"
     )  # fmt: skip

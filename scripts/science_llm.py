@@ -14,14 +14,16 @@ installed (``pip install kaleido``; Debian: ``apt install chromium``). Stages, c
 informative first:
 
 1. statistics on the train split of all 17 languages: crane (AttnLRP), attribution, grad_act,
-   lape, kojima, plnd in one pass; CRANE again with CP-LRP;
+   lape, kojima, plnd in one pass; CRANE again with CP-LRP's attention rule only
+   (``attention="cp-attention"``, in the folder ``stats_cp``: what ``"cp"`` meant when these
+   results were made; lxt's full CP-LRP, ``"cp"``, also detaches the MLP gate);
 2. the 17 × 17 ablation matrices at the main budget (--budget) for every method, each with random
    control sets of its own per-layer sizes (--seeds);
 3. the budget sweep (--sweep, --sweep-methods): each method's matrix at each budget, i.e. own vs
    others ΔNLL as the sets grow (method by method, so a cut-short run leaves whole curves; a
    budget written BUDGET=m1+m2 is measured for those methods only);
-4. zero- vs mean-ablation (CRANE and LAPE, main budget), CP-LRP's sets, and how much of a layer's
-   MLP output survives zero-ablation (what a post-MLP norm rescales);
+4. zero- vs mean-ablation (CRANE and LAPE, main budget), the attention-only CP-LRP sets, and
+   how much of a layer's MLP output survives zero-ablation (what a post-MLP norm rescales);
 5. causality: exact single-neuron ablation of --causal-neurons sampled neurons in each of
    --causal-layers, against every method's score for that neuron (Spearman, per language);
 6. benchmarks under masking (en, zh, vi): multiple-choice accuracy and the language of greedy
@@ -50,6 +52,7 @@ from crane_lens.intervention.hooks import Intervention, intervention
 from crane_lens.model.installable import crane_lens_home
 from crane_lens.plots import NamedFigure, budget_sweep, sweep_table
 from crane_lens.report.export import check_exporter, export_figures
+from crane_lens.stats.lrp import upgrade_config
 from crane_lens.stats.model_parts import down_projection_rows
 from crane_lens.utils.io import write_json, write_text
 from crane_lens.utils.markdown import update_marked_block
@@ -58,6 +61,10 @@ from crane_lens.utils.ranking import spearman
 log = logging.getLogger("science_llm")
 PAPER = ["en", "zh", "vi"]
 METHODS = ["crane", "lape", "attribution", "grad_act", "kojima", "plnd"]
+# Statistics key (folder stats_<key>, neurons <key>_*, matrix crane_<key>_*) -> CRANE's LRP rules.
+# "cp" holds the attention-only variant: a full CP-LRP run would need a key of its own.
+ATTENTION = {"main": "attnlrp", "cp": "cp-attention"}
+CP_LABEL = 'CP-LRP, attention only: attention="cp-attention"'
 SEQ_LEN, EVAL_SEQ_LEN = 128, 256
 
 
@@ -87,8 +94,10 @@ class Science:
                 done = cl.NeuronStats.load(folder)
                 mine = {"methods": methods, "seq_len": SEQ_LEN, "batch_size": self.args.batch_size,
                         "max_tokens_per_lang": self.args.max_tokens,
-                        "attention": "attnlrp" if key == "main" else "cp"}  # fmt: skip
-                differ = [k for k, v in mine.items() if done.config.get(k) != v]
+                        "attention": ATTENTION[key]}  # fmt: skip
+                # An old "cp" (no gated_mlp_rule recorded) reads as the "cp-attention" it was.
+                saved = upgrade_config(done.config)
+                differ = [k for k, v in mine.items() if saved.get(k) != v]
                 if differ:
                     raise SystemExit(f"{folder} holds statistics with other {differ}.")
                 self._stats[key] = done
@@ -96,7 +105,7 @@ class Science:
             self._stats[key] = cl.compute_stats(
                 self.model, self.train, methods, seq_len=SEQ_LEN, batch_size=self.args.batch_size,
                 max_tokens_per_lang=self.args.max_tokens, output_dir=self.out / f"stats_{key}",
-                checkpoint_every=2, attention="attnlrp" if key == "main" else "cp",
+                checkpoint_every=2, attention=ATTENTION[key],  # type: ignore[arg-type]
             )  # fmt: skip
         return self._stats[key]
 
@@ -156,8 +165,8 @@ class Science:
                                                  seeds=0, mode="mean", values=mean),
             "lape (mean-ablation)": self.matrix(f"lape_{b:g}_mean", self.neurons("lape", b),
                                                 seeds=0, mode="mean", values=mean),
-            "crane (CP-LRP)": self.matrix(f"crane_cp_{b:g}", self.neurons("crane", b, "cp"),
-                                          seeds=0),
+            f"crane ({CP_LABEL})": self.matrix(f"crane_cp_{b:g}", self.neurons("crane", b, "cp"),
+                                               seeds=0),
         }  # fmt: skip
 
     @torch.no_grad()
@@ -380,7 +389,8 @@ def _blocks(science: Science, path: Path, parts: dict[str, Any]) -> dict[str, st
         jac = science.neurons("crane", b).jaccard(science.neurons("crane", b, "cp"))
         blocks["variants"] = [
             fmt(pd.DataFrame(variants).T), "",
-            "Jaccard overlap of the AttnLRP and CP-LRP CRANE sets per language: "
+            "Jaccard overlap per language of the CRANE sets by AttnLRP and by CP-LRP's "
+            'attention rule only (attention="cp-attention"): '
             + ", ".join(f"{x} {jac.loc[x, x]:.2f}" for x in jac.index),
         ]  # fmt: skip
     if "rescaling" in parts:
@@ -433,7 +443,7 @@ SECTIONS = {
     "main": "Selectivity of every method, all 17 languages",
     "layers": "Where the sets sit",
     "sweep": "Budget sweep: own vs others as the sets grow",
-    "variants": "Zero- vs mean-ablation, AttnLRP vs CP-LRP",
+    "variants": "Zero- vs mean-ablation, AttnLRP vs CP-LRP (attention only)",
     "rescaling": "What the post-feedforward norm does to the surviving neurons",
     "causality": "Causality: scores vs exact single-neuron ablation",
     "benchmarks": "Benchmarks under masking (en, zh, vi)",
