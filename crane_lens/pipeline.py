@@ -27,20 +27,28 @@ Layout of a run folder::
 from __future__ import annotations
 
 import contextlib
+import difflib
 import functools
 import json
 import logging
+import math
 import os
 import shutil
+import tempfile
 from collections.abc import Callable, Iterator
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
-from crane_lens.errors import CraneLensError, OutputExistsError
+from crane_lens.errors import (
+    CraneLensError,
+    MissingLanguageError,
+    ModelLoadError,
+    OutputExistsError,
+)
 from crane_lens.evaluation.ablation import EVAL_BATCH_ROWS, AblationMatrix, ablation_matrix
 from crane_lens.evaluation.relevance import relevance_selectivity
-from crane_lens.intervention.hooks import Mode, intervention_values
+from crane_lens.intervention.hooks import MODES, Mode, intervention_values
 from crane_lens.selection.neurons import LanguageNeurons
 from crane_lens.selection.select import select_language_neurons
 from crane_lens.stats.methods import METHODS
@@ -79,6 +87,16 @@ class RunConfig:
         device: Device (default: CUDA if available, else CPU; under ``torchrun``,
             ``crane-lens run`` gives each rank its own GPU, ``cuda:LOCAL_RANK``).
         dtype: Model dtype (default: the checkpoint's).
+        factor: Multiplier of the chosen neurons for ``mode="scale"`` (required there, and only
+            there): ``0`` is zero ablation, ``0.5`` halves them, ``2`` doubles them.
+        lape_top_rate: LAPE's budget as its published ``top_rate``: the fraction of all MLP
+            neurons kept *in total* (``0.01`` is the published recipe), each kept neuron
+            assigned to every language whose activation probability passes the bar. ``None``
+            (default): ``budget`` per language on average (``top_rate = k × n_langs /
+            n_neurons``), the same size as the other methods' sets.
+
+    Every value is checked on construction; :meth:`validate` also checks them against this
+    machine (the model, the corpus's languages, dtype and device) without loading anything.
     """
 
     model: str = "crane-tiny"
@@ -99,27 +117,49 @@ class RunConfig:
     device: str | None = None
     dtype: str | None = None
 
+    factor: float | None = None
+    lape_top_rate: float | None = None
+
     def __post_init__(self) -> None:
-        unknown = [m for m in self.methods if m not in METHODS or m == "ablation"]
-        if unknown or not self.methods:
-            raise ValueError(
-                f"Unknown selection methods {unknown or self.methods}; choose from "
-                f"{sorted(m for m in METHODS if m != 'ablation')} (random is always included)."
-            )
-        if self.mode == "fixed" and "kojima" not in self.methods:
-            raise ValueError("mode='fixed' uses Kojima's medians: add 'kojima' to methods.")
-        if self.eval_batch_size is not None and self.eval_batch_size < 1:
-            raise ValueError(
-                f"eval_batch_size must be a positive number of rows, not {self.eval_batch_size}; "
-                "leave it unset to size it to the vocabulary."
-            )
+        _check_values(self)
+
+    def validate(self) -> None:
+        """Check every setting, against this machine too, before any model or corpus work.
+
+        The values (:class:`RunConfig` checks them on construction too), then without loading
+        or tokenising anything: the model is a built-in or installed name, a folder with a
+        ``config.json``, or a hub id (in the local hub cache when the hub is offline); the
+        languages are known and the corpus has text for them (built-in corpus, folder of
+        ``<lang>.txt`` files); dtype and device exist here. :func:`run` calls it first.
+
+        Raises:
+            ValueError: A setting out of range (budget, counts, mode...).
+            CraneLensError: A model, corpus, language, dtype or device this machine lacks.
+
+        Example:
+            >>> RunConfig(langs=["en", "vi"]).validate()
+            >>> RunConfig(model="no/such/folder").validate()
+            Traceback (most recent call last):
+            ...
+            crane_lens.errors.ModelLoadError: No such model folder: ...
+        """
+        _check_values(self)
+        _check_model_source(self.model)
+        _check_langs(self.langs, self.corpus)
+        from crane_lens.model.loader import resolve_device, resolve_dtype
+
+        if self.dtype is not None:
+            resolve_dtype(self.dtype)
+        resolve_device(self.device)
 
     @property
     def name(self) -> str:
         """Default run name: model, languages, budget and mode."""
         model = Path(self.model).name or self.model
         langs = "-".join(self.langs) if len(self.langs) <= 4 else f"{len(self.langs)}langs"
-        return f"{model}_{langs}_{self.budget * 100:g}pct_{self.mode}"
+        mode = f"scale{self.factor:g}" if self.mode == "scale" else self.mode
+        lape = "" if self.lape_top_rate is None else f"_lape{self.lape_top_rate:g}"
+        return f"{model}_{langs}_{self.budget * 100:g}pct_{mode}{lape}"
 
     def stats_methods(self) -> list[str]:
         needed = [m for m in self.methods if m != "crane"]
@@ -132,6 +172,159 @@ class RunConfig:
     def eval_rows(self) -> int:
         """Rows per ablation pass: ``eval_batch_size``, or :data:`EVAL_BATCH_ROWS`."""
         return self.eval_batch_size if self.eval_batch_size is not None else EVAL_BATCH_ROWS
+
+
+# -- checks of a RunConfig: values on construction, this machine in validate() ------------------
+
+# The ``crane-lens run`` option of each setting, named in messages (API users know the field).
+_OPTIONS = {"max_tokens_per_lang": "--max-tokens", "eval_tokens_per_lang": "--eval-tokens",
+            "eval_batch_size": "--eval-batch-size", "random_seeds": "--random-seeds",
+            "seq_len": None, "eval_seq_len": None, "batch_size": "--batch-size",
+            "seed": "--seed", "budget": "--budget", "lape_top_rate": "--lape-top-rate",
+            "factor": "--factor"}  # fmt: skip
+
+
+def _setting(name: str) -> str:
+    option = _OPTIONS.get(name)
+    return f"{name} ({option})" if option else name
+
+
+def _is_number(value: object) -> bool:
+    return isinstance(value, int | float) and not isinstance(value, bool) and math.isfinite(value)
+
+
+def _check_fraction(name: str, value: object, example: str) -> None:
+    if not _is_number(value) or not 0 < value <= 1:  # type: ignore[operator]
+        raise ValueError(
+            f"{_setting(name)} must be a fraction of all MLP neurons in (0, 1], e.g. {example}; "
+            f"got {value!r}."
+        )
+
+
+def _check_values(config: RunConfig) -> None:
+    """The checks that need nothing but the settings (cheap: no file, model or corpus)."""
+    unknown = [m for m in config.methods if m not in METHODS or m == "ablation"]
+    if unknown or not config.methods:
+        raise ValueError(
+            f"Unknown selection methods {unknown or config.methods}; choose from "
+            f"{sorted(m for m in METHODS if m != 'ablation')} (random is always included)."
+        )
+    if len(set(config.methods)) < len(config.methods):
+        raise ValueError(f"methods lists a method twice: {config.methods}.")
+    if not config.langs or len(set(config.langs)) < len(config.langs):
+        raise ValueError(f"langs must name at least one language, each once; got {config.langs}.")
+    _check_fraction("budget", config.budget, "0.01 for 1 % per language")
+    if config.lape_top_rate is not None:
+        _check_fraction("lape_top_rate", config.lape_top_rate, "0.01, the published recipe")
+        if "lape" not in config.methods:
+            raise ValueError("lape_top_rate (--lape-top-rate) sets LAPE's budget: add 'lape' to "
+                             f"methods (now {','.join(config.methods)}), or leave it unset.")  # fmt: skip
+    if config.mode not in MODES:
+        raise ValueError(f"Unknown intervention mode {config.mode!r}; choose from {MODES}.")
+    if config.mode == "fixed" and "kojima" not in config.methods:
+        raise ValueError("mode='fixed' uses Kojima's medians: add 'kojima' to methods.")
+    if config.mode == "scale" and not _is_number(config.factor):
+        raise ValueError(
+            f"mode='scale' multiplies the chosen neurons by factor (--factor): give a finite "
+            f"number (0 = zero ablation, 0.5 halves, 2 doubles); got {config.factor!r}."
+        )
+    if config.mode != "scale" and config.factor is not None:
+        raise ValueError(f"factor (--factor) is the multiplier of mode='scale'; mode is "
+                         f"{config.mode!r}. Pass mode='scale' or leave factor unset.")  # fmt: skip
+    if config.target not in ("logit", "logprob"):
+        raise ValueError(f"target must be 'logit' or 'logprob', not {config.target!r}.")
+    positive = ["max_tokens_per_lang", "eval_tokens_per_lang", "seq_len", "eval_seq_len",
+                "batch_size"] + ([] if config.eval_batch_size is None else ["eval_batch_size"])  # fmt: skip
+    for name, low in [*((n, 1) for n in positive), ("random_seeds", 0), ("seed", 0)]:
+        value = getattr(config, name)
+        if not isinstance(value, int) or isinstance(value, bool) or value < low:
+            what = "a positive whole number" if low else "a whole number >= 0"
+            raise ValueError(f"{_setting(name)} must be {what}, not {value!r}.")
+
+
+def corpus_langs(source: str) -> list[str] | None:
+    """The languages of a corpus source, read without loading or tokenising its text.
+
+    The built-in corpus's list, or the file names of a folder of ``<lang>.txt`` files (its
+    ``train``/``eval`` sub-folders included); ``None`` where only loading tells (JSON lines,
+    Hugging Face datasets).
+
+    Raises:
+        CorpusFormatError: ``source`` looks like a path that does not exist, or a file name
+            is no language tag.
+
+    Example:
+        >>> {"en", "zh", "vi"} <= set(corpus_langs("builtin"))
+        True
+    """
+    from crane_lens.data.sources import _detect_format, builtin_langs
+    from crane_lens.data.sources.files import _lang_of_file
+
+    kind = _detect_format(source)
+    if kind == "builtin":
+        return builtin_langs()
+    if kind != "text":
+        return None
+    root = Path(source)
+    files = [p for folder in (root, root / "train", root / "eval") for p in folder.glob("*.txt*")]
+    return list(dict.fromkeys(_lang_of_file(p) for p in sorted(files)))
+
+
+def _check_langs(langs: list[str], corpus: str) -> None:
+    from crane_lens.data import canonical_lang
+
+    for lang in langs:
+        canonical_lang(lang)  # UnknownLanguageError names the accepted forms
+    available = corpus_langs(corpus)
+    missing = [lang for lang in langs if available is not None and lang not in available]
+    if missing:
+        raise MissingLanguageError(
+            f"The corpus {corpus!r} has no text for {', '.join(map(repr, missing))}; it has "
+            f"{', '.join(available or [])}. Choose --langs among them (or 'all')."
+        )
+
+
+def _check_model_source(model: str) -> None:
+    """A missing folder, an uninstalled or misspelt model fails here, at once (no loading)."""
+    from crane_lens.model.installable import INSTALLABLE_MODELS
+    from crane_lens.model.loader import BUILTIN_MODELS, _check_local_folder, _resolve_source
+
+    target, local = _resolve_source(model)  # a built-in or installable name not installed
+    if local:
+        _check_local_folder(Path(target), has_tokenizer_arg=False)
+        return
+    known = [*BUILTIN_MODELS, *INSTALLABLE_MODELS]
+    close = difflib.get_close_matches(model, known, n=1, cutoff=0.8)
+    if close and "/" not in model:
+        raise ModelLoadError(
+            f"Unknown model {model!r}: did you mean {close[0]!r}? (crane-lens models list shows "
+            "the built-in and installable models; a folder or hub id works too.)"
+        )
+    from huggingface_hub import constants, try_to_load_from_cache
+
+    if constants.HF_HUB_OFFLINE and not isinstance(
+        try_to_load_from_cache(model, "config.json"), str
+    ):
+        raise ModelLoadError(
+            f"{model!r} is neither a crane_lens model ({', '.join(known)}), a folder, nor in the "
+            "local hub cache, and the hub is offline (HF_HUB_OFFLINE). Pass a folder written by "
+            "save_pretrained, or download the model where a hub is reachable."
+        )
+
+
+def _check_output(folder: Path) -> None:
+    """The run folder can be created or written (checked before anything is created)."""
+    if folder.exists() and not folder.is_dir():
+        raise OutputExistsError(f"{folder} is a file, not a folder; choose another --name/--out.")
+    existing = next(p for p in (folder.absolute(), *folder.absolute().parents) if p.exists())
+    try:
+        with tempfile.TemporaryFile(dir=existing):  # the one sure test (read-only mounts, /proc)
+            pass
+    except OSError as exc:
+        raise CraneLensError(
+            f"Cannot write the run folder {folder}: {existing} is not a writable folder "
+            f"({exc.strerror or exc}). Choose another --out."
+        ) from exc
 
 
 @dataclass
@@ -179,10 +372,13 @@ class RunResult:
         lines = [f"# crane-lens run: {self.config.name}", "",
                  f"model {self.stats.spec.name} ({self.stats.spec.n_layers} layers × "
                  f"{self.stats.spec.d_mlp} neurons); languages {', '.join(self.config.langs)}; "
-                 f"budget {self.config.budget:g} per language; intervention {self.config.mode}; "
+                 f"budget {self.config.budget:g} per language; intervention {self.config.mode}"
+                 f"{'' if self.config.factor is None else f' × {self.config.factor:g}'}; "
                  f"{self.config.random_seeds} random control seeds.", "",
                  "ΔNLL = NLL with the set masked − unmasked NLL (nats/token), held-out text.", "",
                  "## Selectivity", ""]  # fmt: skip
+        if "lape" in self.neurons:
+            lines[4:4] = [f"LAPE budget: {lape_budget(self.config, self.neurons['lape'])}.", ""]
         table = self.selectivity().reset_index()
         columns = ["method", "masked", "n_neurons", "own", "others", "ratio", "index"]
         if "random_own" in table:
@@ -439,7 +635,6 @@ def run(
     """
     from crane_lens.data import load_corpus
     from crane_lens.model import load_model
-    from crane_lens.stats import compute_stats
 
     config = config or RunConfig()
     folder = Path(out) / (name or config.name)
@@ -448,6 +643,8 @@ def run(
     # rank 0 changes anything on disk.
     with _all_ranks_agree("before the work started"):
         _check_same_call(config, folder, overwrite, source)
+        config.validate()  # every setting, before any model or corpus work
+        _check_output(folder)
         _check_folder(folder, config, overwrite)
         if source is not None:
             if folder.resolve() in (source.resolve(), *source.resolve().parents):
@@ -457,11 +654,14 @@ def run(
                     "the new run another --name (or --out) and keep the old one as the source."
                 )
             _check_stats_source(source, config)
-        # Model and text are loaded before the folder exists: bad input leaves no folder behind.
-        model = load_model(config.model, device=config.device, dtype=config.dtype)
+        # Text (the cheaper load), then the model, before the folder exists: bad input leaves
+        # no folder behind.
         langs = config.langs
         train = load_corpus(config.corpus, langs=langs, split="train")
         held_out = load_corpus(config.corpus, langs=langs, split="eval")
+        model = load_model(config.model, device=config.device, dtype=config.dtype)
+
+    created = overwrite or not _saved_dir(folder)
 
     def prepare() -> None:
         _prepare_folder(folder, config, overwrite)
@@ -469,7 +669,90 @@ def run(
             _copy_stats(source, folder)
 
     _on_main(prepare, f"to prepare {folder}")  # the other ranks wait for it
+    try:
+        result = _stages(config, folder, model, train, held_out, progress)
+    except BaseException:
+        if created and distributed.is_main():
+            _remove_if_unused(folder)  # a folder with any result or checkpoint stays
+        raise
+    _on_main(functools.partial(_finish, result), f"to write the tables of {folder}")
+    return result
 
+
+def lape_budget(config: RunConfig, neurons: LanguageNeurons) -> str:
+    """Which budget a run's LAPE selection used, in words (logged, and in the summary).
+
+    Example:
+        >>> import torch
+        >>> sets = LanguageNeurons(4, 1024, {"en": torch.zeros(0, 2)}, method="lape",
+        ...                        config={"top_rate": 0.03})
+        >>> lape_budget(RunConfig(), sets)  # doctest: +NORMALIZE_WHITESPACE
+        'top_rate 0.03 = 1 % per language × 3 languages (123 of the 4096 MLP neurons in total;
+        the published recipe keeps 1 % in total: --lape-top-rate 0.01)'
+    """
+    n_neurons = neurons.n_layers * neurons.d_mlp
+    rate = float(neurons.config.get("top_rate", config.lape_top_rate or float("nan")))
+    kept = f"{round(rate * n_neurons)} of the {n_neurons} MLP neurons in total"
+    if config.lape_top_rate is None:
+        return (
+            f"top_rate {rate:.3g} = {config.budget * 100:g} % per language × "
+            f"{len(config.langs)} languages ({kept}; the published recipe keeps 1 % in total: "
+            "--lape-top-rate 0.01)"
+        )
+    return (
+        f"top_rate {rate:g}, the published recipe's budget ({kept}; each assigned to every "
+        "language whose activation probability passes the bar)"
+    )
+
+
+def _saved_dir(folder: Path) -> bool:
+    """Whether ``folder`` exists, as rank 0 sees it (every rank takes the same branch)."""
+    return bool(distributed.broadcast_object(folder.exists()))
+
+
+def _remove_if_unused(folder: Path) -> None:
+    """Remove a run folder this call created when nothing but its settings file is in it."""
+    files = [p for p in folder.rglob("*") if not p.is_dir()] if folder.is_dir() else []
+    if all(p == folder / CONFIG_FILE for p in files):
+        shutil.rmtree(folder, ignore_errors=True)
+
+
+def saved_progress(folder: str | os.PathLike[str]) -> str:
+    """What a run folder holds, in words: which stages are saved whole or in part.
+
+    What an interrupted ``crane-lens run`` reports (re-running the command continues from it).
+
+    Example:
+        >>> saved_progress("no/such/folder")
+        'nothing'
+    """
+    folder = Path(folder)
+    parts = []
+    for sub, what in (("stats", "the statistics"), ("eval_stats", "the held-out statistics")):
+        if (folder / sub / "stats.json").is_file():
+            parts.append(what)
+        elif any((folder / sub).glob("checkpoint*")):
+            parts.append(f"part of {what} (checkpoint)")
+    sets = sorted(p.stem for p in (folder / "neurons").glob("*.json"))
+    if sets:
+        parts.append(f"the neuron sets of {', '.join(sets)}")
+    done = sorted(p.parent.name for p in (folder / "ablation").glob("*/matrix.json"))
+    if done:
+        parts.append(f"the ablation matrices of {', '.join(done)}")
+    part = sorted(p.parent.name for p in (folder / "ablation").glob("*/ablation_checkpoint.json")
+                  if not (p.parent / "matrix.json").is_file())  # fmt: skip
+    if part:
+        parts.append(f"part of the ablation matrices of {', '.join(part)} (checkpoint)")
+    return "; ".join(parts) or "nothing"
+
+
+def _stages(
+    config: RunConfig, folder: Path, model: Any, train: Any, held_out: Any, progress: bool
+) -> RunResult:
+    """Stages 1-3 into ``folder`` (each skips what is saved there)."""
+    from crane_lens.stats import compute_stats
+
+    langs = config.langs
     log.info("stage 1/3: neuron statistics (%s)", ", ".join(config.stats_methods()))
     stats = compute_stats(
         model, train, config.stats_methods(), seq_len=config.seq_len,
@@ -492,8 +775,12 @@ def run(
             neurons[method] = LanguageNeurons.load(path)
             continue
         # Every rank selects from the same statistics; rank 0 saves.
-        neurons[method] = select_language_neurons(stats, method, budget=config.budget)
+        top_rate = config.lape_top_rate if method == "lape" else None
+        neurons[method] = select_language_neurons(stats, method, budget=config.budget,
+                                                  top_rate=top_rate)  # fmt: skip
         _on_main(functools.partial(_save_neurons, neurons[method], path), f"to write {path}")
+    if "lape" in neurons:
+        log.info("LAPE: %s", lape_budget(config, neurons["lape"]))
 
     log.info("stage 3/3: ablation matrices (%s, %d random seeds)", config.mode,
              config.random_seeds)  # fmt: skip
@@ -509,17 +796,15 @@ def run(
         elif config.mode == "fixed":
             values = {lang: intervention_values(stats, "fixed", lang) for lang in langs}
         matrices[method] = ablation_matrix(
-            model, held_out, sets, mode=config.mode, values=values, langs=langs,
+            model, held_out, sets, mode=config.mode, values=values,
+            factor=config.factor or 0.0, langs=langs,
             random_seeds=config.random_seeds, seq_len=config.eval_seq_len,
             max_tokens_per_lang=config.eval_tokens_per_lang,
             max_batch_rows=config.eval_rows(),
             checkpoint_dir=target, progress=progress,
         )  # fmt: skip
         _on_main(functools.partial(_save_matrix, matrices[method], target), f"to write {target}")
-
-    result = RunResult(folder, config, stats, neurons, matrices, eval_stats)
-    _on_main(functools.partial(_finish, result), f"to write the tables of {folder}")
-    return result
+    return RunResult(folder, config, stats, neurons, matrices, eval_stats)
 
 
 def _write_tables(result: RunResult) -> None:

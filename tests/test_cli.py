@@ -1,3 +1,5 @@
+import argparse
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -35,3 +37,254 @@ def test_report_of_a_missing_folder_is_a_clean_error(
     err = capsys.readouterr().err
     assert err.startswith("crane-lens: error: ") and "is not a folder" in err
     assert "Traceback" not in err and not list(tmp_path.iterdir())
+
+
+# -- crane-lens run: every option checked before any work; no debris; Ctrl-C ------------------
+
+
+@pytest.fixture
+def no_work(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Any model, corpus or statistics work fails the test (CLI errors are not AssertionError)."""
+
+    def forbidden(*args: object, **kwargs: object) -> None:
+        raise AssertionError("model or corpus work started")
+
+    import crane_lens.data
+    import crane_lens.model
+    import crane_lens.stats
+
+    monkeypatch.setattr(crane_lens.model, "load_model", forbidden)
+    monkeypatch.setattr(crane_lens.data, "load_corpus", forbidden)
+    monkeypatch.setattr(crane_lens.stats, "compute_stats", forbidden)
+
+
+@pytest.mark.parametrize(
+    ("options", "message"),
+    [
+        (["--budget", "2"], "budget (--budget) must be a fraction of all MLP neurons in (0, 1]"),
+        (["--budget", "-0.1"], "got -0.1"),
+        (["--budget", "nan"], "got nan"),
+        (["--model", "{tmp}/missing-model"], "No such model folder"),
+        (["--model", "{tmp}"], "not a Hugging Face model folder (no config.json)"),
+        (["--model", "crane-tinny"], "did you mean 'crane-tiny'?"),
+        (["--langs", "en,af"], "has no text for 'af'; it has ar, de, en"),
+        (["--langs", "en,x1"], "'x1' is not a language tag"),
+        (["--langs", "en,en"], "each once"),
+        (["--source", "{tmp}/no-corpus"], "{tmp}/no-corpus"),
+        (["--methods", "crane,magic"], "Unknown selection methods ['magic']"),
+        (["--mode", "scale"], "mode='scale' multiplies the chosen neurons by factor (--factor)"),
+        (["--factor", "2"], "factor (--factor) is the multiplier of mode='scale'"),
+        (["--mode", "fixed"], "add 'kojima' to methods"),
+        (["--lape-top-rate", "1.5"], "lape_top_rate (--lape-top-rate) must be a fraction"),
+        (["--lape-top-rate", "0.01", "--methods", "crane"], "add 'lape' to methods"),
+        (["--max-tokens", "0"], "max_tokens_per_lang (--max-tokens) must be a positive"),
+        (["--eval-tokens", "-5"], "eval_tokens_per_lang (--eval-tokens) must be a positive"),
+        (["--batch-size", "0"], "batch_size (--batch-size) must be a positive"),
+        (["--eval-batch-size", "0"], "eval_batch_size (--eval-batch-size) must be a positive"),
+        (["--random-seeds", "-1"], "random_seeds (--random-seeds) must be a whole number >= 0"),
+        (["--seed", "-3"], "seed (--seed) must be a whole number >= 0"),
+        (["--dtype", "fp8"], "Unknown dtype 'fp8'"),
+        (["--device", "tpu"], "Unknown device 'tpu'"),
+        (["--out", "{tmp}/a-file/runs"], "is not a writable folder"),
+    ],
+)
+def test_bad_run_options_fail_before_any_work_and_leave_nothing(
+    options: list[str], message: str, tmp_path: Path, no_work: None,
+    capsys: pytest.CaptureFixture[str],
+) -> None:  # fmt: skip
+    (tmp_path / "a-file").write_text("not a folder")
+    options = [x.replace("{tmp}", str(tmp_path)) for x in options]
+    out = ["--out", str(tmp_path / "runs")] if "--out" not in options else []
+    assert main(["run", *options, *out]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("crane-lens: error: ") and err.count("\n") == 1, err
+    assert message.replace("{tmp}", str(tmp_path)) in err
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["a-file"]  # no run folder, no parent
+
+
+def test_an_unknown_mode_is_refused_by_the_cli_and_the_api(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    from crane_lens.pipeline import RunConfig
+
+    with pytest.raises(SystemExit) as exit_:
+        main(["run", "--mode", "bogus"])
+    assert exit_.value.code == 2
+    assert "invalid choice: 'bogus' (choose from 'zero', 'mean', 'fixed', 'scale')" in (
+        capsys.readouterr().err
+    )
+    with pytest.raises(ValueError, match="Unknown intervention mode 'bogus'"):
+        RunConfig(mode="bogus")  # type: ignore[arg-type]
+
+
+def test_validate_is_the_api_check_too(tmp_path: Path) -> None:
+    """RunConfig checks values on construction; validate() also checks this machine."""
+    from crane_lens.errors import ModelLoadError
+    from crane_lens.pipeline import RunConfig
+
+    with pytest.raises(ValueError, match=r"in \(0, 1\]"):
+        RunConfig(budget=0)
+    config = RunConfig(model=str(tmp_path / "nothing"))  # a value that only the machine refutes
+    with pytest.raises(ModelLoadError, match="No such model folder"):
+        config.validate()
+    RunConfig(mode="scale", factor=0.5, lape_top_rate=0.01).validate()
+
+
+def test_the_run_name_tells_scale_and_lape_budgets_apart() -> None:
+    from crane_lens.pipeline import RunConfig
+
+    assert RunConfig().name == "crane-tiny_en-zh-vi_1pct_zero"  # finished runs keep their folder
+    assert RunConfig(mode="scale", factor=0.5).name == "crane-tiny_en-zh-vi_1pct_scale0.5"
+    assert RunConfig(lape_top_rate=0.01).name == "crane-tiny_en-zh-vi_1pct_zero_lape0.01"
+
+
+def test_lape_budget_states_what_was_used() -> None:
+    import torch
+
+    from crane_lens.pipeline import RunConfig, lape_budget
+    from crane_lens.selection.neurons import LanguageNeurons
+
+    sets = LanguageNeurons(4, 1024, {"en": torch.zeros(0, 2)}, method="lape",
+                           config={"top_rate": 123 / 4096})  # fmt: skip
+    text = lape_budget(RunConfig(), sets)
+    assert text.startswith("top_rate 0.03 = 1 % per language × 3 languages (123 of the 4096")
+    assert "--lape-top-rate 0.01" in text
+    sets.config["top_rate"] = 0.01
+    text = lape_budget(RunConfig(lape_top_rate=0.01), sets)
+    assert text.startswith("top_rate 0.01, the published recipe's budget (41 of the 4096")
+
+
+def _fake_run(monkeypatch: pytest.MonkeyPatch, stage: object) -> None:
+    """run() with no model or text, and ``stage`` in place of stages 1-3."""
+    import crane_lens.data
+    import crane_lens.model
+    import crane_lens.pipeline
+
+    monkeypatch.setattr(crane_lens.model, "load_model", lambda *a, **k: object())
+    monkeypatch.setattr(crane_lens.data, "load_corpus", lambda *a, **k: object())
+    monkeypatch.setattr(crane_lens.pipeline, "_stages", stage)
+
+
+def test_ctrl_c_prints_one_line_with_the_command_that_continues(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    def interrupted_in_stage_one(config, folder, *args):  # type: ignore[no-untyped-def]
+        (folder / "stats").mkdir()
+        (folder / "stats" / "checkpoint.safetensors").write_bytes(b"saved sums")
+        raise KeyboardInterrupt
+
+    _fake_run(monkeypatch, interrupted_in_stage_one)
+    argv = ["run", "--budget", "0.02", "--out", str(tmp_path / "my runs"), "--overwrite", "-q"]
+    assert main(argv) == 130
+    captured = capsys.readouterr()
+    folder = tmp_path / "my runs" / "crane-tiny_en-zh-vi_2pct_zero"
+    assert captured.out == "" and captured.err == (
+        f"crane-lens: interrupted; saved in {folder}: part of the statistics (checkpoint). "
+        f"Continue with: crane-lens run --budget 0.02 --out '{tmp_path}/my runs' -q\n"
+    )  # --overwrite dropped: it would delete what was saved
+    assert (folder / "stats" / "checkpoint.safetensors").is_file()
+
+
+def test_ctrl_c_before_anything_is_saved_removes_the_new_folder(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    def interrupted(*args):  # type: ignore[no-untyped-def]
+        raise KeyboardInterrupt
+
+    _fake_run(monkeypatch, interrupted)
+    assert main(["run", "--out", str(tmp_path), "-q"]) == 130
+    err = capsys.readouterr().err
+    assert err == (f"crane-lens: interrupted before anything was saved; start again with: "
+                   f"crane-lens run --out {tmp_path} -q\n")  # fmt: skip
+    assert not list(tmp_path.iterdir())
+
+
+def test_a_failure_removes_only_an_unused_folder_it_created(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from crane_lens.pipeline import CONFIG_FILE, RunConfig, _write_config, run
+
+    def fails(*args):  # type: ignore[no-untyped-def]
+        raise RuntimeError("out of memory")
+
+    _fake_run(monkeypatch, fails)
+    with pytest.raises(RuntimeError):
+        run(RunConfig(), out=tmp_path, name="new")
+    assert not (tmp_path / "new").exists()
+    # A folder this run continues is never removed, even with nothing but its settings in it.
+    run_folder = tmp_path / "resumed"
+    run_folder.mkdir()
+    _write_config(run_folder, RunConfig(), complete=False)
+    with pytest.raises(RuntimeError):
+        run(RunConfig(), out=tmp_path, name="resumed")
+    assert (run_folder / CONFIG_FILE).is_file()
+
+    def fails_after_a_checkpoint(config, folder, *args):  # type: ignore[no-untyped-def]
+        (folder / "stats").mkdir()
+        (folder / "stats" / "checkpoint.safetensors").write_bytes(b"saved sums")
+        raise RuntimeError("out of memory")
+
+    _fake_run(monkeypatch, fails_after_a_checkpoint)
+    with pytest.raises(RuntimeError):
+        run(RunConfig(), out=tmp_path, name="checkpointed")
+    assert (tmp_path / "checkpointed" / "stats" / "checkpoint.safetensors").is_file()
+
+
+def test_help_shows_every_default(capsys: pytest.CaptureFixture[str]) -> None:
+    """Every option of every command says its default (argparse's, or in words)."""
+    from crane_lens.cli import build_parser
+
+    def parsers(parser: argparse.ArgumentParser) -> Iterator[argparse.ArgumentParser]:
+        yield parser
+        for action in parser._actions:
+            if isinstance(action, argparse._SubParsersAction):
+                for sub in dict.fromkeys(action.choices.values()):
+                    yield from parsers(sub)
+
+    checked = []
+    for parser in parsers(build_parser()):
+        formatter = parser._get_formatter()
+        for action in parser._actions:
+            if (
+                action.nargs == 0
+                or action.required
+                or isinstance(action, argparse._SubParsersAction)
+            ):
+                continue  # flags, required arguments, sub-commands: no default to show
+            text = formatter._expand_help(action)  # the text --help prints
+            assert "default" in text, f"{parser.prog} {action.dest}: {text}"
+            checked.append(action.dest)
+    assert {"budget", "mode", "factor", "lape_top_rate", "dtype", "device"} <= set(checked)
+    with pytest.raises(SystemExit):
+        main(["run", "--help"])
+    out = " ".join(capsys.readouterr().out.split())
+    assert "(default: 0.01)" in out and "(default: 16384)" in out and "(default: zero)" in out
+    assert "{zero,mean,fixed,scale}" in out and "--lape-top-rate" in out
+
+
+def test_model_info_prints_one_multi_line_summary(caplog: pytest.LogCaptureFixture, capsys: pytest.CaptureFixture[str]) -> None:  # fmt: skip
+    import logging
+
+    import crane_lens as cl
+
+    with caplog.at_level(logging.INFO, logger="crane_lens.model.loader"):
+        cl.load_model("crane-tiny")
+    loaded = [r.getMessage() for r in caplog.records if r.getMessage().startswith("loaded")]
+    lines = loaded[0].splitlines()
+    assert lines[0] == "loaded crane-tiny" and "    n_layers      4" in lines
+    assert len(lines) == 12 and ";" not in loaded[0]  # one row per fact, not one squashed line
+    caplog.clear()
+    with caplog.at_level(logging.INFO, logger="crane_lens.model.loader"):
+        assert main(["models", "info"]) == 0
+    assert "n_neurons     4096" in capsys.readouterr().out
+    assert not [r for r in caplog.records if r.getMessage().startswith("loaded")]  # printed once
+
+
+def test_the_cli_page_documents_every_run_option() -> None:
+    from crane_lens.cli import build_parser
+
+    page = (Path(__file__).parents[1] / "docs" / "cli.md").read_text(encoding="utf-8")
+    sub = next(a for a in build_parser()._actions if isinstance(a, argparse._SubParsersAction))
+    options = [a.option_strings[0] for a in sub.choices["run"]._actions if a.dest != "help"]
+    assert len(options) == 22 and "--factor" in options
+    assert [o for o in options if f"| `{o}` |" not in page] == []  # one table row each

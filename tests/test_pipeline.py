@@ -9,6 +9,7 @@ import sys
 import time
 from pathlib import Path
 
+import numpy as np
 import pytest
 import torch
 
@@ -86,7 +87,7 @@ def test_a_run_killed_midway_resumes_to_the_same_results(uninterrupted: Path, tm
     _assert_same_results(uninterrupted, tmp_path / "run")
 
 
-def test_interrupt_inside_the_statistics_stage_resumes(uninterrupted: Path, tmp_path: Path, monkeypatch) -> None:  # type: ignore[no-untyped-def]  # fmt: skip
+def test_interrupt_inside_the_statistics_stage_resumes(uninterrupted: Path, tmp_path: Path, monkeypatch, capsys) -> None:  # type: ignore[no-untyped-def]  # fmt: skip
     from crane_lens.stats import engine
 
     real, calls = engine._Engine.run, []
@@ -98,8 +99,13 @@ def test_interrupt_inside_the_statistics_stage_resumes(uninterrupted: Path, tmp_
         return real(self, item)
 
     monkeypatch.setattr(engine._Engine, "run", crash_after_five)
-    with pytest.raises(KeyboardInterrupt):
-        main([*ARGS, "--out", str(tmp_path), "--name", "run"])
+    capsys.readouterr()
+    # Ctrl-C: one line saying what is saved and the command that continues, exit code 130.
+    assert main([*ARGS, "--out", str(tmp_path), "--name", "run"]) == 130
+    assert capsys.readouterr().err == (
+        f"crane-lens: interrupted; saved in {tmp_path / 'run'}: part of the statistics "
+        f"(checkpoint). Continue with: crane-lens {' '.join(ARGS)} --out {tmp_path} --name run\n"
+    )
     assert (tmp_path / "run" / "stats" / "checkpoint.safetensors").is_file()
     monkeypatch.setattr(engine._Engine, "run", real)
     assert main([*ARGS, "--out", str(tmp_path), "--name", "run"]) == 0
@@ -154,5 +160,37 @@ def test_eval_rows_are_a_memory_knob() -> None:
     assert RunConfig(eval_batch_size=2).eval_rows() == 2
     # A memory knob only: resuming with another value is the same run.
     assert RunConfig(eval_batch_size=2).comparable() == RunConfig().comparable()
-    with pytest.raises(ValueError, match="positive number of rows"):
+    with pytest.raises(
+        ValueError, match=r"eval_batch_size \(--eval-batch-size\) must be a positive"
+    ):
         RunConfig(eval_batch_size=0)
+
+
+def test_scale_mode_and_the_published_lape_budget(uninterrupted: Path, tmp_path: Path, capsys) -> None:  # type: ignore[no-untyped-def]  # fmt: skip
+    """--mode scale --factor 0 is zero ablation exactly; --lape-top-rate 0.01 keeps LAPE's
+    published 1 % of all neurons in total, and the summary says which LAPE budget was used."""
+    zero = RunResult.load(uninterrupted)
+    assert (
+        "LAPE budget: top_rate 0.03 = 1 % per language × 3 languages (123 of the 4096"
+        in (uninterrupted / "summary.md").read_text()
+    )
+    reuse = ["--out", str(tmp_path), "--stats-from", str(uninterrupted)]
+    assert main([*ARGS, "--mode", "scale", "--factor", "0", *reuse, "--name", "scale0"]) == 0
+    scaled = RunResult.load(tmp_path / "scale0")
+    for method in ("crane", "lape"):
+        assert scaled.matrices[method].config["mode"] == "scale"
+        assert scaled.matrices[method].delta().equals(zero.matrices[method].delta())
+    assert main([*ARGS, "--mode", "scale", "--factor", "0.5", "--lape-top-rate", "0.01", *reuse,
+                 "--name", "half"]) == 0  # fmt: skip
+    half = RunResult.load(tmp_path / "half")
+    assert half.config.factor == 0.5 and half.matrices["crane"].config["factor"] == 0.5
+    own_half = np.diag(half.matrices["crane"].delta().to_numpy())
+    own_zero = np.diag(zero.matrices["crane"].delta().to_numpy())
+    assert (own_half < own_zero).all()  # the same sets, halved: a milder edit than zeroing
+    lape = half.neurons["lape"]
+    assert lape.config["top_rate"] == 0.01
+    kept = torch.stack([lape.mask(lang) for lang in lape.langs]).any(0).sum()
+    assert 0 < int(kept) <= round(0.01 * 4096)  # 41 in total, shared out among the languages
+    assert "LAPE budget: top_rate 0.01, the published recipe's budget (41 of the 4096" in (
+        capsys.readouterr().out
+    )

@@ -10,6 +10,7 @@ from __future__ import annotations
 import contextlib
 import logging
 import os
+import textwrap
 import weakref
 from collections.abc import Iterator
 from importlib import resources
@@ -279,7 +280,7 @@ def load_model(
     if torch_dtype == torch.float16:
         check_float16_range(bridge, os.fspath(name_or_path))
     _SPECS[bridge] = model_spec(bridge, os.fspath(name_or_path))
-    log.info("loaded %s", _SPECS[bridge].summary().replace("\n", "; "))
+    log.info("loaded %s\n%s", name_or_path, textwrap.indent(_SPECS[bridge].summary(), "    "))
     return bridge
 
 
