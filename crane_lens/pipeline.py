@@ -628,10 +628,18 @@ def run(
             dtype and methods; selection budget, intervention mode, random seeds and
             evaluation rows may differ. Stage 1 is the expensive one on a real LLM.
 
+    Every setting is checked first (:meth:`RunConfig.validate`, and that ``out`` can be
+    written), before any model or corpus work; the folder is created after the model and the
+    text are loaded, and removed again when the run fails or is interrupted before it saved
+    anything (a folder with a result or checkpoint, or one this call continues, is kept).
+
     Raises:
+        ValueError: A setting out of range (see :meth:`RunConfig.validate`).
         OutputExistsError: The folder holds a different run and ``overwrite`` is false.
-        CraneLensError: ``stats_from`` holds no finished statistics, or other settings; in a
-            process group, another rank failed before the work or while rank 0 wrote.
+        CraneLensError: A model, corpus, language, dtype or device this machine lacks; an
+            ``out`` that cannot be written; ``stats_from`` holds no finished statistics, or
+            other settings; in a process group, another rank failed before the work or while
+            rank 0 wrote.
     """
     from crane_lens.data import load_corpus
     from crane_lens.model import load_model

@@ -70,6 +70,9 @@ def no_work(monkeypatch: pytest.MonkeyPatch) -> None:
         (["--langs", "en,af"], "has no text for 'af'; it has ar, de, en"),
         (["--langs", "en,x1"], "'x1' is not a language tag"),
         (["--langs", "en,en"], "each once"),
+        (["--langs", "all", "--budget", "2"], "got 2.0"),  # 'all' read without loading text
+        (["--source", "{tmp}/texts", "--langs", "en,zh"], "has no text for 'zh'; it has en, vi"),
+        (["--source", "{tmp}/texts", "--langs", "all", "--budget", "0"], "got 0.0"),
         (["--source", "{tmp}/no-corpus"], "{tmp}/no-corpus"),
         (["--methods", "crane,magic"], "Unknown selection methods ['magic']"),
         (["--mode", "scale"], "mode='scale' multiplies the chosen neurons by factor (--factor)"),
@@ -93,13 +96,16 @@ def test_bad_run_options_fail_before_any_work_and_leave_nothing(
     capsys: pytest.CaptureFixture[str],
 ) -> None:  # fmt: skip
     (tmp_path / "a-file").write_text("not a folder")
+    (tmp_path / "texts").mkdir()
+    for lang, text in (("en", "Hello there."), ("vi", "Xin chào.")):
+        (tmp_path / "texts" / f"{lang}.txt").write_text(text, encoding="utf-8")
     options = [x.replace("{tmp}", str(tmp_path)) for x in options]
     out = ["--out", str(tmp_path / "runs")] if "--out" not in options else []
     assert main(["run", *options, *out]) == 2
     err = capsys.readouterr().err
     assert err.startswith("crane-lens: error: ") and err.count("\n") == 1, err
     assert message.replace("{tmp}", str(tmp_path)) in err
-    assert sorted(p.name for p in tmp_path.iterdir()) == ["a-file"]  # no run folder, no parent
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["a-file", "texts"]  # no run folder
 
 
 def test_an_unknown_mode_is_refused_by_the_cli_and_the_api(
