@@ -135,7 +135,8 @@ def explain(
         method: ``"crane"`` (AttnLRP relevance of the gold next-token ``target``) or
             ``"attribution"`` (−h·∂NLL/∂h, or the gold logit with ``objective="logit"``).
         target: For ``crane``: the gold ``"logit"`` (default) or ``"logprob"``.
-        attention: For ``crane``: ``"attnlrp"`` or ``"cp"``.
+        attention: For ``crane``: ``"attnlrp"``, ``"cp"`` (lxt's CP-LRP) or
+            ``"cp-attention"`` (CP-LRP's attention rule only).
         objective: For ``attribution``: ``"nll"`` or ``"logit"``.
 
     Example:

@@ -16,6 +16,7 @@ from torch import Tensor
 
 from crane_lens.errors import CraneLensError, UnknownLanguageError
 from crane_lens.model.spec import ModelSpec
+from crane_lens.stats.lrp import upgrade_config
 from crane_lens.stats.methods import METHODS, STATISTICS, primary_statistic
 from crane_lens.utils.io import atomic_path, write_json
 
@@ -27,7 +28,8 @@ FORMAT_VERSION = 2  # 2: ``lang/block_ids`` beside ``lang/block_means``
 MIN_FIELDS = frozenset({"abs_mean_min"})  # merged by minimum; every other field by sum
 # Config keys of settings that change every score: shards must agree on them to merge (a key
 # missing on one side counts only when the other has it).
-MERGE_SETTINGS = ("methods", "target", "attention", "objective", "seq_len", "ablation_layers")
+MERGE_SETTINGS = ("methods", "target", "attention", "gated_mlp_rule", "objective", "seq_len",
+                  "ablation_layers")  # fmt: skip
 # Identities the engine records; compared only when both shards have them.
 MERGE_IDENTITIES = {"model_fingerprint": "models", "tokenizer_sha256": "tokenizers"}
 
@@ -330,8 +332,13 @@ class NeuronStats:
                 f"this one reads up to {FORMAT_VERSION}); upgrade crane_lens to read it."
             )
         tensors = load_file(str(tensor_path))
+        # Read older folders in today's terms (their "cp" was today's "cp-attention").
+        config = upgrade_config(meta["config"])
+        if "shards" in config:
+            config["shards"] = [shard | {"config": upgrade_config(shard["config"])}
+                                for shard in config["shards"]]  # fmt: skip
         stats = cls(ModelSpec.from_dict(meta["spec"]), tuple(meta["methods"]),
-                    config=meta["config"], versions=meta["versions"])  # fmt: skip
+                    config=config, versions=meta["versions"])  # fmt: skip
         stats.n_tokens = {lang: int(n) for lang, n in meta["n_tokens"].items()}
         stats.w_down_norm = tensors.pop("w_down_norm", None)
         for key, tensor in tensors.items():

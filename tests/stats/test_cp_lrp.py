@@ -74,7 +74,15 @@ def test_old_cp_statistics_are_not_reused_as_the_new_cp(tiny_checkpoints, tmp_pa
     old.config = {k: v for k, v in old.config.items() if k != "gated_mlp_rule"}
     old.config["attention"] = "cp"
     old.save(tmp_path)
-    assert cl.NeuronStats.load(tmp_path).scores("crane").equal(new.scores("crane"))
+    loaded = cl.NeuronStats.load(tmp_path)  # read in today's terms
+    assert (loaded.config["attention"], loaded.config["gated_mlp_rule"]) == (
+        "cp-attention",
+        "uniform",
+    )
+    assert loaded.scores("crane").equal(new.scores("crane"))
+    full_cp = compute_stats(llama, _blocks(), ["crane"], attention="cp", progress=False)
+    with pytest.raises(cl.CraneLensError, match="attention"):
+        loaded.merge(full_cp)  # an old "cp" shard never pools with today's "cp"
     again = compute_stats(llama, _blocks(), ["crane"], attention="cp-attention",
                           output_dir=tmp_path, progress=False)  # fmt: skip
     assert again.scores("crane").equal(new.scores("crane"))

@@ -26,8 +26,8 @@ def _spec(**changes: Any) -> ModelSpec:
 
 def _config(**changes: Any) -> dict[str, Any]:
     config = {"methods": ["kojima", "mean_activation"], "seq_len": SEQ_LEN, "target": "logit",
-              "attention": "attnlrp", "objective": "nll", "ablation_layers": None, "seed": 0,
-              "model_fingerprint": "m1", "tokenizer_sha256": "t1", "blocks_sha256": "b1"}  # fmt: skip
+              "attention": "attnlrp", "gated_mlp_rule": "uniform", "objective": "nll",
+              "ablation_layers": None, "seed": 0, "model_fingerprint": "m1", "tokenizer_sha256": "t1", "blocks_sha256": "b1"}  # fmt: skip
     return {**config, **changes}
 
 
