@@ -27,7 +27,8 @@ def _spec(**changes: Any) -> ModelSpec:
 def _config(**changes: Any) -> dict[str, Any]:
     config = {"methods": ["kojima", "mean_activation"], "seq_len": SEQ_LEN, "target": "logit",
               "attention": "attnlrp", "gated_mlp_rule": "uniform", "objective": "nll",
-              "ablation_layers": None, "seed": 0, "model_fingerprint": "m1", "tokenizer_sha256": "t1", "blocks_sha256": "b1"}  # fmt: skip
+              "ablation_layers": None, "seed": 0, "model_fingerprint": "m1",
+              "tokenizer_sha256": "t1", "blocks_sha256": "b1"}  # fmt: skip
     return {**config, **changes}
 
 
