@@ -3,7 +3,8 @@
 The pipeline, one sub-package per stage: ``data`` (corpora, token blocks) → ``model`` (demo
 models, TransformerBridge loader) → ``stats`` (relevance and activation statistics) →
 ``selection`` (language-specific neuron sets) → ``intervention`` (hooks that mask them) /
-``evaluation`` (ablation matrices, benchmarks) → ``plots``; ``pipeline`` runs them all.
+``evaluation`` (ablation matrices, benchmarks) → ``plots``; ``pipeline`` runs them all
+(:func:`run`, :class:`RunConfig`, :class:`RunResult`, also as ``crane_lens.pipeline``).
 
 Example:
     >>> import crane_lens as cl
@@ -37,6 +38,7 @@ from crane_lens.evaluation import AblationMatrix, ablation_matrix
 from crane_lens.explore import Explanation, TokenNLLChange, explain, token_nll_change
 from crane_lens.intervention import ablate, ablation_hooks, intervention_values
 from crane_lens.model import ModelSpec, get_spec, load_model
+from crane_lens.pipeline import RunConfig, RunResult, run
 from crane_lens.selection import LanguageNeurons, random_neurons, select_language_neurons
 from crane_lens.stats import NeuronStats, compute_stats
 
@@ -59,6 +61,8 @@ __all__ = [
     "NeuronSetMismatchError",
     "NeuronStats",
     "OutputExistsError",
+    "RunConfig",
+    "RunResult",
     "TokenBlocks",
     "TokenNLLChange",
     "TokenizerError",
@@ -77,6 +81,7 @@ __all__ = [
     "load_model",
     "make_token_blocks",
     "random_neurons",
+    "run",
     "select_language_neurons",
     "token_nll_change",
 ]
