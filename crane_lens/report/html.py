@@ -26,7 +26,7 @@ from crane_lens.utils.io import write_text
 if TYPE_CHECKING:
     import pandas as pd
 
-    from crane_lens.pipeline import RunResult
+    from crane_lens.pipeline import RunConfig, RunResult
     from crane_lens.plots.run import NamedFigure
 
 REPORT_FILE = "report.html"
@@ -193,7 +193,14 @@ def _caveats(warnings: list[str]) -> str:
     return '<ul class="warnings">' + "".join(f"<li>{_e(w)}</li>" for w in warnings) + "</ul>"
 
 
+def _mode(config: RunConfig) -> str:
+    """The intervention mode, with scale's multiplier."""
+    return f"{config.mode} × {config.factor:g}" if config.mode == "scale" else config.mode
+
+
 def _config_rows(result: RunResult, versions: dict[str, str]) -> list[list[Cell]]:
+    from crane_lens.pipeline import lape_budget
+
     c, spec = result.config, result.stats.spec
     total = spec.n_layers * spec.d_mlp
     eval_tokens = sorted({n for m in result.matrices.values() for n in m.tokens.values()})
@@ -207,7 +214,9 @@ def _config_rows(result: RunResult, versions: dict[str, str]) -> list[list[Cell]
         ("budget", f"{_percent(c.budget)} of all MLP neurons per language ≈ "
                    f"{round(c.budget * total):,} neurons (methods with a rule of their own, "
                    "e.g. LAPE, choose other sizes)"),
-        ("intervention (mode)", c.mode),
+        ("intervention (mode)", _mode(c)),
+        *([("LAPE budget", lape_budget(c, result.neurons["lape"]))]
+          if "lape" in result.neurons else []),
         ("corpus", c.corpus),
         ("training tokens per language", f"{c.max_tokens_per_lang:,} (statistics, "
                                           f"blocks of {c.seq_len})"),
@@ -465,7 +474,7 @@ def report_html(result: RunResult, figures: Sequence[NamedFigure] | None = None)
     body = "".join(f'<section id="{key}"><h2>{_e(title)}</h2>{content}</section>'
                    for key, title, content in sections)  # fmt: skip
     facts = (f"{spec.n_layers} layers × {spec.d_mlp:,} neurons · {', '.join(c.langs)} · "
-             f"{', '.join(c.methods)} · {_percent(c.budget)} per language · {c.mode} ablation · "
+             f"{', '.join(c.methods)} · {_percent(c.budget)} per language · {_mode(c)} ablation · "
              f"{c.random_seeds} random seed{'s' if c.random_seeds != 1 else ''}")  # fmt: skip
     title = f"crane-lens report: {c.name}"
     folder = shlex.quote(str(result.folder))

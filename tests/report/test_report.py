@@ -3,6 +3,7 @@ with the run's numbers, every figure once and plotly.js once."""
 
 from __future__ import annotations
 
+import dataclasses
 import html
 import json
 import logging
@@ -14,9 +15,10 @@ import plotly.graph_objects as go
 import pytest
 
 from crane_lens.cli import main
-from crane_lens.pipeline import RunResult
+from crane_lens.pipeline import RunResult, lape_budget
 from crane_lens.plots.run import NamedFigure, run_figures
 from crane_lens.report import report_html
+from crane_lens.report.html import _mode
 from tests.report.conftest import RUN_ARGS
 
 pytestmark = pytest.mark.integration
@@ -113,6 +115,10 @@ def test_the_tables_show_the_runs_numbers(tiny_run: Path, page: Page) -> None:
     versions = json.loads((tiny_run / "run_config.json").read_text())["versions"]
     assert all(f"{k} {v}" in config["package versions"] for k, v in versions.items())
     assert config["random control seeds"] == "2" and config["intervention (mode)"] == "zero"
+    # LAPE's budget in words: per language here (3 × 41 = 123 of 4096 in total).
+    assert config["LAPE budget"] == lape_budget(result.config, result.neurons["lape"])
+    assert config["LAPE budget"].startswith("top_rate 0.03 = 1 % per language × 3 languages (123")
+    assert _mode(dataclasses.replace(result.config, mode="scale", factor=0.5)) == "scale × 0.5"
 
 
 def test_conclusions_and_caveats_are_there(page: Page, tiny_run: Path) -> None:
