@@ -219,6 +219,12 @@ def _check_values(config: RunConfig) -> None:
         if "lape" not in config.methods:
             raise ValueError("lape_top_rate (--lape-top-rate) sets LAPE's budget: add 'lape' to "
                              f"methods (now {','.join(config.methods)}), or leave it unset.")  # fmt: skip
+    elif "lape" in config.methods and config.budget * len(config.langs) > 1:
+        raise ValueError(  # LAPE would keep more than every neuron (select_language_neurons)
+            f"LAPE's per-language budget × languages ({config.budget:g} × {len(config.langs)}) "
+            "exceeds all MLP neurons: give a smaller budget (--budget) or LAPE's total fraction "
+            "(--lape-top-rate 0.01, the published recipe)."
+        )
     if config.mode not in MODES:
         raise ValueError(f"Unknown intervention mode {config.mode!r}; choose from {MODES}.")
     if config.mode == "fixed" and "kojima" not in config.methods:

@@ -80,6 +80,7 @@ def no_work(monkeypatch: pytest.MonkeyPatch) -> None:
         (["--mode", "fixed"], "add 'kojima' to methods"),
         (["--lape-top-rate", "1.5"], "lape_top_rate (--lape-top-rate) must be a fraction"),
         (["--lape-top-rate", "0.01", "--methods", "crane"], "add 'lape' to methods"),
+        (["--budget", "0.5"], "LAPE's per-language budget × languages (0.5 × 3) exceeds all"),
         (["--max-tokens", "0"], "max_tokens_per_lang (--max-tokens) must be a positive"),
         (["--eval-tokens", "-5"], "eval_tokens_per_lang (--eval-tokens) must be a positive"),
         (["--batch-size", "0"], "batch_size (--batch-size) must be a positive"),

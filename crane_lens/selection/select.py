@@ -177,6 +177,12 @@ def select_language_neurons(
         if top_rate is None:
             assert per_lang is not None
             top_rate = per_lang * len(langs) / stats.spec.n_neurons
+            if top_rate > 1:  # LAPE would keep every neuron with a finite entropy, silently
+                raise ValueError(
+                    f"LAPE's per-language budget ({per_lang} neurons × {len(langs)} languages) "
+                    f"exceeds all {stats.spec.n_neurons} MLP neurons: give a smaller budget or "
+                    "LAPE's own total fraction, top_rate (the published recipe: 0.01)."
+                )
         config |= {"top_rate": top_rate, "budget_semantics": semantics,
                    "activation_bar_ratio": lape_ratio}  # fmt: skip
         entropy = lape_entropy(values, lape_ratio)

@@ -157,6 +157,9 @@ def test_top_rate_is_lapes_alone_and_exclusive_with_k() -> None:
     for bad in (0.0, 1.5):
         with pytest.raises(ValueError, match=r"\(0, 1\]"):
             select_language_neurons(stats, "lape", top_rate=bad)
+    # A per-language budget past all neurons in total is refused, not silently "everything".
+    with pytest.raises(ValueError, match="exceeds all 200 MLP neurons.*top_rate"):
+        select_language_neurons(stats, "lape", budget=0.4)  # 80 × 3 languages > 200
     # top_rate overrides budget: the same selection whatever budget says.
     a = select_language_neurons(stats, "lape", top_rate=0.05, budget=0.3)
     b = select_language_neurons(stats, "lape", top_rate=0.05)
