@@ -28,6 +28,7 @@ import subprocess
 import sys
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
+from functools import cache
 from pathlib import Path
 
 import pytest
@@ -133,6 +134,7 @@ def run_shell(block: Block) -> subprocess.CompletedProcess[str]:
     )
 
 
+@cache
 def _texts() -> dict[str, list[str]]:
     import crane_lens as cl
 
