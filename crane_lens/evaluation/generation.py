@@ -36,11 +36,7 @@ from torch import Tensor
 
 from crane_lens.data.languages import canonical_lang
 from crane_lens.errors import CraneLensError, TokenizerError
-from crane_lens.evaluation.language_id import (
-    LanguageIdentifier,
-    default_identifier,
-    detect_script,
-)
+from crane_lens.evaluation.language_id import LanguageIdentifier, detect_script, identifier_for
 from crane_lens.utils.io import write_json
 from crane_lens.utils.progress import tqdm
 
@@ -472,7 +468,8 @@ def generation_check(
         n_prompts: Default prompts per language.
         prompt_tokens: Length of the default prompts, BOS excluded.
         max_new_tokens: Tokens generated per prompt at most (generation stops at EOS).
-        identifier: Language identifier (default: :func:`default_identifier`).
+        identifier: Language identifier (default: the prompts' languages and the 17 built-in
+            ones, :func:`~crane_lens.evaluation.language_id.identifier_for`).
         batch_size: Prompts per forward pass.
         show_progress: Show a progress bar.
 
@@ -486,7 +483,6 @@ def generation_check(
         >>> report.langs, len(report.continuations["vi"])
         (['vi'], 4)
     """
-    identifier = identifier or default_identifier()
     bos = _bos(model)
     if prompts is None:
         chosen = default_prompts(model, langs, n_prompts=n_prompts, prompt_tokens=prompt_tokens)
@@ -506,6 +502,8 @@ def generation_check(
             for lang, rows in texts.items()
         }
         keys = {}
+    # Before generating: a prompt language py3langid does not know fails here.
+    identifier = identifier or identifier_for(texts)
     flat = [(lang, prompt) for lang, rows in ids.items() for prompt in rows]
     new = greedy_generate(
         model, [p for _, p in flat], max_new_tokens=max_new_tokens, batch_size=batch_size,
