@@ -19,7 +19,7 @@ Test sets (all held out: the embedded *eval* split):
 * ``generations``: greedy continuations (24 new tokens) of 20 held-out 12-token prompts per
   language, exactly what :func:`crane_lens.evaluation.generation_check` classifies; the label is
   the prompt's language (a continuation that really switched language counts as a miss for
-  every identifier alike). Generated with ``--model`` (gemma-3-270m: ~10 min on 2 CPU cores) or
+  every identifier alike). Generated with ``--model`` (gemma-3-270m: 45 min on 2 busy cores) or
   read back from ``--generations FILE`` (written by an earlier run with ``--save-generations``).
 
 Prints markdown tables: accuracy per language and set, speed (texts/s on each set, one process,

@@ -26,8 +26,9 @@ subtag (:func:`langid_label`).
 This replaced a hand-written character n-gram model trained on the embedded help text:
 ``benchmarks/bench_language_id.py`` compares them with lingua on all 17 languages' held-out
 text, its first 50 and 20 characters and model generations (``docs/language-id.md``: equal or
-better on every set, e.g. 0.979 vs 0.972 mean accuracy on 20 characters). Loading py3langid's
-model takes ~3 s once per process (shared by every identifier); a prediction <1 ms.
+better on held-out text, e.g. 0.979 vs 0.972 mean accuracy on 20 characters; the same on
+gemma-3-270m's generations but for one degenerate text in 340). Loading py3langid's model takes
+0.4 s once per process (shared by every identifier); ~14,000 texts/s on one CPU core.
 """
 
 from __future__ import annotations
