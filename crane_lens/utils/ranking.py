@@ -69,6 +69,3 @@ def spearman(a: Float[Tensor, "*shape"], b: Float[Tensor, "*shape"]) -> float:
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", RuntimeWarning)  # ConstantInputWarning subclasses it
         return float(spearmanr(x, y).statistic)
-
-
-_ranks = ranks  # the former private name (tests/plots/test_causality.py still imports it)

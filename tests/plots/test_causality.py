@@ -13,7 +13,7 @@ from crane_lens.plots import (
     estimate_vs_exact_from_stats,
 )
 from crane_lens.plots.causality import symlog
-from crane_lens.utils.ranking import _ranks, spearman
+from crane_lens.utils.ranking import ranks, spearman
 from tests.stats.test_engine import _blocks
 
 Checkpoints = dict[str, Path]
@@ -65,7 +65,7 @@ def test_each_panel_shows_its_points_and_their_spearman(scale: str) -> None:
             assert drawn_y.equal(exact.double()[order])
         elif scale == "rank":  # ranks within the panel: what ρ correlates
             where = {int(i): p for p, i in enumerate(keep.nonzero().flatten())}
-            assert drawn_y.equal(_ranks(exact[keep])[[where[int(i)] for i in order]])
+            assert drawn_y.equal(ranks(exact[keep])[[where[int(i)] for i in order]])
         else:  # symlog is monotone: same order as the values, and ticks label true values
             assert torch.argsort(drawn_y).equal(torch.argsort(exact.double()[order]))
     assert fig.layout.showlegend and fig.layout.legend.title.text == "language"
