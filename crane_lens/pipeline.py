@@ -27,6 +27,7 @@ Layout of a run folder::
 from __future__ import annotations
 
 import contextlib
+import copy
 import difflib
 import functools
 import json
@@ -35,8 +36,8 @@ import math
 import os
 import shutil
 import tempfile
-from collections.abc import Callable, Iterator
-from dataclasses import asdict, dataclass, field
+from collections.abc import Callable, Iterator, Sequence
+from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 from typing import Any
 
@@ -121,7 +122,38 @@ class RunConfig:
     lape_top_rate: float | None = None
 
     def __post_init__(self) -> None:
+        from crane_lens.data import canonical_lang
+
+        # One spelling per language ('eng' -> 'en', 'zh-TW' -> 'zh-Hant'): corpus files, run
+        # names and saved results all use it. Repeats stay, for _check_values to name.
+        self.langs = [canonical_lang(lang) for lang in self.langs]
         _check_values(self)
+
+    @classmethod
+    def from_saved(cls, values: dict[str, Any]) -> RunConfig:
+        """The settings a run folder saved, as they were: not checked again, because an older
+        crane_lens accepted values this one refuses, and its finished runs must still load.
+
+        Raises:
+            CraneLensError: A setting this crane_lens does not know (a newer one saved it).
+
+        Example:
+            >>> RunConfig.from_saved({"budget": 0.5, "langs": ["en", "zh", "vi"]}).budget
+            0.5
+        """
+        known = {f.name for f in fields(cls)}
+        unknown = sorted(set(values) - known)
+        if unknown:
+            raise CraneLensError(
+                f"The saved run settings name {', '.join(unknown)}, which this crane_lens does "
+                "not know: a newer crane_lens wrote them. Upgrade crane_lens to read this run."
+            )
+        config = cls.__new__(cls)
+        defaults = cls()
+        for name in known:
+            value = values[name] if name in values else getattr(defaults, name)
+            setattr(config, name, copy.deepcopy(value))
+        return config
 
     def validate(self) -> None:
         """Check every setting, against this machine too, before any model or corpus work.
@@ -423,7 +455,7 @@ class RunResult:
                 f"{folder} holds no complete crane-lens run; re-run the command that made it "
                 "to finish it."
             )
-        config = RunConfig(**meta["config"])
+        config = RunConfig.from_saved(meta["config"])
         eval_dir = folder / "eval_stats"
         return cls(
             folder, config, NeuronStats.load(folder / "stats"),
@@ -451,7 +483,7 @@ def _check_folder(folder: Path, config: RunConfig, overwrite: bool) -> None:
         return
     saved = _read_config(folder)
     if saved is not None:
-        old = RunConfig(**saved["config"]).comparable()
+        old = RunConfig.from_saved(saved["config"]).comparable()
         diff = sorted(k for k, v in config.comparable().items() if old.get(k) != v)
         if diff:
             raise OutputExistsError(
@@ -480,7 +512,7 @@ def _check_stats_source(source: Path, config: RunConfig) -> None:
             f"{source} holds no finished statistics of a crane-lens run (stats/ and eval_stats/); "
             "pass the folder of a run whose first stage completed."
         )
-    old = RunConfig(**meta["config"])
+    old = RunConfig.from_saved(meta["config"])
     diff = [k for k in STATS_SETTINGS if getattr(old, k) != getattr(config, k)]
     if old.stats_methods() != config.stats_methods():
         diff.append(f"methods ({','.join(old.methods)} there)")
@@ -676,6 +708,7 @@ def run(
         model = load_model(config.model, device=config.device, dtype=config.dtype)
 
     created = overwrite or not _saved_dir(folder)
+    new_parents = [p for p in folder.absolute().parents if not p.exists()]  # mkdir makes them
 
     def prepare() -> None:
         _prepare_folder(folder, config, overwrite)
@@ -687,7 +720,7 @@ def run(
         result = _stages(config, folder, model, train, held_out, progress)
     except BaseException:
         if created and distributed.is_main():
-            _remove_if_unused(folder)  # a folder with any result or checkpoint stays
+            _remove_if_unused(folder, new_parents)  # one with any result or checkpoint stays
         raise
     _on_main(functools.partial(_finish, result), f"to write the tables of {folder}")
     return result
@@ -713,9 +746,10 @@ def lape_budget(config: RunConfig, neurons: LanguageNeurons) -> str:
             f"{len(config.langs)} languages ({kept}; the published recipe keeps 1 % in total: "
             "--lape-top-rate 0.01)"
         )
+    published = "the published recipe's budget" if rate == 0.01 else "the published recipe: 0.01"
     return (
-        f"top_rate {rate:g}, the published recipe's budget ({kept}; each assigned to every "
-        "language whose activation probability passes the bar)"
+        f"top_rate {rate:g} in total, LAPE's own budget ({published}; {kept}, each assigned to "
+        "every language whose activation probability passes the bar)"
     )
 
 
@@ -724,11 +758,18 @@ def _saved_dir(folder: Path) -> bool:
     return bool(distributed.broadcast_object(folder.exists()))
 
 
-def _remove_if_unused(folder: Path) -> None:
-    """Remove a run folder this call created when nothing but its settings file is in it."""
+def _remove_if_unused(folder: Path, new_parents: Sequence[Path] = ()) -> None:
+    """Remove a run folder this call created when nothing but its settings file is in it, and
+    the parent folders it created for it (``new_parents``, nearest first) while they are empty.
+    """
     files = [p for p in folder.rglob("*") if not p.is_dir()] if folder.is_dir() else []
     if all(p == folder / CONFIG_FILE for p in files):
         shutil.rmtree(folder, ignore_errors=True)
+        for parent in new_parents:
+            try:
+                parent.rmdir()  # only when empty: another run may have started there meanwhile
+            except OSError:
+                break
 
 
 def saved_progress(folder: str | os.PathLike[str]) -> str:

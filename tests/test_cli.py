@@ -158,7 +158,30 @@ def test_lape_budget_states_what_was_used() -> None:
     assert "--lape-top-rate 0.01" in text
     sets.config["top_rate"] = 0.01
     text = lape_budget(RunConfig(lape_top_rate=0.01), sets)
-    assert text.startswith("top_rate 0.01, the published recipe's budget (41 of the 4096")
+    assert text.startswith("top_rate 0.01 in total, LAPE's own budget (the published recipe's")
+    assert "41 of the 4096" in text
+    sets.config["top_rate"] = 0.02  # not the published value: not called it
+    text = lape_budget(RunConfig(lape_top_rate=0.02), sets)
+    assert "(the published recipe: 0.01; 82 of the 4096" in text
+
+
+def test_saved_settings_load_as_they_were_and_langs_are_canonical() -> None:
+    """A finished run's settings load unchecked (an older crane_lens accepted a per-language
+    LAPE budget past all neurons); a key from a newer crane_lens is a clear error."""
+    from crane_lens.errors import CraneLensError
+    from crane_lens.pipeline import RunConfig
+
+    old = {"langs": ["en", "zh", "vi"], "budget": 0.5, "methods": ["crane", "lape"]}
+    with pytest.raises(ValueError, match="exceeds all MLP neurons"):
+        RunConfig(**old)
+    loaded = RunConfig.from_saved(old)
+    assert (loaded.budget, loaded.langs, loaded.mode) == (0.5, ["en", "zh", "vi"], "zero")
+    assert loaded.comparable() == RunConfig.from_saved(old).comparable()
+    with pytest.raises(CraneLensError, match="newer crane_lens"):
+        RunConfig.from_saved({**old, "warp_drive": True})
+    assert RunConfig(langs=["eng", "zh-TW", "cmn"]).langs == ["en", "zh-Hant", "zh"]
+    with pytest.raises(ValueError, match="each once"):
+        RunConfig(langs=["en", "eng"])
 
 
 def _fake_run(monkeypatch: pytest.MonkeyPatch, stage: object) -> None:
@@ -204,6 +227,13 @@ def test_ctrl_c_before_anything_is_saved_removes_the_new_folder(
     assert err == (f"crane-lens: interrupted before anything was saved; start again with: "
                    f"crane-lens run --out {tmp_path} -q\n")  # fmt: skip
     assert not list(tmp_path.iterdir())
+    # --out folders that did not exist go too, up to the first that did.
+    assert main(["run", "--out", str(tmp_path / "a" / "b"), "-q"]) == 130
+    assert not list(tmp_path.iterdir())
+    (tmp_path / "a").mkdir()
+    (tmp_path / "a" / "keep.txt").write_text("the user's")
+    assert main(["run", "--out", str(tmp_path / "a" / "b" / "c"), "-q"]) == 130
+    assert [p.name for p in (tmp_path / "a").iterdir()] == ["keep.txt"]
 
 
 def test_a_failure_removes_only_an_unused_folder_it_created(

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import gzip
 import json
+import re
 from pathlib import Path
 
 import pytest
@@ -138,11 +139,16 @@ def test_jsonl_custom_fields(tmp_path: Path) -> None:
     path = _jsonl(tmp_path / "c.jsonl", [{"language": "vi", "sentence": t} for t in VI20])
     corpus = cl.load_corpus(path, lang_field="language", text_field="sentence")
     assert len(corpus["vi"]) == 18 and set(corpus["vi"]) < set(VI20)  # 2 held out as eval
+    assert corpus.info.source == str(path)  # the file, not a field name
+    with pytest.raises(cl.CorpusFormatError, match=rf"^{re.escape(str(path))} has no split 'tset'"):
+        cl.load_corpus(path, split="tset", lang_field="language", text_field="sentence")
 
 
 def test_jsonl_missing_field(tmp_path: Path) -> None:
     path = _jsonl(tmp_path / "c.jsonl", [{"lang": "en", "content": "x"}])
-    with pytest.raises(cl.CorpusFormatError, match=r"no field 'text' \(fields: lang, content\)"):
+    with pytest.raises(
+        cl.CorpusFormatError, match=r"c.jsonl, line 1: no field 'text' \(fields: lang, content\)"
+    ):
         cl.load_corpus(path)
 
 

@@ -216,10 +216,10 @@ def load_jsonl(
     name = os.fspath(path)  # as the user wrote it, for messages
     by_split: dict[str | None, dict[str, list[TextRecord]]] = {}
     for number, row in _iter_jsonl(Path(path), name):
-        for name in (lang_field, text_field):
-            if name not in row:
+        for field in (lang_field, text_field):
+            if field not in row:
                 raise CorpusFormatError(
-                    f"{name}, line {number}: no field {name!r} "
+                    f"{name}, line {number}: no field {field!r} "
                     f"(fields: {', '.join(map(str, row))}). "
                     f"Pass lang_field=/text_field= to name the right ones."
                 )
