@@ -115,6 +115,9 @@ def test_missing_folder_is_not_a_hub_dataset(
         cl.load_corpus("texts.jsonl")
     with pytest.raises(cl.CorpusFormatError, match="no such folder: "):
         cl.load_corpus(tmp_path / "gone", format="text")
+    # Without a slash it may be a hub id: the hub's answer, saying no local folder exists.
+    with pytest.raises(cl.CorpusFormatError, match="no local folder or file 'missing_folder'"):
+        cl.load_corpus("missing_folder")
 
 
 # ---------------------------------------------------------------------------- JSON lines

@@ -160,9 +160,11 @@ def load_hf(
             records[lang] = _records(dataset, text_field, key_field, max_texts_per_lang)
     else:
         if lang_field is None:
+            local = "" if "/" in name else f" (there is no local folder or file {name!r} either)"
             raise CorpusFormatError(
-                f"Dataset {name!r}: say how languages are told apart, either lang_field='lang' "
-                "(a column of language codes) or config='<template with {lang} or {flores}>'."
+                f"Hugging Face dataset {name!r}{local}: say how languages are told apart, either "
+                "lang_field='lang' (a column of language codes) or config='<template with {lang} "
+                "or {flores}>'."
             )
         single_config = config if isinstance(config, str) else None
         dataset, whole = _load(name, single_config, split, streaming, from_disk, load_kwargs)
