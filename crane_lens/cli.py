@@ -75,14 +75,14 @@ def _rank_device(device: str | None) -> str | None:
 def _run(args: argparse.Namespace) -> int:
     from pathlib import Path
 
-    from crane_lens.pipeline import RunConfig, run
+    from crane_lens.pipeline import RunConfig, corpus_langs, run
     from crane_lens.utils import distributed
 
     # Under torchrun: join the group (gloo on the CPU, NCCL on GPUs); a no-op otherwise.
     distributed.init_from_env(args.device)
     try:
-        config = RunConfig(
-            model=args.model, langs=_langs(args.langs, args.source),
+        settings = dict(
+            model=args.model,
             methods=[m.strip() for m in args.methods.split(",") if m.strip()],
             budget=args.budget, mode=args.mode, factor=args.factor,
             lape_top_rate=args.lape_top_rate, corpus=args.source,
@@ -91,6 +91,9 @@ def _run(args: argparse.Namespace) -> int:
             random_seeds=args.random_seeds, target=args.target,
             seed=args.seed, device=_rank_device(args.device), dtype=args.dtype,
         )  # fmt: skip
+        if args.langs == "all" and corpus_langs(args.source) is None:
+            RunConfig(langs=["en"], **settings)  # the other values, before the text is read
+        config = RunConfig(langs=_langs(args.langs, args.source), **settings)
         config.validate()  # every option, before any model or corpus work (run() checks again)
         args.run_folder = Path(args.out) / (args.name or config.name)  # for an interruption
         # Every rank computes the same result (the same arguments on every rank: the library

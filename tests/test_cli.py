@@ -73,6 +73,8 @@ def no_work(monkeypatch: pytest.MonkeyPatch) -> None:
         (["--langs", "all", "--budget", "2"], "got 2.0"),  # 'all' read without loading text
         (["--source", "{tmp}/texts", "--langs", "en,zh"], "has no text for 'zh'; it has en, vi"),
         (["--source", "{tmp}/texts", "--langs", "all", "--budget", "0"], "got 0.0"),
+        # JSON lines list their languages only when read: the values are checked first.
+        (["--source", "{tmp}/texts/c.jsonl", "--langs", "all", "--budget", "2"], "got 2.0"),
         (["--source", "{tmp}/no-corpus"], "{tmp}/no-corpus"),
         (["--methods", "crane,magic"], "Unknown selection methods ['magic']"),
         (["--mode", "scale"], "mode='scale' multiplies the chosen neurons by factor (--factor)"),
@@ -100,6 +102,7 @@ def test_bad_run_options_fail_before_any_work_and_leave_nothing(
     (tmp_path / "texts").mkdir()
     for lang, text in (("en", "Hello there."), ("vi", "Xin chào.")):
         (tmp_path / "texts" / f"{lang}.txt").write_text(text, encoding="utf-8")
+    (tmp_path / "texts" / "c.jsonl").write_text('{"lang": "en", "text": "Hi."}\n')
     options = [x.replace("{tmp}", str(tmp_path)) for x in options]
     out = ["--out", str(tmp_path / "runs")] if "--out" not in options else []
     assert main(["run", *options, *out]) == 2
