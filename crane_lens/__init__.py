@@ -13,15 +13,10 @@ Example:
     ['en', 'zh', 'vi']
 """
 
+from importlib import import_module
 from importlib.metadata import PackageNotFoundError, version
+from typing import TYPE_CHECKING, Any
 
-from crane_lens.data import (
-    Corpus,
-    TokenBlocks,
-    canonical_lang,
-    load_corpus,
-    make_token_blocks,
-)
 from crane_lens.errors import (
     CorpusFormatError,
     CraneLensError,
@@ -34,13 +29,63 @@ from crane_lens.errors import (
     UnknownLanguageError,
     UnsupportedModelError,
 )
-from crane_lens.evaluation import AblationMatrix, ablation_matrix
-from crane_lens.explore import Explanation, TokenNLLChange, explain, token_nll_change
-from crane_lens.intervention import ablate, ablation_hooks, intervention_values
-from crane_lens.model import ModelSpec, get_spec, load_model
-from crane_lens.pipeline import RunConfig, RunResult, run
-from crane_lens.selection import LanguageNeurons, random_neurons, select_language_neurons
-from crane_lens.stats import NeuronStats, compute_stats
+
+if TYPE_CHECKING:
+    from crane_lens.data import Corpus, TokenBlocks, canonical_lang, load_corpus, make_token_blocks
+    from crane_lens.evaluation import AblationMatrix, ablation_matrix
+    from crane_lens.explore import Explanation, TokenNLLChange, explain, token_nll_change
+    from crane_lens.intervention import ablate, ablation_hooks, intervention_values
+    from crane_lens.model import ModelSpec, get_spec, load_model
+    from crane_lens.pipeline import RunConfig, RunResult, run
+    from crane_lens.selection import LanguageNeurons, random_neurons, select_language_neurons
+    from crane_lens.stats import NeuronStats, compute_stats
+
+# Imported on first use (PEP 562): `import crane_lens` and the `crane-lens` command start without
+# torch and transformers, so a bad option fails fast and Ctrl-C is caught by the command.
+_LAZY = {
+    "Corpus": "crane_lens.data",
+    "TokenBlocks": "crane_lens.data",
+    "canonical_lang": "crane_lens.data",
+    "load_corpus": "crane_lens.data",
+    "make_token_blocks": "crane_lens.data",
+    "AblationMatrix": "crane_lens.evaluation",
+    "ablation_matrix": "crane_lens.evaluation",
+    "Explanation": "crane_lens.explore",
+    "TokenNLLChange": "crane_lens.explore",
+    "explain": "crane_lens.explore",
+    "token_nll_change": "crane_lens.explore",
+    "ablate": "crane_lens.intervention",
+    "ablation_hooks": "crane_lens.intervention",
+    "intervention_values": "crane_lens.intervention",
+    "ModelSpec": "crane_lens.model",
+    "get_spec": "crane_lens.model",
+    "load_model": "crane_lens.model",
+    "RunConfig": "crane_lens.pipeline",
+    "RunResult": "crane_lens.pipeline",
+    "run": "crane_lens.pipeline",
+    "LanguageNeurons": "crane_lens.selection",
+    "random_neurons": "crane_lens.selection",
+    "select_language_neurons": "crane_lens.selection",
+    "NeuronStats": "crane_lens.stats",
+    "compute_stats": "crane_lens.stats",
+}
+_SUBPACKAGES = ("data", "evaluation", "explore", "intervention", "model", "pipeline", "plots",
+                "report", "selection", "stats", "utils")  # fmt: skip
+
+
+def __getattr__(name: str) -> Any:
+    if name in _LAZY:
+        value = getattr(import_module(_LAZY[name]), name)
+        globals()[name] = value  # looked up once
+        return value
+    if name in _SUBPACKAGES:
+        return import_module(f"crane_lens.{name}")
+    raise AttributeError(f"module 'crane_lens' has no attribute {name!r}")
+
+
+def __dir__() -> list[str]:
+    return sorted(set(globals()) | set(__all__) | set(_SUBPACKAGES))
+
 
 try:
     __version__ = version("crane_lens")

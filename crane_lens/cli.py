@@ -339,7 +339,11 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the ``crane-lens`` console script."""
     argv = list(sys.argv[1:] if argv is None else argv)
-    parser = build_parser()
+    try:
+        parser = build_parser()  # imports torch and the pipeline for the defaults: seconds
+    except KeyboardInterrupt:
+        print("crane-lens: interrupted while starting; nothing was done.", file=sys.stderr)  # noqa: T201
+        return EXIT_INTERRUPTED
     args = parser.parse_args(argv)
     # Under torchrun, ranks other than 0 log warnings and errors only, marked with their rank.
     rank = _launched_rank()

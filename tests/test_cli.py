@@ -218,6 +218,27 @@ def test_ctrl_c_prints_one_line_with_the_command_that_continues(
     assert (folder / "stats" / "checkpoint.safetensors").is_file()
 
 
+def test_ctrl_c_while_starting_is_one_line(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """The command starts without torch (crane_lens imports lazily); Ctrl-C while the parser
+    imports it for the defaults is one line too, not a traceback."""
+    import subprocess
+    import sys
+
+    import crane_lens.cli
+
+    def interrupted() -> None:
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(crane_lens.cli, "build_parser", interrupted)
+    assert main(["run"]) == 130
+    assert capsys.readouterr().err == "crane-lens: interrupted while starting; nothing was done.\n"
+    code = "import sys, crane_lens.cli; print('torch' in sys.modules)"
+    started = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    assert started.stdout == "False\n", started.stderr  # before main(): nothing heavy
+
+
 def test_ctrl_c_before_anything_is_saved_removes_the_new_folder(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
 ) -> None:
