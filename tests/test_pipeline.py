@@ -191,6 +191,7 @@ def test_scale_mode_and_the_published_lape_budget(uninterrupted: Path, tmp_path:
     assert lape.config["top_rate"] == 0.01
     kept = torch.stack([lape.mask(lang) for lang in lape.langs]).any(0).sum()
     assert 0 < int(kept) <= round(0.01 * 4096)  # 41 in total, shared out among the languages
-    assert "LAPE budget: top_rate 0.01, the published recipe's budget (41 of the 4096" in (
-        capsys.readouterr().out
+    assert (
+        "LAPE budget: top_rate 0.01 in total, LAPE's own budget (the published recipe's budget; "
+        "41 of the 4096" in capsys.readouterr().out
     )
