@@ -3,6 +3,7 @@
 from crane_lens.model.loader import (
     BUILTIN_MODELS,
     builtin_model_dir,
+    dtype_choice,
     get_spec,
     load_model,
     resolve_device,
@@ -15,6 +16,7 @@ __all__ = [
     "NEURON_HOOK",
     "ModelSpec",
     "builtin_model_dir",
+    "dtype_choice",
     "get_spec",
     "load_model",
     "model_spec",

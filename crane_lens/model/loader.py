@@ -21,6 +21,14 @@ import torch
 
 from crane_lens.errors import ModelLoadError
 from crane_lens.model.compat import quiet_generate, repair_kv_cache
+from crane_lens.model.dtype import (
+    DTYPE_NAMES,
+    DtypeChoice,
+    choose_dtype,
+    dtype_name,
+    parameter_count,
+    parse_dtype,
+)
 from crane_lens.model.installable import (
     INSTALLABLE_MODELS,
     installed_model_dir,
@@ -36,12 +44,8 @@ log = logging.getLogger(__name__)
 
 BUILTIN_MODELS = ("crane-tiny", "crane-tiny-chat")
 _TOKENIZER_FILES = ("tokenizer.json", "tokenizer.model", "vocab.json", "spiece.model")
-_DTYPES = {
-    "float32": torch.float32, "fp32": torch.float32, "float": torch.float32,
-    "float16": torch.float16, "fp16": torch.float16, "half": torch.float16,
-    "bfloat16": torch.bfloat16, "bf16": torch.bfloat16,
-}  # fmt: skip
 _SPECS: weakref.WeakKeyDictionary[Any, ModelSpec] = weakref.WeakKeyDictionary()
+_CHOICES: weakref.WeakKeyDictionary[Any, DtypeChoice] = weakref.WeakKeyDictionary()
 
 
 def builtin_model_dir(name: str) -> Path:
@@ -54,26 +58,23 @@ def builtin_model_dir(name: str) -> Path:
 
 
 def resolve_dtype(dtype: str | torch.dtype | None) -> torch.dtype:
-    """``None`` → float32; accepts torch dtypes and names such as ``"bf16"`` or ``"float16"``.
+    """A concrete dtype: torch dtypes and names such as ``"bf16"`` or ``"float16"``; ``None``
+    → float32.
 
-    :func:`load_model` resolves ``None`` to the checkpoint's own dtype first
-    (:func:`checkpoint_dtype`); this float32 is the fallback for everything else.
+    ``"auto"`` and ``"checkpoint"`` depend on a model and a machine: :func:`load_model` resolves
+    them (:func:`crane_lens.model.dtype.choose_dtype`); here they are an error.
+
+    Example:
+        >>> resolve_dtype("bf16"), resolve_dtype(None)
+        (torch.bfloat16, torch.float32)
     """
-    if dtype is None:
-        return torch.float32
-    if isinstance(dtype, torch.dtype):
-        resolved = dtype
-    elif isinstance(dtype, str) and dtype.lower().removeprefix("torch.") in _DTYPES:
-        resolved = _DTYPES[dtype.lower().removeprefix("torch.")]
-    else:
+    parsed = parse_dtype(dtype) if dtype is not None else torch.float32
+    if not isinstance(parsed, torch.dtype):
         raise ModelLoadError(
-            f"Unknown dtype {dtype!r}; use one of float32, bfloat16, float16 (or a torch dtype)."
+            f"dtype {dtype!r} depends on the model and the machine; load_model resolves it. "
+            "Give a concrete dtype here: float32, bfloat16 or float16."
         )
-    if not resolved.is_floating_point:
-        raise ModelLoadError(
-            f"dtype {resolved} is not a floating-point type; use float32 or bfloat16."
-        )
-    return resolved
+    return parsed
 
 
 def checkpoint_dtype(target: str, **config_kwargs: Any) -> torch.dtype:
@@ -104,8 +105,8 @@ def checkpoint_dtype(target: str, **config_kwargs: Any) -> torch.dtype:
         if recorded is not None:
             break
     if isinstance(recorded, str):
-        recorded = _DTYPES.get(recorded.lower().removeprefix("torch."), recorded)
-    if not isinstance(recorded, torch.dtype) or recorded not in _DTYPES.values():
+        recorded = DTYPE_NAMES.get(recorded.lower().removeprefix("torch."), recorded)
+    if not isinstance(recorded, torch.dtype) or recorded not in DTYPE_NAMES.values():
         log.info("%s records no dtype crane_lens computes in (%s): float32", target, recorded)
         return torch.float32
     return recorded
@@ -207,7 +208,7 @@ def load_model(
     name_or_path: str | os.PathLike[str] = "crane-tiny",
     *,
     device: str | torch.device | None = None,
-    dtype: str | torch.dtype | None = None,
+    dtype: str | torch.dtype | None = "auto",
     **bridge_kwargs: Any,
 ) -> TransformerBridge:
     """Load a model as a TransformerLens ``TransformerBridge``, validated for neuron analyses.
@@ -218,14 +219,17 @@ def load_model(
             ``save_pretrained`` (weights + tokenizer), or a hub id (needs a hub).
         device: ``"cpu"``, ``"cuda"``, ``"cuda:1"``...; default CUDA when available, else CPU.
             Leave it unset when passing ``device_map`` / ``n_devices``.
-        dtype: Compute dtype: ``"float32"``, ``"bfloat16"``, ``"float16"`` or a torch dtype.
-            Default: the checkpoint's own, as its ``config.json`` records it (``dtype``, or
-            ``torch_dtype`` before transformers 5; :func:`checkpoint_dtype`), float32 when it
-            records none. Most recent checkpoints are bfloat16, so a 7B model takes 14 GB, not
-            28; ``gemma-3-270m`` records bfloat16 (``crane-tiny`` stores bf16 weights but
-            records float32). Pass ``"float32"`` for the most exact statistics. A checkpoint
-            that records float16 is loaded in float16 with a warning: relevance and gradients
-            are back-propagated in that dtype, where small gradients can underflow.
+        dtype: Compute dtype. ``"auto"`` (default; ``None`` too): on a GPU the checkpoint's own
+            dtype (its ``config.json``: :func:`checkpoint_dtype`); on a CPU float32, unless the
+            CPU has native bfloat16 instructions and the checkpoint is bfloat16, or float32
+            weights would not fit in memory — bfloat16 is emulated, 10–40× slower, on CPUs
+            without them (:mod:`crane_lens.model.dtype`). The choice and its reason are logged
+            once (:func:`dtype_choice`). ``"checkpoint"``: the checkpoint's own dtype wherever
+            the model runs. Or a dtype: ``"float32"`` (the most exact statistics),
+            ``"bfloat16"`` (half the memory; warns on a CPU where it is slow, with the measured
+            factor), ``"float16"``, or a torch dtype. A checkpoint that records float16 is used
+            in float16 only on request or on a GPU, with a warning: relevance and gradients are
+            back-propagated in that dtype, where small gradients can underflow.
         **bridge_kwargs: Passed to ``TransformerBridge.boot_transformers`` — e.g.
             ``device_map="auto"`` or ``n_devices=2`` for models larger than one device,
             ``tokenizer=``, ``revision=``, ``n_ctx=``.
@@ -243,28 +247,26 @@ def load_model(
         >>> import crane_lens as cl
         >>> model = cl.load_model("crane-tiny")
         >>> spec = cl.get_spec(model)
-        >>> spec.architecture, spec.gated
-        ('LlamaForCausalLM', True)
+        >>> spec.architecture, spec.gated, spec.dtype
+        ('LlamaForCausalLM', True, 'torch.float32')
     """
     from transformer_lens import TransformerBridge
 
     target, local = _resolve_source(name_or_path)
     if local:
         _check_local_folder(Path(target), "tokenizer" in bridge_kwargs)
-    if dtype is None:
-        torch_dtype = _default_dtype(target, local, bridge_kwargs)
-        if torch_dtype == torch.float16:
-            log.warning(
-                "%s records float16: computing in float16 (its dtype). Gradients and LRP "
-                "relevance can underflow in float16; pass dtype='bf16' or 'float32' to avoid it.",
-                name_or_path,
-            )
-    else:
-        torch_dtype = resolve_dtype(dtype)
+    requested = parse_dtype(dtype)  # an unknown name fails before anything is read
     multi_device = any(k in bridge_kwargs for k in ("device_map", "n_devices"))
     if multi_device and device is not None:
         raise ModelLoadError("Pass either device= or device_map=/n_devices=, not both.")
     torch_device = None if multi_device else resolve_device(device)
+    choice = _choose_dtype(requested, target, local, torch_device, bridge_kwargs)
+    torch_dtype = choice.dtype
+    if torch_dtype == torch.float16:
+        log.warning(
+            "%s: computing in float16. Gradients and LRP relevance can underflow in float16; "
+            "pass dtype='bf16' or 'float32' to avoid it.", name_or_path,
+        )  # fmt: skip
     if torch_device is not None:
         check_device_dtype(torch_device, torch_dtype)
     try:
@@ -279,6 +281,7 @@ def load_model(
     quiet_generate(bridge)
     if torch_dtype == torch.float16:
         check_float16_range(bridge, os.fspath(name_or_path))
+    _CHOICES[bridge] = choice
     _SPECS[bridge] = model_spec(bridge, os.fspath(name_or_path))
     log.info("loaded %s\n%s", name_or_path, textwrap.indent(_SPECS[bridge].summary(), "    "))
     return bridge
@@ -321,15 +324,52 @@ def no_loading_bars() -> Iterator[None]:
             disable_progress_bars()
 
 
-def _default_dtype(target: str, local: bool, bridge_kwargs: dict[str, Any]) -> torch.dtype:
-    """:func:`checkpoint_dtype`, with a config that cannot be read reported like a failed load."""
-    passed = ("revision", "trust_remote_code", "token", "cache_dir")
-    try:
-        dtype = checkpoint_dtype(target, **{k: v for k, v in bridge_kwargs.items() if k in passed})
-    except OSError as exc:
-        raise _load_error(target, local, exc) from exc
-    log.info("dtype %s (the checkpoint's)", str(dtype).removeprefix("torch."))
-    return dtype
+def _choose_dtype(
+    requested: torch.dtype | str,
+    target: str,
+    local: bool,
+    device: torch.device | None,
+    bridge_kwargs: dict[str, Any],
+) -> DtypeChoice:
+    """:func:`choose_dtype` with the checkpoint's dtype and size read from its config (no
+    weights), logged once; a config that cannot be read is reported like a failed load."""
+    if isinstance(requested, torch.dtype):
+        choice = choose_dtype(requested, checkpoint=requested, device=device)
+    else:
+        passed = ("revision", "trust_remote_code", "token", "cache_dir")
+        kwargs = {k: v for k, v in bridge_kwargs.items() if k in passed}
+        try:
+            recorded = checkpoint_dtype(target, **kwargs)
+        except OSError as exc:
+            raise _load_error(target, local, exc) from exc
+
+        def count() -> int | None:
+            from transformers import AutoConfig
+
+            if local:
+                return parameter_count(target, None) or parameter_count(
+                    None, AutoConfig.from_pretrained(target, **kwargs)
+                )
+            return parameter_count(None, AutoConfig.from_pretrained(target, **kwargs))
+
+        choice = choose_dtype(requested, checkpoint=recorded, device=device, n_params=count)
+    log.info("dtype %s", choice.describe())
+    return choice
+
+
+def dtype_choice(model: Any) -> DtypeChoice:
+    """The dtype a model loaded by :func:`load_model` computes in, what was asked and why.
+
+    Example:
+        >>> import crane_lens as cl
+        >>> dtype_choice(cl.load_model("crane-tiny")).describe()
+        "float32 (auto: the checkpoint's, on the CPU)"
+    """
+    choice = _CHOICES.get(model)
+    if choice is None:  # loaded some other way: what its parameters are
+        dtype = next(model.parameters()).dtype
+        choice = DtypeChoice(dtype, dtype_name(dtype), "as loaded")
+    return choice
 
 
 def _load_error(target: str, local: bool, exc: Exception) -> ModelLoadError:

@@ -128,12 +128,12 @@ def _tiny_llama(
         (torch.bfloat16, None, torch.float32),  # a config that records no dtype
     ],
 )
-def test_default_dtype_is_the_checkpoints(
+def test_checkpoint_dtype_is_the_checkpoints(
     tiny_tokenizer, tmp_path: Path, saved, key, expected
 ) -> None:  # type: ignore[no-untyped-def]
     folder = _tiny_llama(tmp_path, tiny_tokenizer, saved, key)
     assert checkpoint_dtype(str(folder)) == expected
-    model = cl.load_model(folder, device="cpu")
+    model = cl.load_model(folder, device="cpu", dtype="checkpoint")
     assert next(model.parameters()).dtype == expected
     assert cl.get_spec(model).dtype == str(expected)
     explicit = cl.load_model(folder, device="cpu", dtype="float32")  # an explicit dtype wins
@@ -148,7 +148,7 @@ def test_default_dtype_of_the_builtin_models() -> None:
     assert cl.get_spec(cl.load_model("crane-tiny", device="cpu")).dtype == "torch.float32"
 
 
-def test_default_float16_still_checks_for_overflow(
+def test_float16_checkpoint_still_checks_for_overflow(
     tiny_tokenizer, tmp_path: Path, monkeypatch
 ) -> None:  # type: ignore[no-untyped-def]
     from crane_lens.model import loader
@@ -156,5 +156,7 @@ def test_default_float16_still_checks_for_overflow(
     folder = _tiny_llama(tmp_path, tiny_tokenizer, torch.float16, "dtype")
     checked: list[str] = []
     monkeypatch.setattr(loader, "check_float16_range", lambda model, name: checked.append(name))
-    cl.load_model(folder, device="cpu")
+    cl.load_model(folder, device="cpu", dtype="checkpoint")
+    assert checked == [str(folder)]
+    cl.load_model(folder, device="cpu")  # auto: float32 on a CPU, nothing to check
     assert checked == [str(folder)]
