@@ -282,3 +282,26 @@ def test_massive_bos_activations_do_not_leak_into_the_sums(llama) -> None:  # ty
             plnd_min = h.abs().mean(dim=1).min(dim=0).values * stats.w_down_norm[0].double()  # type: ignore[index]
             torch.testing.assert_close(stats.scores("plnd_min")[index, 0], plnd_min.float(),
                                        rtol=1e-5, atol=1e-7)  # fmt: skip
+
+
+def test_tokenizer_fingerprint_is_cached_and_follows_changes(tmp_path) -> None:  # type: ignore[no-untyped-def]
+    """Hashed once per tokenizer (it costs a second on a 262 k vocabulary), again after a change."""
+    from transformers import AutoTokenizer
+
+    from crane_lens.model.loader import builtin_model_dir
+    from crane_lens.stats import engine
+
+    tokenizer = AutoTokenizer.from_pretrained(builtin_model_dir("crane-tiny"))
+    first = engine.tokenizer_fingerprint(tokenizer)
+    calls: list[int] = []
+    real = type(tokenizer).get_vocab
+    type(tokenizer).get_vocab = lambda self: calls.append(1) or real(self)  # type: ignore[method-assign]
+    try:
+        assert engine.tokenizer_fingerprint(tokenizer) == first and calls == []
+        tokenizer.add_tokens(["<new-token>"])
+        changed = engine.tokenizer_fingerprint(tokenizer)
+    finally:
+        type(tokenizer).get_vocab = real  # type: ignore[method-assign]
+    assert calls == [1] and changed != first
+    fresh = AutoTokenizer.from_pretrained(builtin_model_dir("crane-tiny"))
+    assert engine.tokenizer_fingerprint(fresh) == first  # the same vocabulary, the same hash
