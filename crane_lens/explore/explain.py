@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import html
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Literal
@@ -10,7 +11,16 @@ import torch
 from jaxtyping import Float, Int
 from torch import Tensor
 
-from crane_lens.explore.tokens import coloured_tokens, prompt_tokens, readable_tokens
+from crane_lens.explore.tokens import (
+    TokenGroup,
+    coloured_tokens,
+    display_groups,
+    group_note,
+    groups_from_pieces,
+    prompt_tokens,
+    readable_tokens,
+    sum_groups,
+)
 from crane_lens.model.loader import get_spec
 from crane_lens.model.runner import ScoreKind, frozen_weights, score_kinds
 from crane_lens.selection.neurons import LanguageNeurons
@@ -27,9 +37,18 @@ Method = Literal["crane", "attribution"]
 class Explanation:
     """Per-token relevance of every neuron for one prompt.
 
+    The data is per token (``relevance``, ``activations``, ``pieces``: one row per token,
+    byte-level pieces included). The views (:meth:`to_html`, :meth:`heatmap`,
+    :meth:`top_neurons`) are per *display unit* (``groups``): a character that the tokenizer
+    split into byte-level pieces (common for Chinese) is one unit, its relevance the **sum over
+    its pieces** (:meth:`unit_relevance`). Summing keeps totals: the units' relevance adds up to
+    the tokens'. Unit indices (``position`` in the views) count units from ``<bos>`` = 0; unit
+    ``u`` covers the tokens ``groups[u].start:groups[u].stop``.
+
     Attributes:
         tokens: ``[BOS] + prompt`` token ids.
-        pieces: Each token's text (byte-level pieces merged into characters).
+        pieces: Each token's text: a character split into byte-level pieces shows on the piece
+            that completes it, the pieces before it are empty strings (see ``groups``).
         relevance: ``Float[Tensor, "pos layer neuron"]``: for ``crane`` the LRP relevance
             h·g of the explained target (summed over predicted positions) carried by the neuron
             at that token; for ``attribution`` −h·∂NLL/∂h, the first-order ΔNLL of zeroing it there.
@@ -38,6 +57,20 @@ class Explanation:
             position (logit or log-probability).
         method: ``"crane"`` or ``"attribution"``.
         target: What was explained (``"logit"``, ``"logprob"`` or ``"nll"``).
+        groups: Display units (:func:`crane_lens.explore.tokens.display_groups`): the text of
+            each unit and the tokens ``start:stop`` it covers. Rebuilt from ``pieces`` when
+            not given.
+
+    Example:
+        >>> import crane_lens as cl
+        >>> model = cl.load_model("crane-tiny")  # its byte-level BPE splits 你 and 好 in two
+        >>> result = cl.explain(model, "你好")
+        >>> len(result.tokens), result.units
+        (5, ['<s>', '你', '好'])
+        >>> [(g.start, g.stop) for g in result.groups]
+        [(0, 1), (1, 3), (3, 5)]
+        >>> bool(torch.isclose(result.per_unit()[1], result.per_token()[1:3].sum()))
+        True
     """
 
     tokens: Int[Tensor, " pos"]
@@ -48,34 +81,66 @@ class Explanation:
     method: str
     target: str
     config: dict[str, Any] = field(default_factory=dict)
+    groups: list[TokenGroup] = field(default_factory=list)
+
+    def __post_init__(self) -> None:
+        if not self.groups:
+            self.groups = groups_from_pieces(self.pieces)
+
+    @property
+    def units(self) -> list[str]:
+        """The text of each display unit (``<bos>``, then characters or whole tokens)."""
+        return [group.text for group in self.groups]
 
     def per_token(self) -> Float[Tensor, " pos"]:
-        """Relevance of all neurons at each token."""
+        """Relevance of all neurons at each token (byte-level pieces separately)."""
         return self.relevance.sum(dim=(1, 2))
 
     def per_layer(self) -> Float[Tensor, "layer pos"]:
-        """Relevance of each layer's neurons at each token."""
+        """Relevance of each layer's neurons at each token (byte-level pieces separately)."""
         return self.relevance.sum(dim=2).T
+
+    def unit_relevance(self) -> Float[Tensor, "unit layer neuron"]:
+        """``relevance`` summed over the tokens (pieces) of each display unit."""
+        return sum_groups(self.relevance, self.groups)
+
+    def per_unit(self) -> Float[Tensor, " unit"]:
+        """Relevance of all neurons at each display unit (summed over its pieces)."""
+        return sum_groups(self.per_token(), self.groups)
 
     def top_neurons(self, k: int = 10) -> pd.DataFrame:
         """The ``k`` neurons with the highest relevance summed over the prompt's tokens.
 
         Returns:
-            DataFrame with ``layer``, ``neuron``, ``relevance`` (summed) and ``token`` (where
-            it peaks).
+            DataFrame with ``layer``, ``neuron``, ``relevance`` (summed over the prompt),
+            ``token`` (the visible text of the display unit where the neuron's relevance
+            peaks, its relevance summed over the unit's pieces; never empty), ``position``
+            (that unit's index: the heatmap's column, the index into :meth:`per_unit`;
+            ``<bos>`` is 0) and ``token_start``/``token_stop`` (the unit's token positions,
+            stop excluded: the rows of ``relevance`` it sums).
+
+        Example:
+            >>> import crane_lens as cl
+            >>> result = cl.explain(cl.load_model("crane-tiny"), "你好")
+            >>> list(result.top_neurons(3).columns)
+            ['layer', 'neuron', 'relevance', 'token', 'position', 'token_start', 'token_stop']
         """
         import pandas as pd
 
         total = self.relevance.sum(dim=0).flatten()
         order = torch.sort(-total, stable=True).indices[:k]
         d_mlp = self.relevance.shape[2]
-        peak = self.relevance.flatten(1)[:, order].argmax(dim=0)
+        position = sum_groups(self.relevance.flatten(1)[:, order], self.groups).argmax(0).tolist()
+        peak = [self.groups[unit] for unit in position]
         return pd.DataFrame({"layer": (order // d_mlp).tolist(), "neuron": (order % d_mlp).tolist(),
                              "relevance": total[order].tolist(),
-                             "token": [self.pieces[int(p)] for p in peak]})  # fmt: skip
+                             "token": [group.label for group in peak], "position": position,
+                             "token_start": [group.start for group in peak],
+                             "token_stop": [group.stop for group in peak]})  # fmt: skip
 
     def share(self, neurons: LanguageNeurons, lang: str) -> Float[Tensor, " pos"]:
-        """Per token, the share of its absolute relevance carried by ``lang``'s set (0…1)."""
+        """Per token (byte-level pieces separately), the share of its absolute relevance
+        carried by ``lang``'s set (0…1)."""
         mask = torch.zeros(self.relevance.shape[1:], dtype=torch.bool)
         for layer, idx in enumerate(neurons.per_layer(lang)):
             mask[layer, idx] = True
@@ -84,21 +149,27 @@ class Explanation:
         return torch.where(total > 0, (magnitude * mask).sum(dim=(1, 2)) / total, 0.0)
 
     def heatmap(self) -> go.Figure:
-        """Layer × token relevance (summed over each layer's neurons), diverging around 0."""
+        """Layer × display unit relevance (summed over each layer's neurons and over the unit's
+        byte-level pieces), diverging around 0.
+
+        The x ticks read ``"<position> <text>"`` (``"3 你"``): the unit's index (unique, so two
+        equal characters keep two columns) and its visible text (HTML-escaped for plotly).
+        """
         import plotly.graph_objects as go
 
-        values = self.per_layer()
+        values = sum_groups(self.relevance.sum(dim=2), self.groups).T
         bound = float(values.abs().max()) or 1.0
-        labels = [f"{i}:{p or '·'}" for i, p in enumerate(self.pieces)]
+        labels = [tick_label(position, group) for position, group in enumerate(self.groups)]
+        notes = [[group_note(group) for group in self.groups]] * len(values)
         figure = go.Figure(go.Heatmap(
             z=values.numpy(), x=labels, y=[f"layer {i}" for i in range(len(values))],
-            zmin=-bound, zmax=bound, colorscale="RdBu_r",
+            zmin=-bound, zmax=bound, colorscale="RdBu_r", customdata=notes,
             colorbar={"title": {"text": "relevance" if self.method == "crane" else "ΔNLL est."}},
-            hovertemplate="token %{x}<br>%{y}<br>%{z:.4g}<extra></extra>",
+            hovertemplate="%{x} (%{customdata})<br>%{y}<br>%{z:.4g}<extra></extra>",
         ))  # fmt: skip
         figure.update_layout(
             title=f"{self.method} relevance per layer and token (target: {self.target})",
-            xaxis_title="token",
+            xaxis_title="token (a character split into byte-level pieces: their sum)",
             yaxis_title="layer",
             width=max(600, 28 * len(labels) + 200),
             height=260 + 22 * len(values),
@@ -106,13 +177,27 @@ class Explanation:
         return figure
 
     def to_html(self, scale: float | None = None) -> str:
-        """Coloured tokens by their total relevance; pass ``scale`` to compare prompts."""
+        """The prompt's text coloured by the total relevance of each display unit (a character
+        split into byte-level pieces: the sum over its pieces); pass ``scale`` to compare
+        prompts."""
         unit = "relevance" if self.method == "crane" else "nats (estimated ΔNLL)"
         title = f"{self.method}: relevance of all MLP neurons per token"
-        return coloured_tokens(self.pieces, self.per_token().tolist(), title, unit, scale)
+        notes = [group_note(group) for group in self.groups]
+        return coloured_tokens(self.units, self.per_unit().tolist(), title, unit, scale, notes)
 
     def _repr_html_(self) -> str:
         return self.to_html()
+
+
+def tick_label(position: int, group: TokenGroup, width: int = 12) -> str:
+    """A unique, visible axis label for a display unit: ``"3 你"``, ``"0 &lt;bos&gt;"``.
+
+    Plotly reads ``<s>``, ``<b>``... in labels as markup: ``<``, ``>`` and ``&`` are escaped
+    (plotly shows the entities as the characters).
+    """
+    text = group.label.strip() or group.label
+    text = text if len(text) <= width else text[: width - 1] + "…"
+    return html.escape(f"{position} {text}", quote=False)
 
 
 def explain(
@@ -178,4 +263,5 @@ def explain(
         relevance=relevance, activations=acts, scores=scores.detach().float().cpu(),
         method=method, target=target if method == "crane" else objective,
         config={"attention": attention, "model": spec.name},
+        groups=display_groups(model.tokenizer, tokens),
     )  # fmt: skip
