@@ -16,7 +16,7 @@ import torch
 from jaxtyping import Bool, Float, Int
 from torch import Tensor
 
-from crane_lens.plots.matrix import DIVERGING, colorbar, colorbar_px, page_layout
+from crane_lens.plots.matrix import DIVERGING, PAGE_WIDTH, colorbar, colorbar_px, page_layout
 
 if TYPE_CHECKING:
     import plotly.graph_objects as go
@@ -323,6 +323,10 @@ def neuron_heatmap(
     ticks = colour.pop("tickvals"), colour.pop("ticktext")
     rows, cols, panel_w, panel_h = _grid(len(langs), n_layers)
     gap_w, gap_h = 56, 84
+    unit += "<br>signed log scale" if symmetric else ""
+    left, right, bottom_px = 70, colorbar_px(name, unit), 60
+    # Narrower panels where the columns would not fit a page (the report's content column).
+    panel_w = min(panel_w, int((PAGE_WIDTH - left - right - (cols - 1) * gap_w) // cols))
     plot_w, plot_h = cols * panel_w + (cols - 1) * gap_w, rows * panel_h + (rows - 1) * gap_h
     sizes = (edges[1:] - edges[:-1]).tolist()
     titles = [lang if neurons is None else f"{lang} · {neurons.count(lang):,} selected"
@@ -373,8 +377,6 @@ def neuron_heatmap(
                      "neurons; number: how many of them the layer holds")  # fmt: skip
     title = title or f"{name}: each layer's neurons ranked by value — {stats.spec.name}"
     top_px = 64 + 16 * (subtitle.count("<br>") + 1) + 44
-    unit += "<br>signed log scale" if symmetric else ""
-    left, right, bottom_px = 70, colorbar_px(name, unit), 60
     return page_layout(
         fig, title, subtitle, (plot_w, plot_h), (left, right, top_px, bottom_px),
         coloraxis={**colour, "colorbar": colorbar(

@@ -21,7 +21,11 @@ DIVERGING = "RdBu_r"  # red: masking raises the NLL (or a positive score), blue:
 Value = Literal["delta", "relative", "random"]
 _LABELS = {"delta": ("ΔNLL", "nats/token"), "relative": ("ΔNLL / NLL", "% of unmasked NLL"),
            "random": ("ΔNLL, random sets", "nats/token")}  # fmt: skip
-_MAX_WIDTH = 1400  # px: a page-wide figure; wider grids wrap into more rows
+# px: the widest a figure gets: the content column of the HTML report (crane_lens.report.html),
+# so that every figure fits a 1400-px browser window there. Wider grids use smaller cells or wrap
+# into more rows, and longer titles wrap onto more lines.
+PAGE_WIDTH = 1100
+MIN_CELL = 24  # px: the smallest ablation cell, still room for "−0.02" at 9 px
 
 
 def text_px(text: str, size: float) -> float:
@@ -34,6 +38,22 @@ def text_px(text: str, size: float) -> float:
         (24.0, 20.0)
     """
     return float(sum(size if ord(c) > 0x2E80 else 0.6 * size for c in text))
+
+
+def wrap(text: str, width: float, size: float = 12) -> str:
+    """``text`` broken into ``<br>``-separated lines of at most ``width`` pixels (at spaces).
+
+    Example:
+        >>> wrap("one two three", text_px("one two", 10), 10)
+        'one two<br>three'
+    """
+    lines: list[str] = []
+    for word in text.split(" "):
+        if lines and text_px(f"{lines[-1]} {word}", size) <= width:
+            lines[-1] += f" {word}"
+        else:
+            lines.append(word)
+    return "<br>".join(lines)
 
 
 def colorbar_px(title: str, unit: str) -> float:
@@ -59,6 +79,9 @@ def page_layout(
     """Template, title and subtitle, and a size that fits the plot area, the margins and every
     title line (plotly cuts what does not fit rather than wrapping it).
 
+    The figure is as wide as its plot area and margins, and as its longest title line up to
+    :data:`PAGE_WIDTH`; longer lines wrap, and the top margin grows by the lines added.
+
     Args:
         fig: The figure to finish.
         title: Title (17 px).
@@ -68,9 +91,13 @@ def page_layout(
         layout: Further layout settings.
     """
     left, right, top, bottom = margin
-    lines = subtitle.split("<br>")
-    width = max(left + plot[0] + right, 40 + text_px(title, 17),
-                *(40 + text_px(line, 12) for line in lines))  # fmt: skip
+    room = max(PAGE_WIDTH, left + plot[0] + right) - 40  # px of text a line may take
+    lines = [wrap(line, room, 12) for line in subtitle.split("<br>")]
+    wrapped_title = wrap(title, room, 17)
+    top += 16 * (sum(line.count("<br>") for line in lines)) + 22 * wrapped_title.count("<br>")
+    title, subtitle = wrapped_title, "<br>".join(lines)
+    width = max(left + plot[0] + right, 40 + max(text_px(x, 17) for x in title.split("<br>")),
+                *(40 + text_px(x, 12) for x in subtitle.split("<br>")))  # fmt: skip
     return fig.update_layout(
         template=TEMPLATE, width=math.ceil(width), height=math.ceil(top + plot[1] + bottom),
         margin={"l": left, "r": right, "t": top, "b": bottom},
@@ -287,13 +314,16 @@ def ablation_matrices(
         frame = m.random_delta() if value == "delta" else _random_relative(m)
         panels.append((f"random ({_mean_of_seeds(m)})", frame))
     n = max(max(f.shape) for _, f in panels)
-    cell = _cell_px(n)
-    panel_w, panel_h = (
-        cell * max(f.shape[1] for _, f in panels),
-        cell * max(len(f) for _, f in panels),
-    )
+    width, height = max(f.shape[1] for _, f in panels), max(len(f) for _, f in panels)
     gap_w, gap_h = 40, 110  # px between panels: row labels; x labels + axis title + panel title
-    n_cols = max(1, min(len(panels), (_MAX_WIDTH - 220 + gap_w) // (panel_w + gap_w)))
+    room = PAGE_WIDTH - 90 - colorbar_px(name, unit) + gap_w  # the plot area, one gap more
+    cell = _cell_px(n)
+    n_cols = max(1, min(len(panels), int(room // (cell * width + gap_w))))
+    if n_cols == 1 and len(panels) > 1:  # two panels side by side with smaller cells, if they fit
+        small = int((room - 2 * gap_w) // (2 * width))
+        if small >= MIN_CELL:
+            cell, n_cols = small, 2
+    panel_w, panel_h = cell * width, cell * height
     n_rows = math.ceil(len(panels) / n_cols)
     plot_w, plot_h = (
         n_cols * panel_w + (n_cols - 1) * gap_w,

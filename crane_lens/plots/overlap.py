@@ -6,7 +6,7 @@ import math
 from collections.abc import Mapping
 from typing import TYPE_CHECKING
 
-from crane_lens.plots.matrix import TEMPLATE, colorbar, colorbar_px, text_px
+from crane_lens.plots.matrix import TEMPLATE, colorbar, colorbar_px, text_px, wrap
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -17,22 +17,7 @@ if TYPE_CHECKING:
 CELL = 46  # px per heatmap cell: room for "0.53" at 12 px
 TITLE_SIZE, SUBTITLE_SIZE = 17, 12  # as matrix.page_layout's
 UNIT = "|A ∩ B| / |A ∪ B|"
-
-
-def wrap(text: str, width: float, size: float = SUBTITLE_SIZE) -> str:
-    """``text`` broken into ``<br>``-separated lines of at most ``width`` pixels (at spaces).
-
-    Example:
-        >>> wrap("one two three", text_px("one two", 10), 10)
-        'one two<br>three'
-    """
-    lines: list[str] = []
-    for word in text.split(" "):
-        if lines and text_px(f"{lines[-1]} {word}", size) <= width:
-            lines[-1] += f" {word}"
-        else:
-            lines.append(word)
-    return "<br>".join(lines)
+DIAGONAL = "#e4e4e4"  # neutral grey of the diagonal's set sizes: outside the Blues scale
 
 
 def finish(
@@ -62,27 +47,40 @@ def finish(
 
 
 def cell_label(value: float) -> str:
-    """A Jaccard index as a cell shows it: exact zeros stay "0", tiny values "<.01", not ".00".
+    """A Jaccard index as a cell shows it: two decimals with a leading zero, exact zeros and
+    ones as "0" and "1", tiny values "<0.01" rather than "0.00".
 
     Example:
         >>> [cell_label(v) for v in (0.0, 0.003, 0.456, 1.0, float("nan"))]
-        ['0', '<.01', '.46', '1', '']
+        ['0', '<0.01', '0.46', '1', '']
     """
     if math.isnan(value):
         return ""
     if value in (0.0, 1.0):
         return f"{value:.0f}"
-    return "<.01" if value < 0.005 else f"{value:.2f}".removeprefix("0")
+    return "<0.01" if value < 0.005 else f"{value:.2f}"
+
+
+def size_label(count: int) -> str:
+    """A set size as a diagonal cell shows it, marked as a count ("n=") so that it never reads
+    as a Jaccard index; thousands compacted to fit a cell.
+
+    Example:
+        >>> [size_label(n) for n in (41, 4587, 45875)]
+        ['n=41', 'n=4,587', 'n=46k']
+    """
+    return f"n={count:,}" if count < 10_000 else f"n={count / 1000:.0f}k"
 
 
 def _heatmap(
     z: list[list[float]], x: list[str], y: list[str], *, title: str, subtitle: str,
     x_title: str, y_title: str, diagonal: list[int] | None = None,
+    diagonal_what: str = "neurons in the set",
 ) -> go.Figure:  # fmt: skip
     """Cells labelled with their values, a sequential scale from 0 to the largest value.
 
-    ``diagonal`` (a square table only): the set sizes, drawn in grey over the diagonal instead of
-    its trivial Jaccard of 1, which would otherwise set the colour scale.
+    ``diagonal`` (a square table only): the set sizes, drawn as "n=41" on neutral grey over the
+    diagonal instead of its trivial Jaccard of 1, which would otherwise set the colour scale.
     """
     import plotly.graph_objects as go
 
@@ -97,18 +95,23 @@ def _heatmap(
     fig = go.Figure(go.Heatmap(
         z=shown, x=x, y=y, text=[[cell_label(v) for v in row] for row in shown],
         texttemplate="%{text}", textfont={"size": 12}, colorscale="Blues", zmin=0.0, zmax=high,
-        xgap=1, ygap=1, colorbar=colorbar("Jaccard index", UNIT,
+        # Tick labels below their ticks: the scale ends at the largest value, often a round
+        # tick (0.1, 1), whose label would otherwise reach up into the colour bar's title.
+        xgap=1, ygap=1, colorbar=colorbar("Jaccard index", UNIT, ticklabelposition="outside bottom",
                                           len=min(1.0, max(0.6, 180 / (cell * len(y))))),
         hovertemplate=f"{y_title} %{{y}} · {x_title} %{{x}}<br>Jaccard %{{z:.3f}}<extra></extra>",
+        hoverongaps=False,
     ))  # fmt: skip
     if diagonal is not None:
         fig.add_heatmap(
             z=[[1.0 if i == j else math.nan for j in range(len(x))] for i in range(len(y))],
-            x=x, y=y, text=[[f"{n:,}" if i == j else "" for j in range(len(x))]
+            x=x, y=y, text=[[size_label(n) if i == j else "" for j in range(len(x))]
                             for i, n in enumerate(diagonal)],
-            texttemplate="%{text}", textfont={"size": 11, "color": "#444"},
-            colorscale=[[0, "#e4e4e4"], [1, "#e4e4e4"]], showscale=False, xgap=1, ygap=1,
-            hovertemplate="%{y}: %{text} neurons<extra></extra>",
+            customdata=[[f"{n:,}" for _ in x] for n in diagonal],
+            texttemplate="%{text}", textfont={"size": 10, "color": "#555"},
+            colorscale=[[0, DIAGONAL], [1, DIAGONAL]], showscale=False, xgap=1, ygap=1,
+            hovertemplate=f"%{{y}}: %{{customdata}} {diagonal_what}<br>(a count, not a "
+                          "Jaccard index)<extra></extra>", hoverongaps=False,
         )  # fmt: skip
     left = max(text_px(s, 12) for s in y) + 50
     bottom = int(max(text_px(s, 12) for s in x) * 0.72) + 50  # tick labels at −45°
@@ -137,7 +140,7 @@ def language_overlap(neurons: LanguageNeurons, *, title: str | None = None) -> g
         ...                               "zh": torch.tensor([[0, 1], [0, 2], [0, 3]])})
         >>> fig = language_overlap(sets)
         >>> fig.data[0].text[0], fig.data[1].text[1]  # en vs en, zh: |{1}| / |{0, 1, 2, 3}|
-        (['', '.25'], ['', '3'])
+        (['', '0.25'], ['', 'n=3'])
     """
     table = neurons.jaccard()
     langs = list(table.index)
@@ -236,7 +239,7 @@ def method_overlap(
         z, methods, methods,
         title=title or "Overlap of the methods' sets for the same language",
         subtitle=f"mean Jaccard over {len(langs)} languages; diagonal: mean neurons per set",
-        x_title="method", y_title="method",
+        x_title="method", y_title="method", diagonal_what="neurons per set, mean over languages",
         diagonal=[round(sum(n.count(x) for x in langs) / len(langs))
                   for n in neurons_by_method.values()],
     )  # fmt: skip

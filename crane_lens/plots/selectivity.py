@@ -8,7 +8,7 @@ from typing import TYPE_CHECKING
 
 import torch
 
-from crane_lens.plots.matrix import page_layout, size_range, text_px
+from crane_lens.plots.matrix import PAGE_WIDTH, page_layout, size_range, text_px
 from crane_lens.plots.sweep import _COLOURS
 
 if TYPE_CHECKING:
@@ -148,7 +148,7 @@ def selectivity_chart(
     legend_px = max(text_px(t.name, 12) for t in fig.data if t.showlegend is not False)
     left, right, top, bottom = 70, 80 + legend_px, 110, 60
     markers = sum(1 for t in fig.data if t.showlegend is not False)  # per language, side by side
-    plot_w = min(max(560, len(langs) * (12 + 8 * markers)), 1400 - left - right)
+    plot_w = min(max(560, len(langs) * (12 + 8 * markers)), PAGE_WIDTH - left - right)
     return page_layout(
         fig, title, subtitle, (plot_w, 620), (left, right, top, bottom),
         scattermode="group", scattergap=0.35,

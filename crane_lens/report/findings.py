@@ -7,16 +7,22 @@ always restate the tables next to them.
 from __future__ import annotations
 
 import math
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
+    import pandas as pd
+
     from crane_lens.evaluation.ablation import AblationMatrix
 
 # Fewer random control sets than this and the random mean/std (so vs_random and z) are rough.
 MIN_STABLE_SEEDS = 5
 # z at or above this: the set hurts its language clearly more than random sets of its sizes.
 Z_CLEAR = 2.0
+# nats/token: the own ΔNLL (and vs_random) a set needs before its selectivity index counts in the
+# ranking; e^0.05 ≈ 1.05, a 5 % rise in its language's perplexity. Below it the index, a ratio,
+# can reach 1 from an effect too small to matter.
+MIN_EFFECT = 0.05
 
 
 def _nats(x: float) -> str:
@@ -44,6 +50,36 @@ def beats_random(own: float, random_mean: float, random_std: float) -> bool:
     if math.isfinite(random_std) and random_std > 0:
         return (own - random_mean) / random_std >= Z_CLEAR
     return own > random_mean
+
+
+def clear_effect(own: float, random_mean: float = math.nan, random_std: float = math.nan) -> bool:
+    """Whether a set's own ΔNLL is large and clearly above chance, so that its selectivity
+    index means something: own ≥ :data:`MIN_EFFECT`, and, with random control sets, also own −
+    random own (``vs_random``) ≥ :data:`MIN_EFFECT` and :func:`beats_random`.
+
+    The index (own − others) / (|own| + |others|) is a ratio: a set that raises its language's
+    NLL by 0.03 nats/token and the others' by 0.001 gets 0.94, as high as one that raises it by
+    0.5. Random sets that lower the NLL (random own < 0) do not lower the bar.
+
+    Example:
+        >>> clear_effect(0.23, 0.01, 0.005), clear_effect(0.029, 0.002, 0.001)
+        (True, False)
+        >>> clear_effect(0.3), clear_effect(0.12, 0.09, 0.01)  # no random sets; 0.03 beyond them
+        (True, False)
+    """
+    if not own >= MIN_EFFECT:
+        return False
+    if math.isnan(random_mean):
+        return True
+    return own - max(random_mean, 0.0) >= MIN_EFFECT and beats_random(own, random_mean, random_std)
+
+
+def _clear_rows(sel: pd.DataFrame) -> list[bool]:
+    """:func:`clear_effect` of every row of a selectivity table."""
+    if "random_own" not in sel:
+        return [clear_effect(float(own)) for own in sel["own"]]
+    return [clear_effect(float(r.own), float(r.random_own), float(r.random_own_std))
+            for r in sel.itertuples()]  # fmt: skip
 
 
 def method_conclusion(matrix: AblationMatrix) -> str:
@@ -84,23 +120,75 @@ def method_conclusion(matrix: AblationMatrix) -> str:
 
 
 def ranking(matrices: Mapping[str, AblationMatrix]) -> str | None:
-    """The methods ordered by their mean selectivity index (``None`` for a single method).
+    """The methods ranked by selectivity index, counting only sets with a clear own effect
+    (``None`` for a single method).
+
+    A set's index counts when masking it clearly hurts its own language (:func:`clear_effect`:
+    own ΔNLL ≥ :data:`MIN_EFFECT` nats/token, also beyond random sets of its sizes, and
+    clearly above them); any other set counts 0, as it shows no language-specific effect worth
+    the name. So a method whose sets barely hurt their own language is not ranked first on an
+    index that such tiny effects make high. Each method's mean own ΔNLL is stated beside its
+    score, and, when the plain mean index would order the methods differently, a second
+    sentence says so.
 
     Example:
         >>> from crane_lens.evaluation import AblationMatrix
-        >>> def toy(name, hit):
+        >>> def toy(name, hit, off=0.1):
         ...     return AblationMatrix(name, "zero", ["en", "zh"], ["en", "zh"],
         ...                           {"en": 1.0, "zh": 1.0},
-        ...                           {"en": {"en": 1 + hit, "zh": 1.1}, "zh": {"en": 1.1, "zh": 1 + hit}})
-        >>> ranking({"lape": toy("lape", 0.2), "crane": toy("crane", 0.9)})
-        'Highest mean selectivity index: crane (0.80), then lape (0.33).'
+        ...                           {"en": {"en": 1 + hit, "zh": 1 + off},
+        ...                            "zh": {"en": 1 + off, "zh": 1 + hit}})
+        >>> print(ranking({"lape": toy("lape", 0.03, 0.001), "crane": toy("crane", 0.9)}))
+        ... # doctest: +NORMALIZE_WHITESPACE
+        Ranked by mean selectivity index, counting a set only where masking it clearly hurts
+        its own language (own ΔNLL ≥ 0.05 nats/token; other sets count 0): crane 0.80 (2/2
+        sets; own ΔNLL 0.90 mean), then lape 0.00 (0/2; own 0.030; 0.94 over all sets). By the
+        plain mean index lape would come first (0.94), but 2 of its 2 sets raise their own NLL
+        by less than 0.05 nats/token: their high index rests on a tiny effect.
     """
     if len(matrices) < 2:
         return None
-    index = {m: float(x.selectivity()["index"].mean()) for m, x in matrices.items()}
-    order = sorted(index, key=lambda m: -index[m] if math.isfinite(index[m]) else math.inf)
-    rest = ", ".join(f"{m} ({index[m]:.2f})" for m in order[1:])
-    return f"Highest mean selectivity index: {order[0]} ({index[order[0]]:.2f}), then {rest}."
+    tables = {m: x.selectivity() for m, x in matrices.items()}
+    has_random = any("random_own" in sel for sel in tables.values())
+    plain, credited, counted = {}, {}, {}
+    for method, sel in tables.items():
+        index = [float(x) for x in sel["index"]]
+        clear = _clear_rows(sel)
+        finite = [x for x in index if math.isfinite(x)]
+        plain[method] = sum(finite) / len(finite) if finite else math.nan
+        credited[method] = (sum(x if ok and math.isfinite(x) else 0.0
+                                for x, ok in zip(index, clear, strict=True)) / len(index)
+                            if index else math.nan)  # fmt: skip
+        counted[method] = sum(clear)
+
+    def key(scores: dict[str, float]) -> Callable[[str], float]:
+        return lambda m: -scores[m] if math.isfinite(scores[m]) else math.inf
+
+    order = sorted(tables, key=key(credited))
+
+    def part(method: str, first: bool) -> str:
+        n, own = len(tables[method]), float(tables[method]["own"].mean())
+        sets = f"{counted[method]}/{n}" + (" sets" if first else "")
+        own_text = f"own ΔNLL {_nats(own)} mean" if first else f"own {_nats(own)}"
+        also = (f"; {plain[method]:.2f} over all sets"
+                if counted[method] < n and math.isfinite(plain[method]) else "")  # fmt: skip
+        return f"{method} {credited[method]:.2f} ({sets}; {own_text}{also})"
+
+    rule = f"own ΔNLL ≥ {MIN_EFFECT:g} nats/token" + (
+        ", also beyond random sets of its sizes, and clearly above them" if has_random else ""
+    )
+    rest = ", then ".join(part(m, False) for m in order[1:])
+    text = (f"Ranked by mean selectivity index, counting a set only where masking it clearly "
+            f"hurts its own language ({rule}; other sets count 0): {part(order[0], True)}, then "
+            f"{rest}.")  # fmt: skip
+    leader = sorted(tables, key=key(plain))[0]
+    if leader != order[0]:
+        n = len(tables[leader])
+        text += (f" By the plain mean index {leader} would come first ({plain[leader]:.2f}), but "
+                 f"{n - counted[leader]} of its {n} sets raise their own NLL by less than "
+                 f"{MIN_EFFECT:g} nats/token{' or not clearly more than random sets' if has_random else ''}: "
+                 "their high index rests on a tiny effect.")  # fmt: skip
+    return text
 
 
 def _listing(items: list[str]) -> str:
@@ -113,6 +201,7 @@ def run_warnings(matrices: Mapping[str, AblationMatrix]) -> list[str]:
     Checks: few or no random control seeds (vs_random and z rest on them), a random std of 0 or
     NaN (z undefined), random sets that lower the NLL or leave it unchanged (random_own ≤ 0:
     vs_random = own − random_own then credits the set with their improvement too), empty sets,
+    sets without a clear own effect (:func:`clear_effect`: their index rests on a tiny ΔNLL),
     and set sizes that differ between methods for the same language.
 
     Example:
@@ -147,12 +236,14 @@ def run_warnings(matrices: Mapping[str, AblationMatrix]) -> list[str]:
                 "deviation, and so vs_random and z, are rough estimates (a std from "
                 f"{seeds[0]} samples can be off several-fold). " + rerun
             )
-    no_z, not_raised, empty = [], [], []
+    no_z, not_raised, empty, weak = [], [], [], []
     for method, matrix in matrices.items():
         sel = matrix.selectivity()
-        for lang, row in sel.iterrows():
+        for (lang, row), clear in zip(sel.iterrows(), _clear_rows(sel), strict=True):
             if row.get("n_neurons") == 0:
                 empty.append(f"{method} {lang}")
+            elif not clear:
+                weak.append(f"{method} {lang}")
             if "random_own_std" in sel and not math.isnan(row["random_own"]):
                 std = float(row["random_own_std"])
                 if not (math.isfinite(std) and std > 0):
@@ -174,6 +265,18 @@ def run_warnings(matrices: Mapping[str, AblationMatrix]) -> list[str]:
     if empty:
         warnings.append(
             f"Empty sets: {_listing(empty)} selected no neurons; their rows measure nothing."
+        )
+    if weak:
+        has_random = any("random_own" in m.selectivity() for m in matrices.values())
+        beyond = (" or by less than that beyond random sets of the same sizes (vs_random), or not "
+                  "clearly more than those" if has_random else "")  # fmt: skip
+        warnings.append(
+            f"Small own effects: {'the sets' if len(weak) > 1 else 'the set'} {_listing(weak)} "
+            f"{'raise' if len(weak) > 1 else 'raises'} {'their' if len(weak) > 1 else 'its'} own "
+            f"language's NLL by less than {MIN_EFFECT:g} nats/token (under "
+            f"{MIN_EFFECT * 100:g} % in perplexity){beyond}. "
+            "The selectivity index is a ratio and can be high on such a tiny effect: read own "
+            "beside it. The ranking in the conclusions counts these sets as 0."
         )
     langs = dict.fromkeys(lang for x in matrices.values() for lang in x.masked)
     differ = []

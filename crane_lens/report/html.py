@@ -19,7 +19,14 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from crane_lens.report.findings import Z_CLEAR, method_conclusion, ranking, run_warnings
+from crane_lens.report.findings import (
+    MIN_EFFECT,
+    Z_CLEAR,
+    clear_effect,
+    method_conclusion,
+    ranking,
+    run_warnings,
+)
 from crane_lens.report.run_folder import check_run_folder
 from crane_lens.utils.io import write_text
 
@@ -38,7 +45,8 @@ DEFINITIONS = {
     "ratio": "own ÷ others: how many times more the own language suffers (n/a when the "
              "others' ΔNLL is ≤ 0, where a ratio means nothing — read the index).",
     "index": "(own − others) ÷ (|own| + |others|), from −1 to 1: 1 = only its own language "
-             "degrades, 0 = no preference.",
+             "degrades, 0 = no preference; grey where the own effect is small (a ratio of tiny "
+             f"ΔNLLs: own below {MIN_EFFECT:g} nats/token or not clearly above random sets).",
     "random own": "the own ΔNLL of random sets with the same per-layer sizes, mean ± "
                   "standard deviation over the random seeds.",
     "vs_random": "own − random own, in nats per token: the ΔNLL beyond what masking as many "
@@ -225,12 +233,21 @@ def _config_rows(result: RunResult, versions: dict[str, str]) -> list[list[Cell]
         ("random control seeds", str(c.random_seeds)),
         ("seed (text order)", str(c.seed)),
         ("CRANE target", c.target),
-        ("device, dtype", f"{c.device or 'default (CUDA when available)'}, "
-                          f"{c.dtype or 'the checkpoint’s'}"),
+        ("device, dtype", _device_dtype(result)),
         ("package versions", ", ".join(f"{k} {v}" for k, v in versions.items()) or "unknown"),
         ("folder", str(result.folder)),
     ]  # fmt: skip
     return [[Cell(k, css="key"), Cell(v)] for k, v in rows]
+
+
+def _device_dtype(result: RunResult) -> str:
+    """What the run computed on, as recorded (runs saved before that: the statistics' spec)."""
+    spec = result.stats.spec
+    device = result.resolved.get("device") or spec.device
+    dtype = result.resolved.get("dtype_choice") or (
+        f"{spec.dtype.removeprefix('torch.')} (requested: {result.config.dtype})"
+    )
+    return f"{device}, {dtype}"
 
 
 def _selectivity(result: RunResult) -> str:
@@ -240,8 +257,15 @@ def _selectivity(result: RunResult) -> str:
     def cells(row: pd.Series) -> list[Cell]:
         ratio = _num(row["ratio"] if row["others"] > 0 else math.nan, 2,
                      why_missing="the others' ΔNLL is ≤ 0: read the index")  # fmt: skip
+        index = _num(row["index"], 2)
+        random = ((float(row["random_own"]), float(row["random_own_std"])) if has_random
+                  else (math.nan, math.nan))  # fmt: skip
+        if index.text != "n/a" and not clear_effect(float(row["own"]), *random):
+            index = Cell(index.text, True, f"a small own effect (own ΔNLL below {MIN_EFFECT:g} "
+                         "nats/token, or not clearly above random sets): read own beside it",
+                         "muted")  # fmt: skip
         out = [Cell(f"{int(row['n_neurons']):,}", True), _num(row["own"]), _num(row["others"]),
-               ratio, _num(row["index"], 2)]  # fmt: skip
+               ratio, index]  # fmt: skip
         if has_random:
             mean, std = float(row["random_own"]), float(row["random_own_std"])
             spread = _minus(
@@ -358,7 +382,7 @@ html { scroll-behavior: smooth; }
 body { margin: 0; color: var(--fg); background: #fff; font: 15px/1.55 system-ui, -apple-system,
   "Segoe UI", Roboto, "Helvetica Neue", Arial, "Noto Sans", "Noto Sans CJK SC",
   "WenQuanYi Zen Hei", sans-serif; }
-main { max-width: 1180px; margin: 0 auto; padding: 36px 40px 72px; }
+main { max-width: __MAIN_WIDTH__px; margin: 0 auto; padding: 36px 40px 72px; }
 header h1 { font-size: 30px; line-height: 1.2; margin: 0 0 6px; letter-spacing: -0.01em; }
 header .run { font-size: 17px; color: var(--muted); margin: 0 0 4px; word-break: break-all; }
 header .facts { margin: 10px 0 0; color: var(--fg); max-width: none; }
@@ -410,13 +434,16 @@ details summary { cursor: pointer; color: var(--accent); }
 pre.json { background: var(--soft); padding: 12px 16px; border-radius: 6px; overflow-x: auto;
   font-size: 13px; }
 figure { margin: 30px 0 36px; }
-figure .plot { overflow-x: auto; }
+figure .plot { overflow-x: auto; padding-top: 28px; }
+/* plotly's toolbar (modebar) gets a strip of its own above the figure, so that it never covers a
+   title (a narrow figure's title runs under the top right corner, where plotly puts it). */
+figure .plot .modebar-container { top: -28px !important; }
 figcaption { color: var(--muted); font-size: 14px; margin-top: 6px; max-width: 100ch; }
 figcaption strong { color: var(--fg); }
 footer { margin-top: 56px; font-size: 13px; color: var(--muted); border-top: 1px solid var(--line);
   padding-top: 10px; }
 @media print { nav.toc { display: none; } figure, table { break-inside: avoid; } }
-"""
+"""  # __MAIN_WIDTH__: the figures' PAGE_WIDTH and main's padding (report_html fills it in)
 
 
 def report_html(result: RunResult, figures: Sequence[NamedFigure] | None = None) -> str:
@@ -431,6 +458,7 @@ def report_html(result: RunResult, figures: Sequence[NamedFigure] | None = None)
     """
     from crane_lens import __version__
     from crane_lens.pipeline import CONFIG_FILE
+    from crane_lens.plots.matrix import PAGE_WIDTH  # the content column: every figure fits it
     from crane_lens.plots.run import run_figures
 
     figures = run_figures(result) if figures is None else figures
@@ -476,7 +504,11 @@ def report_html(result: RunResult, figures: Sequence[NamedFigure] | None = None)
     facts = (f"{spec.n_layers} layers × {spec.d_mlp:,} neurons · {', '.join(c.langs)} · "
              f"{', '.join(c.methods)} · {_percent(c.budget)} per language · {_mode(c)} ablation · "
              f"{c.random_seeds} random seed{'s' if c.random_seeds != 1 else ''}")  # fmt: skip
-    title = f"crane-lens report: {c.name}"
+    # The folder's name: --name when the run was given one, else the settings' name.
+    name = result.folder.name or c.name
+    title = f"crane-lens report: {name}"
+    settings = (f' <span class="muted">(settings: {_e(c.name)})</span>'
+                if name != c.name else "")  # fmt: skip
     folder = shlex.quote(str(result.folder))
     return f"""<!DOCTYPE html>
 <html lang="en">
@@ -485,7 +517,7 @@ def report_html(result: RunResult, figures: Sequence[NamedFigure] | None = None)
 <meta name="viewport" content="width=device-width, initial-scale=1">
 <meta name="generator" content="crane_lens {_e(__version__)}">
 <title>{_e(title)}</title>
-<style>{STYLE}</style>
+<style>{STYLE.replace("__MAIN_WIDTH__", str(PAGE_WIDTH + 2 * 40))}</style>
 <script type="text/javascript">window.PlotlyConfig = {{MathJaxConfig: 'local'}};</script>
 <script type="text/javascript">{_plotly_js()}</script>
 </head>
@@ -493,7 +525,7 @@ def report_html(result: RunResult, figures: Sequence[NamedFigure] | None = None)
 <main>
 <header>
 <h1>crane-lens report</h1>
-<p class="run">{_e(c.name)}</p>
+<p class="run">{_e(name)}{settings}</p>
 <p class="facts"><strong>{_e(c.model)}</strong> · {_e(facts)}</p>
 </header>
 <nav class="toc" aria-label="Contents"><h2>Contents</h2><ol>{toc}</ol></nav>

@@ -9,6 +9,7 @@ import torch
 from crane_lens.model.spec import NEURON_HOOK, ModelSpec
 from crane_lens.plots import neuron_heatmap
 from crane_lens.plots.heatmap import quantile, rank_bins, rank_edges, selected_per_bin
+from crane_lens.plots.matrix import PAGE_WIDTH
 from crane_lens.selection import (
     LanguageNeurons,
     select_language_neurons,
@@ -137,7 +138,7 @@ def test_heatmap_size_fits_its_panels_and_titles(n_langs: int) -> None:
     langs = [f"l{i}" for i in range(n_langs)]
     fig = neuron_heatmap(toy_stats(langs, 18, 256), "crane", specificity=True)
     layout = fig.layout
-    assert 600 <= layout.width <= 1600 and 400 <= layout.height <= 1800
+    assert 600 <= layout.width <= PAGE_WIDTH and 400 <= layout.height <= 1800  # fits the report
     panel_px = (layout.height - layout.margin.t - layout.margin.b) * (
         layout.yaxis.domain[1] - layout.yaxis.domain[0]
     )

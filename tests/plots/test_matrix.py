@@ -4,7 +4,7 @@ import pytest
 
 from crane_lens.evaluation import AblationMatrix
 from crane_lens.plots import ablation_heatmap, ablation_matrices
-from crane_lens.plots.matrix import cell_text, text_px
+from crane_lens.plots.matrix import MIN_CELL, PAGE_WIDTH, cell_text, text_px
 
 LANGS17 = ["ar", "de", "en", "es", "fr", "hi", "id", "it", "ja", "ko", "nl", "pl", "pt", "ru",
            "tr", "vi", "zh"]  # fmt: skip
@@ -69,7 +69,8 @@ def test_ablation_matrices_share_one_scale_centred_on_zero() -> None:
     top = max(float(f.abs().max().max()) for f in frames)
     assert axis.cmin == -axis.cmax and axis.cmax == pytest.approx(top)
     assert "nats/token" in axis.colorbar.title.text
-    assert fig.layout.width >= 40 + text_px(fig.layout.title.subtitle.text, 12)
+    assert all(fig.layout.width >= 40 + text_px(line, 12)
+               for line in fig.layout.title.subtitle.text.split("<br>"))  # fmt: skip
     # no random panel on request or when no matrix has random sets
     assert len(ablation_matrices({"crane": crane}, random=False).data) == 1
     assert len(ablation_matrices({"lape": lape}).data) == 1
@@ -79,6 +80,16 @@ def test_ablation_matrices_of_17_languages_wrap_into_a_page() -> None:
     matrices = {m: toy_matrix(m, LANGS17, seeds=2) for m in ("crane", "lape")}
     fig = ablation_matrices(matrices)
     assert len(fig.data) == 3
-    assert fig.layout.width <= 1400 and fig.layout.height <= 1400  # 2 × 2 grid, not 1 × 3
+    # The report's content width (a 1400-px window): 2 × 2 panels with smaller cells, not 1 × 3
+    # (too tall) nor 2 × 2 at the 30-px cells of a page 1 300 px wide (cut there).
+    assert fig.layout.width <= PAGE_WIDTH and fig.layout.height <= 1400
+    assert fig.layout.xaxis.domain[1] < fig.layout.xaxis2.domain[0]  # crane, lape side by side
+    assert fig.layout.xaxis3.domain == fig.layout.xaxis.domain  # random below crane
+    plot_w = fig.layout.width - fig.layout.margin.l - fig.layout.margin.r
+    cell = plot_w * (fig.layout.xaxis.domain[1] - fig.layout.xaxis.domain[0]) / 17
+    assert cell >= MIN_CELL - 0.5
+    # Every title line within the width (the long subtitle wraps instead of widening the figure).
+    lines = [*fig.layout.title.text.split("<br>"), *fig.layout.title.subtitle.text.split("<br>")]
+    assert len(lines) >= 3 and all(40 + text_px(x, 12) <= fig.layout.width for x in lines[1:])
     assert {trace.xaxis for trace in fig.data} == {"x", "x2", "x3"}
     assert fig.data[0].textfont.size <= 10

@@ -4,9 +4,10 @@ from pathlib import Path
 
 from crane_lens.pipeline import RunConfig, RunResult
 from crane_lens.plots import run_figures
+from crane_lens.plots.matrix import PAGE_WIDTH, text_px
 from crane_lens.selection import select_language_neurons
 from tests.plots.test_heatmap import toy_stats
-from tests.plots.test_matrix import toy_matrix
+from tests.plots.test_matrix import LANGS17, toy_matrix
 
 
 def test_run_figures_in_report_order(tmp_path: Path) -> None:
@@ -43,3 +44,21 @@ def test_run_figures_in_report_order(tmp_path: Path) -> None:
                      {"activation_probability": neurons["activation_probability"]}, {})  # fmt: skip
     assert [f.name for f in run_figures(bare)] == ["counts-activation_probability",
                                                    "crane-specificity", *overlapping[-1:]]  # fmt: skip
+
+
+def test_every_figure_of_a_17_language_run_fits_the_report(tmp_path: Path) -> None:
+    """The report's content column is PAGE_WIDTH wide (a 1400-px window): no figure is wider, and
+    no title line runs past its figure's edge (long ones wrap)."""
+    stats = toy_stats(LANGS17, 4, 1024)
+    neurons = {"crane": select_language_neurons(stats, "crane", k=41),
+               "lape": select_language_neurons(stats, "activation_probability", k=60)}  # fmt: skip
+    matrices = {m: toy_matrix(m, LANGS17, seeds=2) for m in neurons}
+    result = RunResult(tmp_path, RunConfig(langs=LANGS17), stats, neurons, matrices)
+    figures = run_figures(result)
+    assert {"crane-specificity", "ablation-matrices", "selectivity"} <= {f.name for f in figures}
+    for figure in figures:
+        layout = figure.figure.layout
+        assert layout.width <= PAGE_WIDTH, (figure.name, layout.width)
+        lines = [*(layout.title.text or "").split("<br>"),
+                 *(layout.title.subtitle.text or "").split("<br>")]  # fmt: skip
+        assert all(text_px(x, 12) + 30 <= layout.width for x in lines[1:]), figure.name

@@ -6,6 +6,7 @@ import pytest
 
 from crane_lens.evaluation import AblationMatrix
 from crane_lens.plots import random_selectivity, selectivity_chart
+from crane_lens.plots.matrix import PAGE_WIDTH
 from tests.plots.test_matrix import LANGS17, toy_matrix
 
 
@@ -63,4 +64,4 @@ def test_chart_draws_each_methods_selectivity_and_its_random_control(langs: list
     layout = fig.layout
     assert layout.scattermode == "group" and layout.template.layout.paper_bgcolor == "white"
     assert layout.yaxis.range == (-1.05, 1.05)
-    assert 600 <= layout.width <= 1400
+    assert 600 <= layout.width <= PAGE_WIDTH  # fits the report's content column

@@ -25,6 +25,21 @@ INSPECT = """JSON.stringify({
 })"""
 
 
+# Per figure, the boxes ([left, top, right, bottom], CSS px) of what must neither overflow the
+# page nor overlap: the figure, its container, its title lines, plotly's toolbar (modebar), the
+# colour bars' titles and tick labels.
+LAYOUT = """JSON.stringify(Array.from(document.querySelectorAll('figure')).map(f => {
+  const box = e => { const r = e.getBoundingClientRect(); return [r.left, r.top, r.right, r.bottom]; };
+  const all = (d, s) => Array.from(d.querySelectorAll(s)).map(box);
+  const plot = f.querySelector('.plot'), div = f.querySelector('.plotly-graph-div');
+  return {id: div.id, plot: box(plot), div: box(div), main: box(document.querySelector('main')),
+    scroll: plot.scrollWidth, client: plot.clientWidth,
+    titles: all(div, '.gtitle, .gtitle-subtitle'), modebar: all(div, '.modebar'),
+    colorbars: Array.from(div.querySelectorAll('.colorbar')).map(c => ({
+      title: all(c, '.cbtitle text'), ticks: all(c, '.cbaxis text')}))};
+}))"""
+
+
 @dataclass
 class PageReport:
     errors: list[str]
@@ -33,10 +48,12 @@ class PageReport:
     figures: list[dict[str, Any]]
     size: tuple[int, int]
     screenshot: bytes
+    viewport: int = 0  # the page's width without a scroll bar (CSS px)
+    layout: list[dict[str, Any]] | None = None  # LAYOUT, when asked for
 
 
 async def _inspect(url: str, browser: str, *, width: int, scale: float, timeout: float,
-                   region: tuple[int, int] | None) -> PageReport:  # fmt: skip
+                   region: tuple[int, int] | None, layout: bool) -> PageReport:  # fmt: skip
     from choreographer import Browser
 
     errors: list[str] = []
@@ -84,6 +101,13 @@ async def _inspect(url: str, browser: str, *, width: int, scale: float, timeout:
                 break
             await asyncio.sleep(0.1)
         await asyncio.sleep(0.3)  # late console errors
+        boxes, viewport = None, 0
+        if layout:
+            for expression in (LAYOUT, "JSON.stringify(document.documentElement.clientWidth)"):
+                reply = await tab.send_command("Runtime.evaluate",
+                                               {"expression": expression, "returnByValue": True})  # fmt: skip
+                value = json.loads(reply["result"]["result"]["value"])
+                boxes, viewport = (value, viewport) if expression == LAYOUT else (boxes, value)
         top, height = region or (0, state["height"])
         clip = {"x": 0, "y": top, "width": width, "height": height, "scale": scale}
         shot = await tab.send_command("Page.captureScreenshot",
@@ -91,12 +115,14 @@ async def _inspect(url: str, browser: str, *, width: int, scale: float, timeout:
                                        "captureBeyondViewport": True})  # fmt: skip
     return PageReport(errors, requests, state["divs"], state["figures"],
                       (state["width"], state["height"]),
-                      base64.b64decode(shot["result"]["data"]))  # fmt: skip
+                      base64.b64decode(shot["result"]["data"]), viewport, boxes)  # fmt: skip
 
 
 def inspect_page(path: Path, browser: str, *, width: int = 1400, scale: float = 0.25,
-                 timeout: float = 60, region: tuple[int, int] | None = None) -> PageReport:  # fmt: skip
+                 timeout: float = 60, region: tuple[int, int] | None = None,
+                 layout: bool = False) -> PageReport:  # fmt: skip
     """Load ``path`` (a local HTML file) and report on it; the screenshot covers ``region``
-    (top, height in CSS pixels; default the whole page) at ``scale`` × its CSS pixels."""
+    (top, height in CSS pixels; default the whole page) at ``scale`` × its CSS pixels;
+    ``layout``: also measure every figure (:data:`LAYOUT`)."""
     return asyncio.run(_inspect(path.resolve().as_uri(), browser, width=width, scale=scale,
-                                timeout=timeout, region=region))  # fmt: skip
+                                timeout=timeout, region=region, layout=layout))  # fmt: skip

@@ -75,6 +75,45 @@ def test_ranking_orders_methods_by_mean_index() -> None:
     assert ranking({"crane": strong}) is None
 
 
+def test_a_high_index_from_tiny_own_effects_is_not_ranked_first() -> None:
+    """The issue's case: LAPE's sets barely hurt their language (own ΔNLL ~0.03 vs CRANE's
+    ~0.23-0.43) but spill over even less, so their plain mean index is the higher one."""
+    crane = matrix("crane", own=0.23, off=0.014)  # own 0.23, 0.33, 0.43 → index 0.91 mean
+    lape = matrix("lape", own=0.029, off=0.001, seeds=[0.002, 0.003, 0.004, 0.003, 0.002])
+    # lape's own ΔNLL: 0.029, 0.129, 0.229 → index 0.93, 0.98, 0.99: the higher plain index.
+    assert lape.selectivity()["index"].mean() > crane.selectivity()["index"].mean()
+    line = ranking({"lape": lape, "crane": crane})
+    assert line is not None
+    assert line.startswith("Ranked by mean selectivity index, counting a set only where masking "
+                           "it clearly hurts its own language")  # fmt: skip
+    assert line.index("crane") < line.index("lape")
+    # Own ΔNLL beside each score; the set that does not count, and the plain index, named.
+    assert "crane 0.91 (3/3 sets; own ΔNLL 0.33 mean)" in line
+    assert "then lape 0.66 (2/3; own 0.13; 0.97 over all sets)" in line
+    assert "By the plain mean index lape would come first (0.97), but 1 of its 3 sets" in line
+    # The caveats name that set.
+    warnings = run_warnings({"crane": crane, "lape": lape})
+    small = next(w for w in warnings if w.startswith("Small own effects"))
+    assert (
+        small.startswith("Small own effects: the set lape en raises its own")
+        and "crane" not in small
+    )
+    assert "less than 0.05 nats/token" in small
+
+
+def test_an_own_effect_random_sets_match_does_not_count() -> None:
+    # own 0.5-0.7, random sets 0.48 ± 0.01 → z ≥ 2 for zh and vi, but only 0.02 beyond them for en
+    # (z = 2 there too): clearly above chance, yet too small an excess to count.
+    m = matrix("lape", own=0.5, seeds=[0.47, 0.48, 0.49, 0.48, 0.47])
+    other = matrix("crane", own=0.5, off=0.2)
+    line = ranking({"crane": other, "lape": m})
+    assert line is not None and "lape" in line and "(2/3" in line
+    assert any(w.startswith("Small own effects: the set lape en raises") for w in run_warnings({"lape": m}))  # fmt: skip
+    two = run_warnings({"lape": matrix("lape", own=-0.06, seeds=[0.01, 0.02, 0.01, 0.02, 0.01])})
+    # own: en −0.06, zh 0.04, vi 0.14 (0.126 beyond random sets) → en and zh have small effects
+    assert any(w.startswith("Small own effects: the sets lape en, lape zh raise their own") for w in two)  # fmt: skip
+
+
 def test_a_sound_run_has_no_caveats() -> None:
     assert run_warnings({"crane": matrix(), "lape": matrix("lape")}) == []
 

@@ -121,6 +121,37 @@ def test_the_tables_show_the_runs_numbers(tiny_run: Path, page: Page) -> None:
     assert _mode(dataclasses.replace(result.config, mode="scale", factor=0.5)) == "scale × 0.5"
 
 
+def test_the_run_name_heads_the_report_and_the_summary(tiny_run: Path, tmp_path: Path) -> None:
+    """`crane-lens run --name my_study`: the folder's name, not the settings' default name."""
+    result = RunResult.load(tiny_run)
+    assert result.config.name == "crane-tiny_en-zh-vi_1pct_zero" != tiny_run.name == "run"
+    assert "<title>crane-lens report: run</title>" in (tiny_run / "report.html").read_text()
+    assert (tiny_run / "summary.md").read_text().startswith("# crane-lens run: run\n")
+    named = dataclasses.replace(result, folder=tmp_path / "my_study")
+    page = report_html(named, figures=[])
+    assert "<title>crane-lens report: my_study</title>" in page
+    header = page[page.index("<header>") : page.index("</header>")]
+    assert '<p class="run">my_study <span class="muted">(settings: ' \
+        'crane-tiny_en-zh-vi_1pct_zero)</span></p>' in header  # fmt: skip
+    assert named.summary().startswith("# crane-lens run: my_study\n")
+    # Without --name the folder has the settings' name, said once.
+    default = dataclasses.replace(result, folder=tmp_path / result.config.name)
+    assert '<p class="run">crane-tiny_en-zh-vi_1pct_zero</p>' in report_html(default, figures=[])
+
+
+def test_figures_fit_the_content_column_with_the_toolbar_above(tiny_run: Path) -> None:
+    """The page's content column is as wide as the widest figure (PAGE_WIDTH), and plotly's
+    toolbar gets a strip of its own above each figure (tests/report/test_browser.py measures
+    both in a 1400-px window)."""
+    from crane_lens.plots.matrix import PAGE_WIDTH
+
+    text = (tiny_run / "report.html").read_text(encoding="utf-8")
+    assert f"main {{ max-width: {PAGE_WIDTH + 80}px; margin: 0 auto; padding: 36px 40px 72px; }}" in text  # fmt: skip
+    assert "figure .plot { overflow-x: auto; padding-top: 28px; }" in text
+    assert "figure .plot .modebar-container { top: -28px !important; }" in text
+    assert all(f.figure.layout.width <= PAGE_WIDTH for f in run_figures(RunResult.load(tiny_run)))
+
+
 def test_conclusions_and_caveats_are_there(page: Page, tiny_run: Path) -> None:
     text = (tiny_run / "report.html").read_text(encoding="utf-8")
     assert "masking a language&#x27;s 41 neurons raises its own NLL by" in text
@@ -185,19 +216,23 @@ def test_report_refuses_a_folder_without_a_finished_run(tiny_run: Path, tmp_path
     assert list(tmp_path.rglob("*.html")) == []
 
 
-def test_a_continued_run_writes_the_report(tiny_run: Path, tmp_path: Path) -> None:
+def test_a_continued_run_writes_the_report(tiny_run: Path, tmp_path: Path, capsys) -> None:  # type: ignore[no-untyped-def]
     folder = tmp_path / "run"
     shutil.copytree(tiny_run, folder)
     (folder / "report.html").unlink()
     meta = json.loads((folder / "run_config.json").read_text()) | {"complete": False}
     (folder / "run_config.json").write_text(json.dumps(meta))  # as after a crash in the last stage
     assert main([*RUN_ARGS, "--out", str(tmp_path), "--name", "run"]) == 0
+    # The last line printed names the report, as `crane-lens report` does.
+    assert capsys.readouterr().out.rstrip().splitlines()[-1] == (
+        f"Report written to {folder / 'report.html'}"
+    )
     assert (folder / "report.html").read_text().replace(str(folder), "") == (
         tiny_run / "report.html"
     ).read_text().replace(str(tiny_run), "")
 
 
-def test_a_report_failure_keeps_the_results(tiny_run: Path, tmp_path: Path, monkeypatch, caplog) -> None:  # type: ignore[no-untyped-def]  # fmt: skip
+def test_a_report_failure_keeps_the_results(tiny_run: Path, tmp_path: Path, monkeypatch, caplog, capsys) -> None:  # type: ignore[no-untyped-def]  # fmt: skip
     import crane_lens.report.html
 
     def broken(*args: object, **kwargs: object) -> str:
@@ -213,11 +248,28 @@ def test_a_report_failure_keeps_the_results(tiny_run: Path, tmp_path: Path, monk
     with caplog.at_level(logging.ERROR, logger="crane_lens"):
         assert main([*RUN_ARGS, "--out", str(tmp_path), "--name", "run"]) == 0
     assert "could not write" in caplog.text and "plotly broke" in caplog.text
+    assert "Report written" not in capsys.readouterr().out
     assert "crane-lens report" in caplog.text
     assert (folder / "summary.md").is_file() and (folder / "selectivity.csv").is_file()
     assert json.loads((folder / "run_config.json").read_text())["complete"] is True
     assert not (folder / "report.html").exists() and not list(folder.glob(".report.html.*"))
     RunResult.load(folder)  # the folder is a finished run: `crane-lens report` can retry
+
+
+def test_only_a_report_this_run_wrote_is_announced(tmp_path: Path) -> None:
+    """The run writes summary.md, then report.html: an older report is one from before (its
+    rewrite failed, and the error said so), not this run's."""
+    import os
+
+    from crane_lens.cli import _written_report
+
+    assert _written_report(tmp_path) is None  # nothing written
+    (tmp_path / "summary.md").write_text("# run")
+    (tmp_path / "report.html").write_text("<html>")
+    assert _written_report(tmp_path) == tmp_path / "report.html"
+    summary = (tmp_path / "summary.md").stat().st_mtime_ns
+    os.utime(tmp_path / "report.html", ns=(summary - 10**9, summary - 10**9))
+    assert _written_report(tmp_path) is None
 
 
 def test_a_single_method_without_random_sets(tiny_run: Path) -> None:
