@@ -13,6 +13,7 @@ Example:
     ['en', 'zh', 'vi']
 """
 
+import warnings
 from importlib import import_module
 from importlib.metadata import PackageNotFoundError, version
 from typing import TYPE_CHECKING, Any
@@ -29,6 +30,11 @@ from crane_lens.errors import (
     UnknownLanguageError,
     UnsupportedModelError,
 )
+
+# tqdm.auto warns once, in a notebook without ipywidgets, that it falls back to text bars (which
+# work). Whoever imports it first — transformers, TransformerLens or crane_lens, now that the API
+# loads lazily — would print it in a notebook's first model cell (crane_lens.utils.progress).
+warnings.filterwarnings("ignore", message="IProgress not found")
 
 if TYPE_CHECKING:
     from crane_lens.data import Corpus, TokenBlocks, canonical_lang, load_corpus, make_token_blocks

@@ -46,3 +46,14 @@ def test_loading_a_model_prints_no_weight_bar(capfd: pytest.CaptureFixture[str])
     cl.load_model("crane-tiny", device="cpu")
     assert "Loading weights" not in capfd.readouterr().err
     assert hf_logging.is_progress_bar_enabled()  # the user's setting is back
+
+
+def test_no_iprogress_warning_when_a_library_imports_tqdm_first() -> None:
+    """A notebook's `import crane_lens as cl` then `cl.load_model(...)`: crane_lens loads its API
+    lazily, so TransformerLens (through transformers) imports tqdm.auto before crane_lens does."""
+    code = FAKE_KERNEL.split("with warnings")[0] + (
+        "import crane_lens\nimport transformer_lens\nfrom tqdm.auto import tqdm\nprint(tqdm.__module__)\n"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert "IProgress not found" not in out.stderr, out.stderr
+    assert out.stdout.startswith("tqdm.")
