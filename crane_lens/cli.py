@@ -8,12 +8,18 @@ import os
 import shlex
 import sys
 from collections.abc import Callable, Sequence
+from pathlib import Path
 from typing import Any
 
 from crane_lens.errors import CraneLensError
 
 log = logging.getLogger("crane_lens")
 EXIT_INTERRUPTED = 130  # 128 + SIGINT, what shells report for Ctrl-C
+DTYPE_HELP = (
+    "auto: float32 on a CPU without native bfloat16 (where bfloat16 is 10-40x slower), "
+    "otherwise the checkpoint's own; checkpoint: the checkpoint's own; float32, bfloat16 or "
+    "float16"
+)
 
 
 class _Formatter(argparse.ArgumentDefaultsHelpFormatter):
@@ -72,9 +78,20 @@ def _rank_device(device: str | None) -> str | None:
     return device
 
 
-def _run(args: argparse.Namespace) -> int:
-    from pathlib import Path
+def _written_report(folder: Path) -> Path | None:
+    """The report.html that this run wrote, or ``None`` where writing it failed (the error is
+    logged then): the run writes summary.md, then report.html, so a report older than the
+    summary is one from before."""
+    from crane_lens.report.html import REPORT_FILE
 
+    report, summary = folder / REPORT_FILE, folder / "summary.md"
+    try:
+        return report if report.stat().st_mtime_ns >= summary.stat().st_mtime_ns else None
+    except OSError:  # no report (or no summary)
+        return None
+
+
+def _run(args: argparse.Namespace) -> int:
     from crane_lens.pipeline import RunConfig, corpus_langs, run
     from crane_lens.utils import distributed
 
@@ -87,7 +104,8 @@ def _run(args: argparse.Namespace) -> int:
             budget=args.budget, mode=args.mode, factor=args.factor,
             lape_top_rate=args.lape_top_rate, corpus=args.source,
             max_tokens_per_lang=args.max_tokens, eval_tokens_per_lang=args.eval_tokens,
-            batch_size=args.batch_size, eval_batch_size=args.eval_batch_size,
+            seq_len=args.seq_len, eval_seq_len=args.eval_seq_len, batch_size=args.batch_size,
+            eval_batch_size=args.eval_batch_size,
             random_seeds=args.random_seeds, target=args.target,
             seed=args.seed, device=_rank_device(args.device), dtype=args.dtype,
         )  # fmt: skip
@@ -102,6 +120,8 @@ def _run(args: argparse.Namespace) -> int:
                      progress=not args.quiet, stats_from=args.stats_from)  # fmt: skip
         if distributed.is_main():
             print(result.summary())  # noqa: T201
+            if (report := _written_report(result.folder)) is not None:
+                print(f"Report written to {report}")  # noqa: T201  # as `crane-lens report` says
     finally:
         if distributed.active():
             import torch.distributed
@@ -248,6 +268,12 @@ def build_parser() -> argparse.ArgumentParser:
                      help="training tokens per language for the statistics")  # fmt: skip
     run.add_argument("--eval-tokens", type=int, default=4096,
                      help="held-out tokens per language for the ablation matrix")  # fmt: skip
+    run.add_argument("--seq-len", type=int, default=128,
+                     help="tokens per block of the statistics, BOS included; every language "
+                     "needs one block of text in each split")  # fmt: skip
+    run.add_argument("--eval-seq-len", type=int, default=256,
+                     help="tokens per block of the ablation matrix's held-out stream, BOS "
+                     "included (at most the model's context)")  # fmt: skip
     run.add_argument("--batch-size", type=int, default=8,
                      help="token blocks per forward pass of the statistics")  # fmt: skip
     run.add_argument("--eval-batch-size", type=int, default=None,
@@ -261,8 +287,7 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--device", default=None,
                      help="cpu, cuda, cuda:1... (default: CUDA when available; under torchrun, "
                      "each process's own GPU, cuda:LOCAL_RANK)")  # fmt: skip
-    run.add_argument("--dtype", default=None,
-                     help="float32, bfloat16 or float16 (default: the checkpoint's)")  # fmt: skip
+    run.add_argument("--dtype", default="auto", help=DTYPE_HELP)
     run.add_argument("--out", default="results", help="parent folder of run folders")
     run.add_argument("--name", default=None,
                      help="run folder name (default: from the settings, e.g. "
@@ -271,7 +296,7 @@ def build_parser() -> argparse.ArgumentParser:
                      help="replace a folder that holds a run of other settings")  # fmt: skip
     run.add_argument("--stats-from", default=None, metavar="RUN_FOLDER",
                      help="reuse the statistics of an earlier run (same model, languages, "
-                     "corpus, token budgets, seed, target, dtype, methods): a new --budget, "
+                     "corpus, token budgets, --seq-len, seed, target, dtype, methods): a new --budget, "
                      "--mode or --random-seeds then costs no new statistics (default: compute "
                      "them)")  # fmt: skip
     run.add_argument("-q", "--quiet", action="store_true", help="no progress bars")
@@ -288,7 +313,8 @@ def build_parser() -> argparse.ArgumentParser:
         sub, "figures", _figures, "export a finished run's figures as PNG/SVG/PDF files",
         "Write every figure of the report as RUN_DIR/figures/<name>.<format>, offline, with "
         "kaleido and a Chromium-based browser on this machine (pip install "
-        "'crane_lens[figures]'; Debian/Ubuntu: apt install chromium, or set BROWSER_PATH).",
+        "'crane_lens[figures]', in a source checkout pip install -e '.[figures]'; Debian/Ubuntu: "
+        "apt install chromium, or set BROWSER_PATH).",
         out=("DIR", "folder of the files (default: RUN_DIR/figures)"),
     )  # fmt: skip
     figures.add_argument("--format", default="png",
@@ -330,8 +356,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     info.add_argument("--device", default=None,
                       help="cpu, cuda, cuda:1... (default: CUDA when available)")  # fmt: skip
-    info.add_argument("--dtype", default=None,
-                      help="float32, bfloat16 or float16 (default: the checkpoint's)")  # fmt: skip
+    info.add_argument("--dtype", default="auto", help=DTYPE_HELP)
     info.set_defaults(func=_model_info)
     return parser
 

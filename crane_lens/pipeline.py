@@ -87,7 +87,10 @@ class RunConfig:
         seed: Seed of the text order.
         device: Device (default: CUDA if available, else CPU; under ``torchrun``,
             ``crane-lens run`` gives each rank its own GPU, ``cuda:LOCAL_RANK``).
-        dtype: Model dtype (default: the checkpoint's).
+        dtype: Compute dtype: ``"auto"`` (default: float32 on a CPU without native bfloat16,
+            where bfloat16 is 10–40× slower, otherwise the checkpoint's own;
+            :func:`crane_lens.load_model`), ``"checkpoint"``, ``"float32"``, ``"bfloat16"`` or
+            ``"float16"``. A run continued with ``"auto"`` keeps the dtype it started in.
         factor: Multiplier of the chosen neurons for ``mode="scale"`` (required there, and only
             there): ``0`` is zero ablation, ``0.5`` halves them, ``2`` doubles them.
         lape_top_rate: LAPE's budget as its published ``top_rate``: the fraction of all MLP
@@ -116,7 +119,7 @@ class RunConfig:
     target: str = "logit"
     seed: int = 0
     device: str | None = None
-    dtype: str | None = None
+    dtype: str = "auto"
 
     factor: float | None = None
     lape_top_rate: float | None = None
@@ -153,6 +156,8 @@ class RunConfig:
         for name in known:
             value = values[name] if name in values else getattr(defaults, name)
             setattr(config, name, copy.deepcopy(value))
+        if "dtype" in values and values["dtype"] is None:
+            config.dtype = "checkpoint"  # what an unset dtype meant before "auto"
         return config
 
     def validate(self) -> None:
@@ -178,10 +183,10 @@ class RunConfig:
         _check_values(self)
         _check_model_source(self.model)
         _check_langs(self.langs, self.corpus)
-        from crane_lens.model.loader import resolve_device, resolve_dtype
+        from crane_lens.model.dtype import parse_dtype
+        from crane_lens.model.loader import resolve_device
 
-        if self.dtype is not None:
-            resolve_dtype(self.dtype)
+        parse_dtype(self.dtype)
         resolve_device(self.device)
 
     @property
@@ -211,7 +216,7 @@ class RunConfig:
 # The ``crane-lens run`` option of each setting, named in messages (API users know the field).
 _OPTIONS = {"max_tokens_per_lang": "--max-tokens", "eval_tokens_per_lang": "--eval-tokens",
             "eval_batch_size": "--eval-batch-size", "random_seeds": "--random-seeds",
-            "seq_len": None, "eval_seq_len": None, "batch_size": "--batch-size",
+            "seq_len": "--seq-len", "eval_seq_len": "--eval-seq-len", "batch_size": "--batch-size",
             "seed": "--seed", "budget": "--budget", "lape_top_rate": "--lape-top-rate",
             "factor": "--factor"}  # fmt: skip
 
@@ -271,13 +276,23 @@ def _check_values(config: RunConfig) -> None:
                          f"{config.mode!r}. Pass mode='scale' or leave factor unset.")  # fmt: skip
     if config.target not in ("logit", "logprob"):
         raise ValueError(f"target must be 'logit' or 'logprob', not {config.target!r}.")
-    positive = ["max_tokens_per_lang", "eval_tokens_per_lang", "seq_len", "eval_seq_len",
-                "batch_size"] + ([] if config.eval_batch_size is None else ["eval_batch_size"])  # fmt: skip
-    for name, low in [*((n, 1) for n in positive), ("random_seeds", 0), ("seed", 0)]:
+    positive = ["max_tokens_per_lang", "eval_tokens_per_lang", "batch_size"] + (
+        [] if config.eval_batch_size is None else ["eval_batch_size"])  # fmt: skip
+    lows = [*((n, 1) for n in positive), ("seq_len", 2), ("eval_seq_len", 2), ("random_seeds", 0),
+            ("seed", 0)]  # fmt: skip
+    for name, low in lows:  # a block is BOS plus at least one token
         value = getattr(config, name)
         if not isinstance(value, int) or isinstance(value, bool) or value < low:
-            what = "a positive whole number" if low else "a whole number >= 0"
+            what = {0: "a whole number >= 0", 1: "a positive whole number"}.get(
+                low, f"a whole number >= {low}")  # fmt: skip
             raise ValueError(f"{_setting(name)} must be {what}, not {value!r}.")
+    # Both statistics passes cut blocks of seq_len and keep whole blocks only.
+    for name in ("max_tokens_per_lang", "eval_tokens_per_lang"):
+        if getattr(config, name) < config.seq_len:
+            raise ValueError(
+                f"{_setting(name)} is {getattr(config, name)}, below one block of seq_len "
+                f"(--seq-len) {config.seq_len} tokens: raise it, or lower seq_len."
+            )
 
 
 def corpus_langs(source: str) -> list[str] | None:
@@ -320,6 +335,63 @@ def _check_langs(langs: list[str], corpus: str) -> None:
             f"The corpus {corpus!r} has no text for {', '.join(map(repr, missing))}; it has "
             f"{', '.join(available or [])}. Choose --langs among them (or 'all')."
         )
+
+
+def _load_tokenizer(model: str) -> Any:
+    """The tokenizer :func:`crane_lens.load_model` gives the model, without its weights: the
+    same files, the same BOS/EOS set-up (TransformerLens's ``setup_tokenizer``)."""
+    from transformer_lens.model_bridge.sources.transformers import setup_tokenizer
+    from transformers import AutoTokenizer
+
+    from crane_lens.model.loader import _resolve_source
+
+    target, _ = _resolve_source(model)
+    try:
+        tokenizer = AutoTokenizer.from_pretrained(target, add_bos_token=True)
+    except ValueError:  # no BOS to add (as the bridge does: load it as it is)
+        tokenizer = AutoTokenizer.from_pretrained(target)
+    return setup_tokenizer(tokenizer)
+
+
+def _check_enough_text(config: RunConfig, splits: dict[str, Any]) -> None:
+    """Refuse a corpus split with less text for a language than one block of ``seq_len``.
+
+    Both statistics passes (``train``, and ``eval`` for the held-out relevance) cut each
+    language's texts into blocks of ``seq_len`` tokens as :func:`make_token_blocks` does, and
+    keep whole blocks only; the ablation matrices read the eval text as a stream of
+    ``eval_seq_len`` blocks and keep a last partial one, so they need no more. Counted with the
+    model's tokenizer alone (no weights), and only up to one block per language and split: a
+    large corpus costs a few small tokenizer calls. A tokenizer that cannot be loaded here is
+    left to :func:`crane_lens.load_model` to report.
+
+    Raises:
+        EmptyCorpusError: Some language has less than one block of text in a split.
+    """
+    from crane_lens.data.tokens import block_stream_length
+    from crane_lens.errors import EmptyCorpusError
+
+    try:
+        tokenizer = _load_tokenizer(config.model)
+    except (OSError, ValueError, TypeError) as exc:
+        log.debug("no early corpus size check: the tokenizer did not load (%s)", exc)
+        return
+    needed = config.seq_len - 1  # every block is BOS + seq_len - 1 stream tokens
+    short = []
+    for split, corpus in splits.items():
+        for lang in config.langs:
+            found = block_stream_length(corpus, tokenizer, lang, seed=config.seed, up_to=needed)
+            if found < needed:
+                short.append((split, lang, found))
+    if not short:
+        return
+    where = "; ".join(f"{lang!r} has {n} tokens in split {split!r}" for split, lang, n in short)
+    fits = min(found for *_, found in short) + 1
+    raise EmptyCorpusError(
+        f"The corpus {config.corpus!r} has too little text for one block of seq_len "
+        f"{config.seq_len} tokens (BOS + {needed} tokens of text and separators, counted with "
+        f"{config.model}'s tokenizer): {where}. Add text there, or lower seq_len (--seq-len), "
+        f"the block length of the statistics, to {fits} or less."
+    )
 
 
 def _check_model_source(model: str) -> None:
@@ -375,6 +447,9 @@ class RunResult:
     neurons: dict[str, LanguageNeurons]
     matrices: dict[str, AblationMatrix]
     eval_stats: NeuronStats | None = None
+    resolved: dict[str, str] = field(default_factory=dict)
+    """What the run computed on: ``device``, ``dtype`` and ``dtype_choice`` (the dtype, what was
+    asked and why); empty for runs saved before crane_lens recorded it."""
 
     def selectivity(self) -> Any:
         """Every method's selectivity table stacked (index: method, masked language)."""
@@ -407,7 +482,7 @@ class RunResult:
 
     def summary(self) -> str:
         """A readable report: per method and language, set size, ΔNLL and selectivity."""
-        lines = [f"# crane-lens run: {self.config.name}", "",
+        lines = [f"# crane-lens run: {self.folder.name or self.config.name}", "",
                  f"model {self.stats.spec.name} ({self.stats.spec.n_layers} layers × "
                  f"{self.stats.spec.d_mlp} neurons); languages {', '.join(self.config.langs)}; "
                  f"budget {self.config.budget:g} per language; intervention {self.config.mode}"
@@ -462,6 +537,7 @@ class RunResult:
             {m: LanguageNeurons.load(folder / "neurons" / f"{m}.json") for m in config.methods},
             {m: AblationMatrix.load(folder / "ablation" / m) for m in config.methods},
             NeuronStats.load(eval_dir) if (eval_dir / "stats.json").is_file() else None,
+            dict(meta.get("resolved") or {}),
         )  # fmt: skip
 
 
@@ -470,11 +546,38 @@ def _read_config(folder: Path) -> dict[str, Any] | None:
     return json.loads(path.read_text(encoding="utf-8")) if path.is_file() else None
 
 
-def _write_config(folder: Path, config: RunConfig, complete: bool) -> None:
+def _write_config(
+    folder: Path, config: RunConfig, complete: bool, resolved: dict[str, str] | None = None
+) -> None:
     from crane_lens.stats.engine import _versions
 
     data = {"config": asdict(config), "complete": complete, "versions": _versions()}
+    if resolved:
+        data["resolved"] = resolved
     write_json(folder / CONFIG_FILE, data)
+
+
+def _resolved(model: Any) -> dict[str, str]:
+    """What a run computes on, for its settings file and report: device and dtype, and why."""
+    from crane_lens.model import dtype_choice, get_spec
+    from crane_lens.model.dtype import dtype_name
+
+    choice = dtype_choice(model)
+    return {"device": get_spec(model).device, "dtype": dtype_name(choice.dtype),
+            "dtype_choice": choice.describe()}  # fmt: skip
+
+
+def _continued_dtype(folder: Path, config: RunConfig, overwrite: bool) -> tuple[str, str | None]:
+    """The dtype to load, and the reason recorded when the run started: a run continued with
+    ``"auto"`` keeps the dtype it started in (its statistics refuse to mix dtypes), even on
+    another machine; otherwise ``(config.dtype, None)``."""
+    saved = None if overwrite else _read_config(folder)
+    started = (saved or {}).get("resolved", {})
+    started = distributed.broadcast_object(started)  # rank 0's folder decides
+    if config.dtype != "auto" or not started.get("dtype"):
+        return config.dtype, None
+    log.info("continuing in %s, the dtype this run started in (--dtype auto)", started["dtype"])
+    return str(started["dtype"]), started.get("dtype_choice")
 
 
 def _check_folder(folder: Path, config: RunConfig, overwrite: bool) -> None:
@@ -486,9 +589,10 @@ def _check_folder(folder: Path, config: RunConfig, overwrite: bool) -> None:
         old = RunConfig.from_saved(saved["config"]).comparable()
         diff = sorted(k for k, v in config.comparable().items() if old.get(k) != v)
         if diff:
+            hint = f" (that run's: --dtype {old['dtype']})" if diff == ["dtype"] else ""
             raise OutputExistsError(
-                f"{folder} holds a run with other settings ({', '.join(diff)} differ). Choose "
-                "another --name/--out, or pass --overwrite to replace it."
+                f"{folder} holds a run with other settings ({', '.join(diff)} differ{hint}). "
+                "Choose another --name/--out, or pass --overwrite to replace it."
             )
         log.info("continuing the run in %s", folder)
     elif folder.exists() and any(folder.iterdir()):
@@ -536,11 +640,13 @@ def _copy_stats(source: Path, folder: Path) -> None:
     log.info("reusing the statistics of %s", source)
 
 
-def _prepare_folder(folder: Path, config: RunConfig, overwrite: bool) -> None:
+def _prepare_folder(
+    folder: Path, config: RunConfig, overwrite: bool, resolved: dict[str, str]
+) -> None:
     if overwrite and folder.exists():
         shutil.rmtree(folder)
     folder.mkdir(parents=True, exist_ok=True)
-    _write_config(folder, config, complete=False)
+    _write_config(folder, config, complete=False, resolved=resolved)
 
 
 # -- data parallelism: every rank runs this module; rank 0 alone touches the run folder ---------
@@ -614,7 +720,7 @@ def _save_matrix(matrix: AblationMatrix, target: Path) -> None:
 
 def _finish(result: RunResult) -> None:
     _write_tables(result)
-    _write_config(result.folder, result.config, complete=True)
+    _write_config(result.folder, result.config, complete=True, resolved=result.resolved)
     _write_report(result)
 
 
@@ -667,12 +773,16 @@ def run(
             evaluation rows may differ. Stage 1 is the expensive one on a real LLM.
 
     Every setting is checked first (:meth:`RunConfig.validate`, and that ``out`` can be
-    written), before any model or corpus work; the folder is created after the model and the
-    text are loaded, and removed again when the run fails or is interrupted before it saved
+    written), before any model or corpus work. Then the text is loaded and counted with the
+    model's tokenizer alone (no weights): every language needs one block of ``seq_len`` tokens
+    in each split, or the run stops there. The folder is created after the model and the text
+    are loaded, and removed again when the run fails or is interrupted before it saved
     anything (a folder with a result or checkpoint, or one this call continues, is kept).
 
     Raises:
         ValueError: A setting out of range (see :meth:`RunConfig.validate`).
+        EmptyCorpusError: A language has less than one block of ``seq_len`` tokens of text in
+            the ``train`` or ``eval`` split.
         OutputExistsError: The folder holds a different run and ``overwrite`` is false.
         CraneLensError: A model, corpus, language, dtype or device this machine lacks; an
             ``out`` that cannot be written; ``stats_from`` holds no finished statistics, or
@@ -705,19 +815,23 @@ def run(
         langs = config.langs
         train = load_corpus(config.corpus, langs=langs, split="train")
         held_out = load_corpus(config.corpus, langs=langs, split="eval")
-        model = load_model(config.model, device=config.device, dtype=config.dtype)
+        _check_enough_text(config, {"train": train, "eval": held_out})  # tokenizer only
+        dtype, started = _continued_dtype(folder, config, overwrite)
+        model = load_model(config.model, device=config.device, dtype=dtype)
+    resolved = _resolved(model) | ({"dtype_choice": started} if started else {})
 
     created = overwrite or not _saved_dir(folder)
     new_parents = [p for p in folder.absolute().parents if not p.exists()]  # mkdir makes them
 
     def prepare() -> None:
-        _prepare_folder(folder, config, overwrite)
+        _prepare_folder(folder, config, overwrite, resolved)
         if source is not None:
             _copy_stats(source, folder)
 
     _on_main(prepare, f"to prepare {folder}")  # the other ranks wait for it
     try:
         result = _stages(config, folder, model, train, held_out, progress)
+        result.resolved = resolved
     except BaseException:
         if created and distributed.is_main():
             _remove_if_unused(folder, new_parents)  # one with any result or checkpoint stays

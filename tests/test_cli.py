@@ -87,6 +87,10 @@ def no_work(monkeypatch: pytest.MonkeyPatch) -> None:
         (["--eval-tokens", "-5"], "eval_tokens_per_lang (--eval-tokens) must be a positive"),
         (["--batch-size", "0"], "batch_size (--batch-size) must be a positive"),
         (["--eval-batch-size", "0"], "eval_batch_size (--eval-batch-size) must be a positive"),
+        (["--seq-len", "1"], "seq_len (--seq-len) must be a whole number >= 2, not 1"),
+        (["--eval-seq-len", "0"], "eval_seq_len (--eval-seq-len) must be a whole number >= 2"),
+        (["--eval-tokens", "100"], "eval_tokens_per_lang (--eval-tokens) is 100, below one block"),
+        (["--max-tokens", "64", "--seq-len", "65"], "max_tokens_per_lang (--max-tokens) is 64"),
         (["--random-seeds", "-1"], "random_seeds (--random-seeds) must be a whole number >= 0"),
         (["--seed", "-3"], "seed (--seed) must be a whole number >= 0"),
         (["--dtype", "fp8"], "Unknown dtype 'fp8'"),
@@ -195,6 +199,8 @@ def _fake_run(monkeypatch: pytest.MonkeyPatch, stage: object) -> None:
 
     monkeypatch.setattr(crane_lens.model, "load_model", lambda *a, **k: object())
     monkeypatch.setattr(crane_lens.data, "load_corpus", lambda *a, **k: object())
+    monkeypatch.setattr(crane_lens.pipeline, "_check_enough_text", lambda *a, **k: None)
+    monkeypatch.setattr(crane_lens.pipeline, "_resolved", lambda model: {})  # no real model
     monkeypatch.setattr(crane_lens.pipeline, "_stages", stage)
 
 
@@ -291,6 +297,101 @@ def test_a_failure_removes_only_an_unused_folder_it_created(
     assert (tmp_path / "checkpointed" / "stats" / "checkpoint.safetensors").is_file()
 
 
+# -- a corpus too small for one block: refused after reading the text, before the model -------
+
+
+def _small_eval_corpus(root: Path) -> Path:
+    """A folder corpus with explicit splits: plenty of training text, 3 short eval lines."""
+    corpus = root / "texts"
+    for split, lines in (("train", 60), ("eval", 3)):
+        (corpus / split).mkdir(parents=True)
+        for lang, line in (("en", "The cat sat on the mat by the door."),
+                           ("vi", "Con mèo ngồi trên tấm thảm cạnh cửa.")):  # fmt: skip
+            text = "\n".join(f"{line} ({i})" for i in range(lines))
+            (corpus / split / f"{lang}.txt").write_text(text, encoding="utf-8")
+    return corpus
+
+
+@pytest.fixture
+def model_loads(monkeypatch: pytest.MonkeyPatch) -> list[str]:
+    """Records load_model calls; each one stops the run with a recognisable error."""
+    import crane_lens.model
+    import crane_lens.stats
+    from crane_lens.errors import ModelLoadError
+
+    calls: list[str] = []
+
+    def load_model(name: str, *args: object, **kwargs: object) -> None:
+        calls.append(name)
+        raise ModelLoadError("stop: the model would load now")
+
+    def forbidden(*args: object, **kwargs: object) -> None:
+        raise AssertionError("statistics started")
+
+    monkeypatch.setattr(crane_lens.model, "load_model", load_model)
+    monkeypatch.setattr(crane_lens.stats, "compute_stats", forbidden)
+    return calls
+
+
+def test_a_corpus_too_small_for_one_block_fails_before_the_model_and_leaves_nothing(
+    tmp_path: Path, model_loads: list[str], capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Too little eval text for one block of --seq-len: one line naming each short language,
+    the split, the tokens found and needed and a --seq-len that fits; no model, no folder.
+    --eval-seq-len does not help (the ablation stream keeps a partial block); --seq-len does."""
+    from crane_lens.data import load_corpus
+    from crane_lens.data.tokens import make_token_blocks
+    from crane_lens.errors import EmptyCorpusError
+    from crane_lens.pipeline import _load_tokenizer
+
+    corpus = _small_eval_corpus(tmp_path)
+    base = ["run", "--source", str(corpus), "--langs", "en,vi", "--out", str(tmp_path / "runs")]
+    for extra in ([], ["--eval-seq-len", "16"]):
+        assert main([*base, *extra]) == 2
+        err = capsys.readouterr().err
+        assert err.startswith("crane-lens: error: ") and err.count("\n") == 1, err
+        assert f"The corpus {str(corpus)!r} has too little text for one block of seq_len 128" in err
+        assert "BOS + 127 tokens of text and separators, counted with crane-tiny's tokenizer" in err
+        assert "'en' has " in err and "tokens in split 'eval'" in err and "'vi' has " in err
+        assert "split 'train'" not in err and "lower seq_len (--seq-len)" in err
+        assert model_loads == [] and sorted(p.name for p in tmp_path.iterdir()) == ["texts"]
+    # The count is the stream the statistics cut: the --seq-len it advises makes one block, one
+    # more token does not.
+    fits = int(err.rsplit(" to ", 1)[1].split()[0])
+    held_out = load_corpus(str(corpus), langs=["en", "vi"], split="eval")
+    tokenizer = _load_tokenizer("crane-tiny")
+    blocks = make_token_blocks(held_out, tokenizer, seq_len=fits)
+    assert min(len(blocks[lang]) for lang in ("en", "vi")) == 1
+    with pytest.raises(EmptyCorpusError, match="fewer than one block"):
+        make_token_blocks(held_out, tokenizer, seq_len=fits + 1)
+    # With that --seq-len the check passes: the model is what loads next.
+    assert main([*base, "--seq-len", str(fits)]) == 2
+    assert "stop: the model would load now" in capsys.readouterr().err
+    assert model_loads == ["crane-tiny"]
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["texts"]
+
+
+def test_the_corpus_check_counts_only_one_block(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A large corpus costs one small tokenizer call per language and split, not the whole
+    text."""
+    from crane_lens.data.corpus import Corpus, CorpusInfo, TextRecord
+    from crane_lens.pipeline import RunConfig, _check_enough_text, _load_tokenizer
+
+    tokenizer = _load_tokenizer("crane-tiny")
+    texts: list[int] = []
+
+    def counting(batch: list[str], **kwargs: object) -> object:
+        texts.append(len(batch))
+        return tokenizer(batch, **kwargs)
+
+    counting.bos_token_id, counting.eos_token_id = tokenizer.bos_token_id, tokenizer.eos_token_id  # type: ignore[attr-defined]
+    monkeypatch.setattr("crane_lens.pipeline._load_tokenizer", lambda model: counting)
+    rows = [TextRecord(f"Sentence number {i} of a long corpus.") for i in range(20_000)]
+    big = Corpus({"en": rows, "vi": rows}, CorpusInfo("big", "train"))
+    _check_enough_text(RunConfig(langs=["en", "vi"]), {"train": big, "eval": big})
+    assert len(texts) == 4 and sum(texts) <= 4 * 32, texts
+
+
 def test_help_shows_every_default(capsys: pytest.CaptureFixture[str]) -> None:
     """Every option of every command says its default (argparse's, or in words)."""
     from crane_lens.cli import build_parser
@@ -320,6 +421,8 @@ def test_help_shows_every_default(capsys: pytest.CaptureFixture[str]) -> None:
         main(["run", "--help"])
     out = " ".join(capsys.readouterr().out.split())
     assert "(default: 0.01)" in out and "(default: 16384)" in out and "(default: zero)" in out
+    assert "--seq-len SEQ_LEN tokens per block of the statistics" in out and "(default: 128)" in out
+    assert "--eval-seq-len EVAL_SEQ_LEN" in out and "(default: 256)" in out
     assert "{zero,mean,fixed,scale}" in out and "--lape-top-rate" in out
 
 
@@ -347,5 +450,5 @@ def test_the_cli_page_documents_every_run_option() -> None:
     page = (Path(__file__).parents[1] / "docs" / "cli.md").read_text(encoding="utf-8")
     sub = next(a for a in build_parser()._actions if isinstance(a, argparse._SubParsersAction))
     options = [a.option_strings[0] for a in sub.choices["run"]._actions if a.dest != "help"]
-    assert len(options) == 22 and "--factor" in options
+    assert len(options) == 24 and "--factor" in options and "--eval-seq-len" in options
     assert [o for o in options if f"| `{o}` |" not in page] == []  # one table row each

@@ -31,9 +31,11 @@ def _assert_same_results(a: Path, b: Path) -> None:
         assert first.matrices[method].to_dict() == second.matrices[method].to_dict()
     for name, tensor in first.stats.tensors().items():
         torch.testing.assert_close(second.stats.tensors()[name], tensor, rtol=0, atol=0)
-    assert (a / "summary.md").read_text().replace(str(a), "") == (
-        b / "summary.md"
-    ).read_text().replace(str(b), "")
+    def summary(folder: Path) -> str:  # its heading names the folder (--name): not a result
+        text = (folder / "summary.md").read_text().replace(str(folder), "")
+        return text.replace(f"# crane-lens run: {folder.name}\n", "# crane-lens run: …\n", 1)
+
+    assert summary(a) == summary(b)
 
 
 @pytest.fixture(scope="module")
@@ -195,3 +197,58 @@ def test_scale_mode_and_the_published_lape_budget(uninterrupted: Path, tmp_path:
         "LAPE budget: top_rate 0.01 in total, LAPE's own budget (the published recipe's budget; "
         "41 of the 4096" in capsys.readouterr().out
     )
+
+
+def test_a_run_records_what_it_computed_on(uninterrupted: Path) -> None:
+    """The device and dtype used (not the option's words) reach run_config.json and the report."""
+    result = RunResult.load(uninterrupted)
+    assert result.resolved == {
+        "device": "cpu",
+        "dtype": "float32",
+        "dtype_choice": "float32 (auto: the checkpoint's, on the CPU)",
+    }
+    page = (uninterrupted / "report.html").read_text(encoding="utf-8")
+    assert "cpu, float32 (auto: the checkpoint" in page
+    assert "default (CUDA when available)" not in page
+
+
+def test_auto_continues_in_the_dtype_a_run_started_in(tmp_path: Path, monkeypatch) -> None:  # type: ignore[no-untyped-def]
+    """A run begun in bfloat16 (say on a GPU) and continued with --dtype auto elsewhere keeps
+    bfloat16 (its statistics refuse to mix dtypes); another explicit dtype is another run; a
+    folder saved before "auto" existed (dtype null: the checkpoint's) says which --dtype
+    continues it."""
+    import json
+
+    from crane_lens import pipeline
+    from crane_lens.pipeline import RunConfig
+
+    class Stop(Exception):
+        pass
+
+    asked: list[object] = []
+
+    def fake_load(name, device=None, dtype=None):  # type: ignore[no-untyped-def]
+        asked.append(dtype)
+        raise Stop
+
+    monkeypatch.setattr("crane_lens.model.load_model", fake_load)
+    folder = tmp_path / "run"
+    folder.mkdir()
+    saved = {"config": {**pipeline.asdict(RunConfig())}, "complete": False,
+             "resolved": {"device": "cuda:0", "dtype": "bfloat16", "dtype_choice": "..."}}  # fmt: skip
+    (folder / "run_config.json").write_text(json.dumps(saved))
+    with pytest.raises(Stop):
+        cl.run(RunConfig(), out=tmp_path, name="run")
+    assert asked == ["bfloat16"]
+    with pytest.raises(cl.OutputExistsError, match="dtype differ"):  # another setting
+        cl.run(RunConfig(dtype="float32"), out=tmp_path, name="run")
+    with pytest.raises(Stop):  # --overwrite starts afresh: auto decides again
+        cl.run(RunConfig(), out=tmp_path, name="run", overwrite=True)
+    assert asked == ["bfloat16", "auto"]
+    saved["config"]["dtype"] = None  # written before dtype="auto"
+    (folder / "run_config.json").write_text(json.dumps(saved))
+    assert RunConfig.from_saved(saved["config"]).dtype == "checkpoint"
+    with pytest.raises(
+        cl.OutputExistsError, match=r"dtype differ \(that run's: --dtype checkpoint\)"
+    ):
+        cl.run(RunConfig(), out=tmp_path, name="run")

@@ -97,18 +97,86 @@ def _token_stream(
     tokenizer: TokenizerLike,
     separator: list[int],
     needed: int | None,
+    chunk: int = _TOKENIZE_CHUNK,
 ) -> list[int]:
     """Concatenate token ids of texts in ``order``, each followed by ``separator``, stopping
-    once ``needed`` is met."""
+    once ``needed`` is met (``chunk`` texts per tokenizer call; the result's first ``needed``
+    ids do not depend on it)."""
     ids: list[int] = []
-    for start in range(0, len(order), _TOKENIZE_CHUNK):
-        batch = [texts[i] for i in order[start : start + _TOKENIZE_CHUNK]]
+    for start in range(0, len(order), chunk):
+        batch = [texts[i] for i in order[start : start + chunk]]
         for seq in tokenizer(batch, add_special_tokens=False)["input_ids"]:
             ids.extend(seq)
             ids.extend(separator)
         if needed is not None and len(ids) >= needed:
             break
     return ids
+
+
+def _separator_ids(tokenizer: TokenizerLike, separator: Literal["eos+bos", "eos"]) -> list[int]:
+    """What follows each text in the stream: EOS + BOS, or EOS alone (BOS when there is no EOS)."""
+    if separator not in ("eos+bos", "eos"):
+        raise ValueError(f"separator must be 'eos+bos' or 'eos', not {separator!r}.")
+    bos = getattr(tokenizer, "bos_token_id", None)
+    eos = getattr(tokenizer, "eos_token_id", None)
+    return [
+        t for t in (eos, bos if separator == "eos+bos" or eos is None else None) if t is not None
+    ]
+
+
+def _text_order(n_texts: int, seed: int, lang: str) -> list[int]:
+    """The order a language's texts are streamed in: shuffled by a generator seeded by
+    ``(seed, lang)``."""
+    order = list(range(n_texts))
+    random.Random(f"{seed}:{lang}").shuffle(order)
+    return order
+
+
+def block_stream_length(
+    corpus: Corpus,
+    tokenizer: TokenizerLike,
+    lang: str,
+    *,
+    seed: int = 0,
+    separator: Literal["eos+bos", "eos"] = "eos+bos",
+    up_to: int | None = None,
+) -> int:
+    """Length of the token stream :func:`make_token_blocks` cuts ``lang``'s blocks from.
+
+    The same texts in the same order, the same separators: ``make_token_blocks(..., seq_len)``
+    makes ``length // (seq_len - 1)`` blocks of ``lang`` (before any cap), so one block needs a
+    length of at least ``seq_len - 1``. With ``up_to`` the count stops once it is reached
+    (tokenising a few texts at a time), so a large corpus costs a few small tokenizer calls.
+
+    Args:
+        corpus: Source texts.
+        tokenizer: The tokenizer :func:`make_token_blocks` would be given.
+        lang: A language of ``corpus``.
+        seed: Seed of the text order.
+        separator: As :func:`make_token_blocks`.
+        up_to: Stop counting at this length (the result is then ``>= up_to``); ``None``: the
+            whole stream.
+
+    Returns:
+        The number of stream tokens, separators included, BOS of the blocks excluded; exact
+        when below ``up_to``.
+
+    Example:
+        >>> from crane_lens.data.corpus import Corpus, CorpusInfo, TextRecord
+        >>> class Chars:  # one token per character; BOS 0, EOS 1
+        ...     bos_token_id, eos_token_id = 0, 1
+        ...     def __call__(self, text, *, add_special_tokens=True):
+        ...         return {"input_ids": [[ord(c) for c in t] for t in text]}
+        >>> corpus = Corpus({"en": [TextRecord("abc"), TextRecord("de")]}, CorpusInfo("x", "eval"))
+        >>> block_stream_length(corpus, Chars(), "en")  # 5 characters + 2 × (EOS, BOS)
+        9
+    """
+    texts = corpus[lang]
+    order = _text_order(len(texts), seed, lang)
+    after = _separator_ids(tokenizer, separator)
+    # Few texts per call while counting up to a bound: a corpus of long documents costs little.
+    chunk = _TOKENIZE_CHUNK if up_to is None else 32
+    return len(_token_stream(texts, order, tokenizer, after, up_to, chunk))
 
 
 def make_token_blocks(
@@ -162,17 +230,11 @@ def make_token_blocks(
             raise ValueError(
                 f"max_tokens_per_lang={max_tokens_per_lang} is below one block of {seq_len} tokens."
             )
-    eos = getattr(tokenizer, "eos_token_id", None)
-    if separator not in ("eos+bos", "eos"):
-        raise ValueError(f"separator must be 'eos+bos' or 'eos', not {separator!r}.")
-    after = [
-        t for t in (eos, bos if separator == "eos+bos" or eos is None else None) if t is not None
-    ]
+    after = _separator_ids(tokenizer, separator)
     blocks: dict[str, Tensor] = {}
     for lang in corpus.langs:
         texts = corpus[lang]
-        order = list(range(len(texts)))
-        random.Random(f"{seed}:{lang}").shuffle(order)
+        order = _text_order(len(texts), seed, lang)
         needed = None if max_blocks is None else max_blocks * (seq_len - 1)
         ids = _token_stream(texts, order, tokenizer, after, needed)
         n_blocks = len(ids) // (seq_len - 1)
