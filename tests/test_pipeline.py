@@ -31,6 +31,7 @@ def _assert_same_results(a: Path, b: Path) -> None:
         assert first.matrices[method].to_dict() == second.matrices[method].to_dict()
     for name, tensor in first.stats.tensors().items():
         torch.testing.assert_close(second.stats.tensors()[name], tensor, rtol=0, atol=0)
+
     def summary(folder: Path) -> str:  # its heading names the folder (--name): not a result
         text = (folder / "summary.md").read_text().replace(str(folder), "")
         return text.replace(f"# crane-lens run: {folder.name}\n", "# crane-lens run: …\n", 1)
