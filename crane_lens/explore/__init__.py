@@ -3,11 +3,21 @@
 :func:`explain` runs one forward and one backward pass on a prompt (no corpus) and keeps the
 relevance of every neuron at every token; :func:`token_nll_change` scores a prompt with and
 without a language's neurons masked, token by token. Both display as coloured text in a
-notebook.
+notebook, by visible character: :func:`display_groups` joins the byte-level pieces of one
+character and :func:`sum_groups` sums a per-token quantity over them.
 """
 
 from crane_lens.explore.explain import Explanation, explain
 from crane_lens.explore.token_nll import TokenNLLChange, token_nll_change
-from crane_lens.explore.tokens import readable_tokens
+from crane_lens.explore.tokens import TokenGroup, display_groups, readable_tokens, sum_groups
 
-__all__ = ["Explanation", "TokenNLLChange", "explain", "readable_tokens", "token_nll_change"]
+__all__ = [
+    "Explanation",
+    "TokenGroup",
+    "TokenNLLChange",
+    "display_groups",
+    "explain",
+    "readable_tokens",
+    "sum_groups",
+    "token_nll_change",
+]
