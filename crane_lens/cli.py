@@ -16,7 +16,7 @@ from crane_lens.errors import CraneLensError
 log = logging.getLogger("crane_lens")
 EXIT_INTERRUPTED = 130  # 128 + SIGINT, what shells report for Ctrl-C
 DTYPE_HELP = (
-    "auto: float32 on a CPU without native bfloat16 (where bfloat16 is 10-40x slower), "
+    "auto: float32 on a CPU without native bfloat16 (where bfloat16 is 4-70x slower), "
     "otherwise the checkpoint's own; checkpoint: the checkpoint's own; float32, bfloat16 or "
     "float16"
 )

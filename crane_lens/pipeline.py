@@ -88,7 +88,7 @@ class RunConfig:
         device: Device (default: CUDA if available, else CPU; under ``torchrun``,
             ``crane-lens run`` gives each rank its own GPU, ``cuda:LOCAL_RANK``).
         dtype: Compute dtype: ``"auto"`` (default: float32 on a CPU without native bfloat16,
-            where bfloat16 is 10–40× slower, otherwise the checkpoint's own;
+            where bfloat16 is 4–70× slower, otherwise the checkpoint's own;
             :func:`crane_lens.load_model`), ``"checkpoint"``, ``"float32"``, ``"bfloat16"`` or
             ``"float16"``. A run continued with ``"auto"`` keeps the dtype it started in.
         factor: Multiplier of the chosen neurons for ``mode="scale"`` (required there, and only

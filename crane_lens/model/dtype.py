@@ -2,10 +2,10 @@
 
 On a GPU the checkpoint's own dtype is the fast one (most recent checkpoints record bfloat16).
 On a CPU it depends on the processor: without native bfloat16 matrix instructions (x86 CPUs
-lacking AVX-512 BF16 and AMX, such as AVX2-only server CPUs), PyTorch emulates bfloat16 and a
-forward pass runs 10–40× slower than in float32 — measured on a 2-core AMD EPYC: Gemma 3 270M
-forward 58 vs 580 tokens/s, forward + backward 5 vs 193 tokens/s. CPUs with native bfloat16
-(AVX-512 BF16, AMX, Arm's BF16 extension) behave the other way. So ``"auto"`` is:
+lacking AVX-512 BF16 and AMX, such as AVX2-only server CPUs), PyTorch emulates bfloat16 — on a
+2-core AMD EPYC, Gemma 3 270M's forward pass takes 4–6× as long as in float32 and CRANE's
+forward + backward 43× (4 vs 193 tokens/s; ``benchmarks/bench_real_model.py``). CPUs with native
+bfloat16 (AVX-512 BF16, AMX, Arm's BF16 extension) behave the other way. So ``"auto"`` is:
 
 * CUDA (or another accelerator): the checkpoint's dtype (float32 where a GPU lacks bfloat16);
 * CPU: float32, unless the CPU has native bfloat16 and the checkpoint is bfloat16 — then
@@ -388,7 +388,7 @@ def _warn_slow_bf16() -> None:
     _WARNED.add("bf16")
     log.warning(
         "bfloat16 on this CPU is emulated (%s): a linear layer's forward + backward measured "
-        "%.0f× slower than in float32 (a real model: 10–40×). Use dtype='auto' or 'float32' "
+        "%.0f× slower than in float32 (Gemma 3 270M: 4–6× for a forward pass, 40–70× with the statistics' backward pass). Use dtype='auto' or 'float32' "
         "(--dtype auto) unless memory forces bfloat16.", support.evidence, ratio,
     )  # fmt: skip
 

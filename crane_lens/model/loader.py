@@ -222,7 +222,7 @@ def load_model(
         dtype: Compute dtype. ``"auto"`` (default; ``None`` too): on a GPU the checkpoint's own
             dtype (its ``config.json``: :func:`checkpoint_dtype`); on a CPU float32, unless the
             CPU has native bfloat16 instructions and the checkpoint is bfloat16, or float32
-            weights would not fit in memory — bfloat16 is emulated, 10–40× slower, on CPUs
+            weights would not fit in memory — bfloat16 is emulated, 4–70× slower, on CPUs
             without them (:mod:`crane_lens.model.dtype`). The choice and its reason are logged
             once (:func:`dtype_choice`). ``"checkpoint"``: the checkpoint's own dtype wherever
             the model runs. Or a dtype: ``"float32"`` (the most exact statistics),
