@@ -130,6 +130,9 @@ class RunConfig:
         # One spelling per language ('eng' -> 'en', 'zh-TW' -> 'zh-Hant'): corpus files, run
         # names and saved results all use it. Repeats stay, for _check_values to name.
         self.langs = [canonical_lang(lang) for lang in self.langs]
+        # One spelling per dtype too ('bf16' -> 'bfloat16', None -> 'auto'): runs compare and
+        # continue by it.
+        self.dtype = _canonical_dtype(self.dtype)
         _check_values(self)
 
     @classmethod
@@ -158,6 +161,7 @@ class RunConfig:
             setattr(config, name, copy.deepcopy(value))
         if "dtype" in values and values["dtype"] is None:
             config.dtype = "checkpoint"  # what an unset dtype meant before "auto"
+        config.dtype = _canonical_dtype(config.dtype)
         return config
 
     def validate(self) -> None:
@@ -228,6 +232,19 @@ def _setting(name: str) -> str:
 
 def _is_number(value: object) -> bool:
     return isinstance(value, int | float) and not isinstance(value, bool) and math.isfinite(value)
+
+
+def _canonical_dtype(dtype: object) -> Any:
+    """``"bfloat16"`` for ``"bf16"``/``"BF16"``/``torch.bfloat16``, ``"auto"`` for ``None``; a
+    value :func:`~crane_lens.model.dtype.parse_dtype` refuses stays as it is, for
+    :meth:`RunConfig.validate` to refuse with its message."""
+    from crane_lens.model.dtype import dtype_name, parse_dtype
+
+    try:
+        parsed = parse_dtype(dtype)  # type: ignore[arg-type]
+    except ModelLoadError:
+        return dtype
+    return parsed if isinstance(parsed, str) else dtype_name(parsed)
 
 
 def _check_fraction(name: str, value: object, example: str) -> None:
@@ -567,13 +584,22 @@ def _resolved(model: Any) -> dict[str, str]:
             "dtype_choice": choice.describe()}  # fmt: skip
 
 
-def _continued_dtype(folder: Path, config: RunConfig, overwrite: bool) -> tuple[str, str | None]:
+def _started_in(folder: Path, overwrite: bool) -> dict[str, Any]:
+    """What the run in ``folder`` recorded that it computes on (device, dtype, why), as rank 0
+    reads it; ``{}`` for a new, replaced or unreadable folder (:func:`_check_folder` says what is
+    wrong with an unreadable one). A collective call: before the checks, never inside them."""
+    started: dict[str, Any] = {}
+    if not overwrite and distributed.is_main():
+        with contextlib.suppress(Exception):  # refused with its reason by _check_folder
+            started = dict((_read_config(folder) or {}).get("resolved") or {})
+    return distributed.broadcast_object(started)  # rank 0's folder decides
+
+
+def _continued_dtype(config: RunConfig, started: dict[str, Any]) -> tuple[str, str | None]:
     """The dtype to load, and the reason recorded when the run started: a run continued with
-    ``"auto"`` keeps the dtype it started in (its statistics refuse to mix dtypes), even on
-    another machine; otherwise ``(config.dtype, None)``."""
-    saved = None if overwrite else _read_config(folder)
-    started = (saved or {}).get("resolved", {})
-    started = distributed.broadcast_object(started)  # rank 0's folder decides
+    ``"auto"`` keeps the dtype it started in (``started``, from :func:`_started_in`; its
+    statistics refuse to mix dtypes), even on another machine; otherwise
+    ``(config.dtype, None)``."""
     if config.dtype != "auto" or not started.get("dtype"):
         return config.dtype, None
     log.info("continuing in %s, the dtype this run started in (--dtype auto)", started["dtype"])
@@ -662,11 +688,13 @@ def _all_ranks_agree(what: str) -> Iterator[None]:
     call. Outside a group the block just runs.
     """
     if not distributed.active():
-        yield
+        with distributed.local_only(what):
+            yield
         return
     error: Exception | None = None
     try:
-        yield
+        with distributed.local_only(what):  # no collective call where one rank may fail alone
+            yield
     except Exception as exc:
         error = exc
     outcome = None if error is None else f"{type(error).__name__}: {error}"
@@ -678,14 +706,19 @@ def _all_ranks_agree(what: str) -> Iterator[None]:
         raise CraneLensError(f"rank {rank} failed {what}: {message}")
 
 
-def _check_same_call(config: RunConfig, folder: Path, overwrite: bool, source: Path | None) -> None:
-    """In a process group, refuse a rank whose settings (the device aside) differ from rank 0's:
-    the ranks would not share the same work."""
-    if not distributed.active():
-        return
+def _settings_of_rank0(
+    config: RunConfig, folder: Path, overwrite: bool, source: Path | None
+) -> tuple[dict[str, Any], dict[str, Any]]:
+    """This rank's settings of the call (the device aside) and rank 0's (a collective call:
+    before the checks, never inside them)."""
     mine = {k: v for k, v in asdict(config).items() if k != "device"}
     mine |= {"folder": str(folder), "overwrite": overwrite, "stats_from": source and str(source)}
-    main = distributed.broadcast_object(mine)
+    return mine, distributed.broadcast_object(mine)
+
+
+def _check_same_call(mine: dict[str, Any], main: dict[str, Any]) -> None:
+    """In a process group, refuse a rank whose settings (the device aside) differ from rank 0's:
+    the ranks would not share the same work."""
     diff = sorted(k for k, v in mine.items() if main.get(k) != v)
     if diff:
         raise CraneLensError(
@@ -795,10 +828,13 @@ def run(
     config = config or RunConfig()
     folder = Path(out) / (name or config.name)
     source = Path(stats_from) if stats_from is not None else None
-    # Every check of the input runs on every rank, before the first collective call and before
-    # rank 0 changes anything on disk.
+    # What rank 0 sees, shared first: inside the checks below a rank may fail alone, and a
+    # collective call there would leave the others waiting for it.
+    mine, main = _settings_of_rank0(config, folder, overwrite, source)
+    started = _started_in(folder, overwrite)
+    # Every check of the input runs on every rank, before rank 0 changes anything on disk.
     with _all_ranks_agree("before the work started"):
-        _check_same_call(config, folder, overwrite, source)
+        _check_same_call(mine, main)
         config.validate()  # every setting, before any model or corpus work
         _check_output(folder)
         _check_folder(folder, config, overwrite)
@@ -816,9 +852,9 @@ def run(
         train = load_corpus(config.corpus, langs=langs, split="train")
         held_out = load_corpus(config.corpus, langs=langs, split="eval")
         _check_enough_text(config, {"train": train, "eval": held_out})  # tokenizer only
-        dtype, started = _continued_dtype(folder, config, overwrite)
+        dtype, why = _continued_dtype(config, started)
         model = load_model(config.model, device=config.device, dtype=dtype)
-    resolved = _resolved(model) | ({"dtype_choice": started} if started else {})
+    resolved = _resolved(model) | ({"dtype_choice": why} if why else {})
 
     created = overwrite or not _saved_dir(folder)
     new_parents = [p for p in folder.absolute().parents if not p.exists()]  # mkdir makes them

@@ -16,9 +16,10 @@ Example:
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from typing import Any, TypeVar
 
 import torch
@@ -27,6 +28,42 @@ from torch import Tensor
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
+
+# Set while each rank runs code that may fail on some ranks only (see :func:`local_only`).
+_local_block: str | None = None
+
+
+@contextlib.contextmanager
+def local_only(what: str) -> Iterator[None]:
+    """A block that must make no collective call, in one process as in a group.
+
+    Code that may raise on one rank alone (checks of the input, loading a model) must not call a
+    collective: the ranks that did not raise would wait in it for the one that did, until the
+    backend's timeout (30 minutes for gloo). Inside this block every collective helper of this
+    module raises :class:`RuntimeError` instead, even for one process, so the mistake shows in
+    any single-process test.
+
+    Example:
+        >>> with local_only("checking the input"):  # doctest: +ELLIPSIS
+        ...     broadcast_object(1)
+        Traceback (most recent call last):
+        ...
+        RuntimeError: a collective call (broadcast_object) while checking the input, where a ...
+    """
+    global _local_block
+    outer, _local_block = _local_block, what
+    try:
+        yield
+    finally:
+        _local_block = outer
+
+
+def _collective(name: str) -> None:
+    if _local_block is not None:
+        raise RuntimeError(
+            f"a collective call ({name}) while {_local_block}, where a rank may fail alone; "
+            "make it before or after that block"
+        )
 
 
 def active() -> bool:
@@ -59,6 +96,7 @@ def n_rounds(n_items: int) -> int:
 
 
 def barrier() -> None:
+    _collective("barrier")
     if active():
         dist.barrier()
 
@@ -72,6 +110,7 @@ def _reduce_device() -> torch.device:
 def all_reduce(tensor: Tensor, op: str = "sum") -> Tensor:
     """``tensor`` reduced over all ranks (``op``: ``"sum"``, ``"min"`` or ``"max"``), on the
     tensor's own device and dtype. A no-op for one process."""
+    _collective("all_reduce")
     if not active():
         return tensor
     reduce_op = {"sum": dist.ReduceOp.SUM, "min": dist.ReduceOp.MIN, "max": dist.ReduceOp.MAX}[op]
@@ -84,6 +123,7 @@ def all_reduce(tensor: Tensor, op: str = "sum") -> Tensor:
 
 def all_gather_objects(value: T) -> list[T]:
     """Every rank's ``value`` (picklable), in rank order; ``[value]`` for one process."""
+    _collective("all_gather_objects")
     if not active():
         return [value]
     out: list[Any] = [None] * world_size()
@@ -93,6 +133,7 @@ def all_gather_objects(value: T) -> list[T]:
 
 def broadcast_object(value: T) -> T:
     """Rank 0's ``value`` on every rank."""
+    _collective("broadcast_object")
     if not active():
         return value
     box: list[Any] = [value]

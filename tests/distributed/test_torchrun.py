@@ -13,6 +13,7 @@ every rank.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import math
 import os
@@ -46,6 +47,22 @@ CLI_ARGS = ["run", "--max-tokens", "1024", "--eval-tokens", "512", "--random-see
             "--batch-size", "4", "--device", "cpu", "-q"]  # fmt: skip
 
 
+def descendants(pid: int) -> list[int]:
+    """The processes started by ``pid``, their children and so on (from ``/proc``)."""
+    children: dict[int, list[int]] = {}
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        with contextlib.suppress(OSError, ValueError, IndexError):
+            # "pid (name) state ppid ...": the name may hold spaces and parentheses.
+            fields = stat.read_text().rsplit(")", 1)[1].split()
+            children.setdefault(int(fields[1]), []).append(int(stat.parent.name))
+    found, todo = [], [pid]
+    while todo:
+        kids = children.get(todo.pop(), [])
+        found += kids
+        todo += kids
+    return found
+
+
 def torchrun(
     *args: str, env: dict[str, str] | None = None, timeout: float = LAUNCH_TIMEOUT_S
 ) -> subprocess.CompletedProcess[str]:
@@ -64,7 +81,11 @@ def torchrun(
     try:
         output, _ = process.communicate(timeout=timeout)
     except subprocess.TimeoutExpired:
-        os.killpg(process.pid, signal.SIGKILL)
+        # torchrun starts each worker in a session of its own: killing torchrun's group alone
+        # leaves them waiting in a collective call until gloo's 30-minute timeout.
+        for pid in [process.pid, *descendants(process.pid)]:
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, signal.SIGKILL)
         output, _ = process.communicate()
         pytest.fail(f"torchrun ran past {timeout} s; its output:\n{output[-8000:]}")
     print(output[-8000:])  # the workers' logs, which pytest shows when the test fails
