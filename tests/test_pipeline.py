@@ -253,3 +253,33 @@ def test_auto_continues_in_the_dtype_a_run_started_in(tmp_path: Path, monkeypatc
         cl.OutputExistsError, match=r"dtype differ \(that run's: --dtype checkpoint\)"
     ):
         cl.run(RunConfig(), out=tmp_path, name="run")
+
+
+def test_one_spelling_per_dtype(tmp_path: Path, monkeypatch) -> None:  # type: ignore[no-untyped-def]
+    """dtype=None is "auto" and "bf16"/"BF16"/torch.bfloat16 are "bfloat16", in a new config and
+    in a saved one: a run started with --dtype bf16 continues with --dtype bfloat16, and one
+    started with dtype=None continues with the default."""
+    import json
+
+    from crane_lens import pipeline
+    from crane_lens.pipeline import RunConfig
+
+    assert RunConfig(dtype=None).dtype == "auto"  # type: ignore[arg-type]
+    assert {RunConfig(dtype=d).dtype for d in ("bf16", "BF16", torch.bfloat16)} == {"bfloat16"}  # type: ignore[arg-type]
+    assert RunConfig.from_saved({"dtype": "bf16"}).dtype == "bfloat16"
+    with pytest.raises(cl.ModelLoadError, match="Unknown dtype 'bf17'"):  # refused as before
+        RunConfig(dtype="bf17").validate()
+
+    class Stop(Exception):
+        pass
+
+    monkeypatch.setattr("crane_lens.model.load_model", lambda *a, **k: (_ for _ in ()).throw(Stop))
+    for started, continued in (("bf16", "bfloat16"), (None, "auto")):
+        folder = tmp_path / str(started)
+        folder.mkdir()
+        saved = {"config": {**pipeline.asdict(RunConfig()), "dtype": started}, "complete": False}
+        if started is None:
+            saved["config"]["dtype"] = RunConfig(dtype=None).dtype  # type: ignore[arg-type]
+        (folder / "run_config.json").write_text(json.dumps(saved))
+        with pytest.raises(Stop):  # the same run: it gets as far as loading the model
+            cl.run(RunConfig(dtype=continued), out=tmp_path, name=folder.name)

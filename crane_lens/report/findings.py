@@ -6,6 +6,7 @@ always restate the tables next to them.
 
 from __future__ import annotations
 
+import itertools
 import math
 from collections.abc import Callable, Mapping
 from typing import TYPE_CHECKING
@@ -164,6 +165,13 @@ def ranking(matrices: Mapping[str, AblationMatrix]) -> str | None:
     def key(scores: dict[str, float]) -> Callable[[str], float]:
         return lambda m: -scores[m] if math.isfinite(scores[m]) else math.inf
 
+    rule = f"own ΔNLL ≥ {MIN_EFFECT:g} nats/token" + (
+        ", also beyond random sets of its sizes, and clearly above them" if has_random else ""
+    )
+    if not any(counted.values()):  # every score 0: an order would be the dict's
+        owns = ", ".join(f"{m} {_nats(float(t['own'].mean()))}" for m, t in tables.items())
+        return (f"No ranking of the methods: no set of any method clearly hurts its own "
+                f"language ({rule}); mean own ΔNLL: {owns} nats/token.")  # fmt: skip
     order = sorted(tables, key=key(credited))
 
     def part(method: str, first: bool) -> str:
@@ -174,12 +182,13 @@ def ranking(matrices: Mapping[str, AblationMatrix]) -> str | None:
                 if counted[method] < n and math.isfinite(plain[method]) else "")  # fmt: skip
         return f"{method} {credited[method]:.2f} ({sets}; {own_text}{also})"
 
-    rule = f"own ΔNLL ≥ {MIN_EFFECT:g} nats/token" + (
-        ", also beyond random sets of its sizes, and clearly above them" if has_random else ""
-    )
-    rest = ", then ".join(part(m, False) for m in order[1:])
+    rest = "".join(
+        (", tied with " if f"{credited[a]:.2f}" == f"{credited[b]:.2f}" else ", then ")
+        + part(b, False)
+        for a, b in itertools.pairwise(order)
+    ).removeprefix(", ")
     text = (f"Ranked by mean selectivity index, counting a set only where masking it clearly "
-            f"hurts its own language ({rule}; other sets count 0): {part(order[0], True)}, then "
+            f"hurts its own language ({rule}; other sets count 0): {part(order[0], True)}, "
             f"{rest}.")  # fmt: skip
     leader = sorted(tables, key=key(plain))[0]
     if leader != order[0]:

@@ -75,6 +75,18 @@ def test_ranking_orders_methods_by_mean_index() -> None:
     assert ranking({"crane": strong}) is None
 
 
+def test_no_ranking_when_no_set_counts_and_ties_are_said() -> None:
+    """Every set below the bar scores 0 for every method: no order is made up (the old code
+    listed the methods in the order given, 'crane 0.00 ..., then lape 0.00'). Equal scores are
+    called a tie."""
+    tiny = {"lape": matrix("lape", own=-0.3, off=0.0), "crane": matrix("crane", own=-0.2)}
+    line = ranking(tiny)
+    assert line is not None and line.startswith("No ranking of the methods: no set of any")
+    assert "then" not in line and "mean own ΔNLL: lape -0.20, crane -0.10 nats/token" in line
+    same = ranking({"lape": matrix("lape"), "crane": matrix("crane")})
+    assert same is not None and "tied with" in same and "then" not in same
+
+
 def test_a_high_index_from_tiny_own_effects_is_not_ranked_first() -> None:
     """The issue's case: LAPE's sets barely hurt their language (own ΔNLL ~0.03 vs CRANE's
     ~0.23-0.43) but spill over even less, so their plain mean index is the higher one."""
