@@ -51,7 +51,15 @@ T = TypeVar("T")
 ScoreKind = Literal["logprob", "logit"]
 HookFn = Callable[[Tensor, Any], Tensor]
 HookList = Sequence[tuple[str, Any]]
-CHUNK_BYTES = 256 << 20  # float32 logits per vocabulary chunk: bounded whatever the vocabulary
+# float32 logits per vocabulary chunk: bounded whatever the vocabulary. At most 32 MiB, glibc's
+# largest threshold for serving an allocation by mmap: a larger chunk gets fresh pages, zero-filled
+# by the kernel, on every call. Gemma 3's ablation matrix on a CPU: 16 s with 32 MiB chunks,
+# 24 s with 256 MiB.
+CHUNK_BYTES = 32 << 20
+# A gradient pass keeps the softmax of every chunk for its backward pass while all of them take
+# at most this much (no second vocabulary matmul and exp: Gemma 3's 262 k-entry head is two
+# thirds of a forward pass on a CPU); above it, each chunk is recomputed in the backward pass.
+KEEP_BYTES = 1 << 30
 
 
 class StopForward(Exception):
@@ -290,23 +298,44 @@ class _LogNormaliser(torch.autograd.Function):
 
     @staticmethod
     def forward(
-        ctx: Any, x: Tensor, weight: Tensor, bias: Tensor | None, head: _Head, chunk: int
+        ctx: Any,
+        x: Tensor,
+        weight: Tensor,
+        bias: Tensor | None,
+        head: _Head,
+        chunk: int,
+        backward: bool = True,
     ) -> Tensor:
         ctx.head, ctx.chunk = head, chunk
-        if chunk >= weight.shape[0] and any(ctx.needs_input_grad[:3]):
-            # One chunk: keep d lse / dz (the softmax; bounded by CHUNK_BYTES), one exp in all.
-            z = _logits_chunk(x, head, 0, weight.shape[0])
-            slope = z.softmax(-1)
-            # At the argmax, p = exp(z − lse) ≥ 1/vocab: lse = z_max − log p_max, stably.
-            lse = z.amax(-1) - slope.amax(-1).log()
-            if head.softcap:  # d(cap·tanh(u/cap))/du = 1 − tanh² = 1 − (z/cap)²
-                slope.mul_(1 - (z / head.softcap) ** 2)
-            ctx.save_for_backward(x, lse, slope)
-            return lse
+        vocab = weight.shape[0]
+        kept = (2 if head.softcap else 1) * x.shape[0] * vocab * 4  # float32 logits (+ factor)
+        if backward and (chunk >= vocab or kept <= KEEP_BYTES):
+            # Keep d lse / dz (the softmax), one exp per logit in all: each chunk's logits are
+            # turned into exp(z − max) in place, normalised once the total is known.
+            slopes, caps, top = [], [], None
+            for start in range(0, vocab, chunk):
+                z = _logits_chunk(x, head, start, start + chunk)
+                top = z.amax(-1) if top is None else torch.maximum(top, z.amax(-1))
+                slopes.append(z)
+            assert top is not None
+            total = torch.zeros_like(top)
+            for z in slopes:
+                if head.softcap:  # d(cap·tanh(u/cap))/du = 1 − tanh² = 1 − (z/cap)²
+                    caps.append(1 - (z / head.softcap) ** 2)
+                total += z.sub_(top[:, None]).exp_().sum(-1)
+            for i, p in enumerate(slopes):
+                p.div_(total[:, None])
+                if head.softcap:
+                    p.mul_(caps[i])
+            ctx.save_for_backward(x, top + total.log(), *slopes)
+            return top + total.log()
         lse = torch.full(x.shape[:1], -torch.inf, device=x.device, dtype=_wide(x.dtype))
-        for start in range(0, weight.shape[0], chunk):
+        for start in range(0, vocab, chunk):
             z = _logits_chunk(x, head, start, start + chunk)
-            lse = torch.logaddexp(lse, z.logsumexp(-1))
+            # logsumexp in place on this temporary chunk: torch's logsumexp took 3.4× as long
+            # on a CPU (Gemma 3's head, 1024 rows × 65 536 entries).
+            top = z.amax(-1)
+            lse = torch.logaddexp(lse, top + z.sub_(top[:, None]).exp_().sum(-1).log())
         ctx.save_for_backward(x, lse)
         return lse
 
@@ -319,10 +348,10 @@ class _LogNormaliser(torch.autograd.Function):
         gx = torch.zeros(x.shape, device=x.device, dtype=wide) if want_x else None
         gw = torch.zeros(head.weight.shape, device=x.device, dtype=wide) if want_w else None
         gb = torch.zeros(head.weight.shape[:1], device=x.device, dtype=wide) if want_b else None
-        for start in range(0, head.weight.shape[0], ctx.chunk):
+        for n, start in enumerate(range(0, head.weight.shape[0], ctx.chunk)):
             stop = start + ctx.chunk
             if saved:
-                slope = saved[0]
+                slope = saved[n]
             else:  # recompute this chunk's logits rather than store all of them
                 z = _logits_chunk(x, head, start, stop)
                 slope = (z - lse[:, None]).exp()
@@ -339,6 +368,7 @@ class _LogNormaliser(torch.autograd.Function):
             None if gx is None else gx.to(x.dtype),
             None if gw is None else gw.to(head.weight.dtype),
             None if gb is None else gb.to(head.weight.dtype),
+            None,
             None,
             None,
         )
@@ -398,7 +428,7 @@ def gold_scores(
         resid: The unembedding's input of a pass the caller already ran
             (:func:`unembed_input`); then no forward pass runs here.
         chunk: Vocabulary entries per chunk (default: as many as keep one chunk's float32
-            logits within 256 MiB).
+            logits within 32 MiB, at least 1 024 entries).
 
     Returns:
         ``Float[Tensor, "batch pos-first"]`` on the unembedding's device; differentiable when
@@ -442,7 +472,11 @@ def score_kinds(
     for kind in dict.fromkeys(kinds):
         if kind == "logprob":
             size = _chunk_size(len(x), head.weight.shape[0], chunk)
-            out[kind] = logit - _LogNormaliser.apply(x, head.weight, head.bias, head, size)
+            # Softmax kept for a backward pass only (Function.forward runs without grad mode).
+            grad = torch.is_grad_enabled() and any(
+                t is not None and t.requires_grad for t in (x, head.weight, head.bias)
+            )
+            out[kind] = logit - _LogNormaliser.apply(x, head.weight, head.bias, head, size, grad)
         else:
             out[kind] = logit
         out[kind] = out[kind].view(shape)

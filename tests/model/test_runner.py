@@ -68,21 +68,25 @@ def test_the_vocabulary_is_never_projected_at_once(monkeypatch) -> None:  # type
     assert len(widths) == 9 + 1  # ceil(8192 / 1000) chunks, then the single default chunk
 
 
-def test_chunked_log_normaliser_gradients_equal_autograd() -> None:
-    """Backward recomputes each chunk: gradients for the input, the weight and the bias equal
-    autograd through the plain soft-capped logsumexp (float64 gradcheck too)."""
+@pytest.mark.parametrize("softcap", [2.0, None])
+@pytest.mark.parametrize("keep_bytes", [0, runner.KEEP_BYTES], ids=["recomputed", "kept"])
+def test_chunked_log_normaliser_gradients_equal_autograd(monkeypatch, keep_bytes, softcap) -> None:  # type: ignore[no-untyped-def]
+    """Backward recomputes each chunk, or reads each chunk's softmax kept by the forward pass
+    (under KEEP_BYTES): gradients for the input, the weight and the bias equal autograd through
+    the plain (soft-capped) logsumexp (float64 gradcheck too)."""
+    monkeypatch.setattr(runner, "KEEP_BYTES", keep_bytes)
     generator = torch.Generator().manual_seed(1)
     x = torch.randn(5, 4, dtype=torch.float64, generator=generator, requires_grad=True)
     weight = torch.randn(11, 4, dtype=torch.float64, generator=generator, requires_grad=True)
     bias = torch.randn(11, dtype=torch.float64, generator=generator, requires_grad=True)
 
     def chunked(x, weight, bias):  # type: ignore[no-untyped-def]
-        head = runner._Head(weight, bias, 2.0, exact=True)
+        head = runner._Head(weight, bias, softcap, exact=True)
         return runner._LogNormaliser.apply(x, weight, bias, head, 3)
 
     def plain(x, weight, bias):  # type: ignore[no-untyped-def]
         z = x @ weight.T + bias
-        return (2.0 * torch.tanh(z / 2.0)).logsumexp(-1)
+        return (softcap * torch.tanh(z / softcap) if softcap else z).logsumexp(-1)
 
     torch.testing.assert_close(chunked(x, weight, bias), plain(x, weight, bias))
     assert torch.autograd.gradcheck(chunked, (x, weight, bias))
