@@ -78,19 +78,6 @@ def _rank_device(device: str | None) -> str | None:
     return device
 
 
-def _written_report(folder: Path) -> Path | None:
-    """The report.html that this run wrote, or ``None`` where writing it failed (the error is
-    logged then): the run writes summary.md, then report.html, so a report older than the
-    summary is one from before."""
-    from crane_lens.report.html import REPORT_FILE
-
-    report, summary = folder / REPORT_FILE, folder / "summary.md"
-    try:
-        return report if report.stat().st_mtime_ns >= summary.stat().st_mtime_ns else None
-    except OSError:  # no report (or no summary)
-        return None
-
-
 def _run(args: argparse.Namespace) -> int:
     from crane_lens.pipeline import RunConfig, corpus_langs, run
     from crane_lens.utils import distributed
@@ -120,8 +107,8 @@ def _run(args: argparse.Namespace) -> int:
                      progress=not args.quiet, stats_from=args.stats_from)  # fmt: skip
         if distributed.is_main():
             print(result.summary())  # noqa: T201
-            if (report := _written_report(result.folder)) is not None:
-                print(f"Report written to {report}")  # noqa: T201  # as `crane-lens report` says
+            if result.report is not None:  # None: writing it failed, and the error was logged
+                print(f"Report written to {result.report}")  # noqa: T201  # as `crane-lens report` says
     finally:
         if distributed.active():
             import torch.distributed

@@ -389,7 +389,7 @@ def _check_enough_text(config: RunConfig, splits: dict[str, Any]) -> None:
 
     try:
         tokenizer = _load_tokenizer(config.model)
-    except (OSError, ValueError, TypeError) as exc:
+    except Exception as exc:  # any failure here is load_model's to report, with its message
         log.debug("no early corpus size check: the tokenizer did not load (%s)", exc)
         return
     needed = config.seq_len - 1  # every block is BOS + seq_len - 1 stream tokens
@@ -467,6 +467,9 @@ class RunResult:
     resolved: dict[str, str] = field(default_factory=dict)
     """What the run computed on: ``device``, ``dtype`` and ``dtype_choice`` (the dtype, what was
     asked and why); empty for runs saved before crane_lens recorded it."""
+    report: Path | None = None
+    """The report.html this call of :func:`run` wrote (on rank 0); ``None`` where writing it
+    failed (the error was logged), on other ranks, and for a result read by :meth:`load`."""
 
     def selectivity(self) -> Any:
         """Every method's selectivity table stacked (index: method, masked language)."""
@@ -727,6 +730,19 @@ def _check_same_call(mine: dict[str, Any], main: dict[str, Any]) -> None:
         )
 
 
+def _check_same_dtype(dtype: str) -> None:
+    """In a process group, refuse ranks that computed ``"auto"`` into different dtypes (machines
+    with and without native bfloat16): their statistics could not be summed. Every rank sees
+    every rank's dtype, so all raise together."""
+    chosen = distributed.all_gather_objects(dtype)
+    if len(set(chosen)) > 1:
+        ranks = ", ".join(f"rank {r}: {d}" for r, d in enumerate(chosen))
+        raise CraneLensError(
+            f"The ranks chose different dtypes ({ranks}): their machines differ. Pass one "
+            f"--dtype to every rank (e.g. --dtype {chosen[0]})."
+        )
+
+
 def _on_main(action: Callable[[], object], what: str) -> None:
     """Run ``action`` (a write into the run folder) on rank 0 only; in a process group every
     rank returns once it is done, and raises if it failed."""
@@ -754,11 +770,11 @@ def _save_matrix(matrix: AblationMatrix, target: Path) -> None:
 def _finish(result: RunResult) -> None:
     _write_tables(result)
     _write_config(result.folder, result.config, complete=True, resolved=result.resolved)
-    _write_report(result)
+    result.report = _write_report(result)
 
 
-def _write_report(result: RunResult) -> None:
-    """Write report.html, after the results it shows are safe on disk.
+def _write_report(result: RunResult) -> Path | None:
+    """Write report.html, after the results it shows are safe on disk; its path, or ``None``.
 
     A failure is logged as an error and the run still succeeds: the report is a view of the
     tables and folders already written, and ``crane-lens report`` rebuilds it from them.
@@ -766,7 +782,7 @@ def _write_report(result: RunResult) -> None:
     try:
         from crane_lens.report import write_report
 
-        write_report(result)
+        return Path(write_report(result))
     except Exception as exc:
         log.debug("report failure", exc_info=True)
         log.error(
@@ -774,6 +790,7 @@ def _write_report(result: RunResult) -> None:
             "report %s` (-v shows the traceback).", result.folder / "report.html",
             type(exc).__name__, exc, result.folder,
         )  # fmt: skip
+        return None
 
 
 def run(
@@ -855,6 +872,7 @@ def run(
         dtype, why = _continued_dtype(config, started)
         model = load_model(config.model, device=config.device, dtype=dtype)
     resolved = _resolved(model) | ({"dtype_choice": why} if why else {})
+    _check_same_dtype(resolved["dtype"])
 
     created = overwrite or not _saved_dir(folder)
     new_parents = [p for p in folder.absolute().parents if not p.exists()]  # mkdir makes them

@@ -11,7 +11,8 @@ reported for the whole split, for the in-domain rows (LibreOffice help + UI) and
 
     python scripts/eval_demo_model.py crane-tiny crane-tiny-chat   # updates the packaged cards
     python scripts/eval_demo_model.py build/crane-tiny/final --card /tmp/README.md
-    # a real LLM: bf16, the stream protocol, the first 120 texts of each origin per language
+    # a real LLM (the card's table: bf16), the stream protocol, the first 120 texts of each
+    # origin per language; without --dtype: auto (float32 on a CPU without native bf16)
     python scripts/eval_demo_model.py gemma-3-270m --dtype bf16 --protocols stream \
         --max-texts-per-origin 120 --batch-size 4 --max-ratio 1 \
         --card docs/model-gemma-3-270m.md --json docs/data/gemma-3-270m-eval.json
@@ -208,7 +209,9 @@ def main() -> int:
     parser.add_argument("--card", type=Path, help="model card to update (one model only)")
     parser.add_argument("--json", type=Path, help="results JSON to write (one model only)")
     parser.add_argument("--max-ratio", type=float, default=0.70)
-    parser.add_argument("--dtype", default=None, help="compute dtype (default float32)")
+    parser.add_argument(
+        "--dtype", default=None, help="compute dtype (default: auto, as load_model)"
+    )
     parser.add_argument("--protocols", default=",".join(PROTOCOLS),
                         help="stream and/or per_text (default both)")  # fmt: skip
     parser.add_argument("--max-texts-per-origin", type=int, default=None,

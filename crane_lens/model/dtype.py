@@ -4,7 +4,7 @@ On a GPU the checkpoint's own dtype is the fast one (most recent checkpoints rec
 On a CPU it depends on the processor: without native bfloat16 matrix instructions (x86 CPUs
 lacking AVX-512 BF16 and AMX, such as AVX2-only server CPUs), PyTorch emulates bfloat16 — on a
 2-core AMD EPYC, Gemma 3 270M's forward pass takes 4–6× as long as in float32 and CRANE's
-forward + backward 43× (4 vs 193 tokens/s; ``benchmarks/bench_real_model.py``). CPUs with native
+forward + backward 43–51× (``benchmarks/bench_real_model.py``). CPUs with native
 bfloat16 (AVX-512 BF16, AMX, Arm's BF16 extension) behave the other way. So ``"auto"`` is:
 
 * CUDA (or another accelerator): the checkpoint's dtype (float32 where a GPU lacks bfloat16);
@@ -180,7 +180,10 @@ def _machine_file() -> Path:
 
 
 def _probe_key(cpu: str) -> str:
-    return f"{cpu} | torch {torch.__version__} | {torch.get_num_threads()} threads"
+    # The host name too: a $CRANE_LENS_HOME shared over a network file system serves machines
+    # whose CPUs may report the same name but differ (a cloud "Virtual CPU").
+    return (f"{platform.node()} | {cpu} | torch {torch.__version__} | "
+            f"{torch.get_num_threads()} threads")  # fmt: skip
 
 
 def _linear_pass(dtype: torch.dtype) -> Callable[[], float]:
@@ -254,19 +257,39 @@ def bf16_slowdown(cpu: str | None = None, *, refresh: bool = False) -> float:
 
 # -- memory --------------------------------------------------------------------------------------
 def available_memory() -> int | None:
-    """Bytes of memory available to a new allocation (Linux ``MemAvailable``), or ``None``."""
+    """Bytes of memory available to a new allocation, or ``None``: Linux ``MemAvailable``, or
+    less where this process's control group (a container, a batch job) has a lower limit."""
+    system = None
     try:
         for line in Path("/proc/meminfo").read_text().splitlines():
             if line.startswith("MemAvailable:"):
-                return int(line.split()[1]) * 1024
+                system = int(line.split()[1]) * 1024
     except (OSError, ValueError, IndexError):
         pass
-    try:
-        import psutil
+    if system is None:
+        try:
+            import psutil
 
-        return int(psutil.virtual_memory().available)
-    except Exception:
-        return None
+            system = int(psutil.virtual_memory().available)
+        except Exception:
+            return None
+    left = _cgroup_memory_left()
+    return system if left is None else min(system, left)
+
+
+def _cgroup_memory_left(root: Path = Path("/sys/fs/cgroup")) -> int | None:
+    """The memory this process's control group may still allocate (cgroup v2 ``memory.max``
+    minus ``memory.current``, else v1's limit minus usage); ``None`` without a limit."""
+    for limit, usage in (("memory.max", "memory.current"),
+                         ("memory/memory.limit_in_bytes", "memory/memory.usage_in_bytes")):  # fmt: skip
+        try:
+            cap = (root / limit).read_text().strip()
+            if cap == "max" or int(cap) >= 2**60:  # v1 writes "no limit" as a huge number
+                return None
+            return max(0, int(cap) - int((root / usage).read_text().strip()))
+        except (OSError, ValueError):
+            continue
+    return None
 
 
 def _gib(n_bytes: float) -> str:
@@ -315,7 +338,7 @@ def choose_dtype(
 
     Example:
         >>> import torch
-        >>> choose_dtype("checkpoint", checkpoint=torch.bfloat16, device=None).dtype
+        >>> choose_dtype("checkpoint", checkpoint=torch.bfloat16, device=torch.device("cuda")).dtype
         torch.bfloat16
     """
     parsed = parse_dtype(requested)
@@ -361,8 +384,9 @@ def _auto_on_cpu(
         if n_params * 2 <= MEMORY_SHARE * memory:
             log.warning(
                 "float32 weights (%s) would not fit in the %s of memory available; computing "
-                "in bfloat16, which is slower on this CPU (%s). Free memory, or pass "
-                "dtype='float32' to try anyway.", _gib(n_params * 4), _gib(memory), evidence,
+                "in bfloat16%s (%s). Free memory, or pass dtype='float32' to try anyway.",
+                _gib(n_params * 4), _gib(memory), "" if native else ", which is slower on this CPU",
+                evidence,
             )  # fmt: skip
             return DtypeChoice(fallback, AUTO, f"float32 ({_gib(n_params * 4)}) does not fit "
                                f"in {_gib(memory)} available; {reason}")  # fmt: skip

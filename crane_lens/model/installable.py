@@ -73,7 +73,11 @@ class InstallableModel:
     description: str
 
     def pip_hint(self) -> str:
-        return f"pip install 'crane_lens[{self.extra}]'"
+        """The command that adds this model's extra to this installation (a registry's name, or
+        ``-e '.[extra]'`` in a source checkout)."""
+        from crane_lens.utils.install import install_command
+
+        return install_command(self.extra)
 
 
 INSTALLABLE_MODELS: dict[str, InstallableModel] = {

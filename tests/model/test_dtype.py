@@ -118,6 +118,24 @@ def test_auto_falls_back_to_bf16_when_float32_does_not_fit(monkeypatch, caplog) 
     assert counted == []
 
 
+def test_a_control_group_limit_lowers_the_available_memory(tmp_path: Path) -> None:
+    """A container's limit counts, not only the host's MemAvailable (v2, then v1; none: None)."""
+    assert dtypes._cgroup_memory_left(tmp_path) is None  # no files: no limit known
+    (tmp_path / "memory.max").write_text("max\n")
+    (tmp_path / "memory.current").write_text("100\n")
+    assert dtypes._cgroup_memory_left(tmp_path) is None
+    (tmp_path / "memory.max").write_text(f"{8 * 2**30}\n")
+    (tmp_path / "memory.current").write_text(f"{3 * 2**30}\n")
+    assert dtypes._cgroup_memory_left(tmp_path) == 5 * 2**30
+    v1 = tmp_path / "v1"
+    (v1 / "memory").mkdir(parents=True)
+    (v1 / "memory" / "memory.limit_in_bytes").write_text(str(2**63 - 4096))  # v1's "no limit"
+    (v1 / "memory" / "memory.usage_in_bytes").write_text("1")
+    assert dtypes._cgroup_memory_left(v1) is None
+    (v1 / "memory" / "memory.limit_in_bytes").write_text(str(4 * 2**30))
+    assert dtypes._cgroup_memory_left(v1) == 4 * 2**30 - 1
+
+
 def test_explicit_bf16_on_a_slow_cpu_warns_with_the_measured_factor(monkeypatch, caplog) -> None:  # type: ignore[no-untyped-def]
     fake_cpu(monkeypatch, EPYC)
     monkeypatch.setattr(dtypes, "measure_bf16_slowdown", lambda repeats=3: 23.4)

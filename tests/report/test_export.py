@@ -15,6 +15,7 @@ import plotly.graph_objects as go
 import pytest
 
 import crane_lens.report.export as export
+import crane_lens.utils.install as install
 from crane_lens.cli import main
 from crane_lens.plots.run import NamedFigure
 
@@ -31,7 +32,7 @@ def finished(tmp_path: Path) -> Path:
 
 def test_no_kaleido_says_what_to_install(finished: Path, monkeypatch, capsys) -> None:  # type: ignore[no-untyped-def]
     monkeypatch.setitem(sys.modules, "kaleido", None)  # import kaleido → ImportError
-    monkeypatch.setattr(export, "install_source", lambda: None)  # as from the registry
+    monkeypatch.setattr(install, "install_source", lambda: None)  # as from the registry
     assert main(["figures", str(finished)]) == 2
     assert "pip install 'crane_lens[figures]'" in capsys.readouterr().err
     assert not (finished / "figures").exists()
@@ -40,16 +41,16 @@ def test_no_kaleido_says_what_to_install(finished: Path, monkeypatch, capsys) ->
 def test_a_checkout_is_told_the_editable_command(finished: Path, monkeypatch, capsys) -> None:  # type: ignore[no-untyped-def]
     """This test suite runs from a source checkout (an editable install): the registry name
     would install another copy, `pip install -e '.[figures]'` adds the extra to this one."""
-    root = Path(export.__file__).resolve().parents[2]
-    assert export.install_source() == (root, True)
+    root = Path(install.__file__).resolve().parents[2]
+    assert install.install_source() == (root, True)
     monkeypatch.chdir(root)
-    assert export.install_command() == "pip install -e '.[figures]'"
+    assert install.install_command() == "pip install -e '.[figures]'"
     monkeypatch.setitem(sys.modules, "kaleido", None)
     assert main(["figures", str(finished)]) == 2
     err = capsys.readouterr().err
     assert "pip install -e '.[figures]'" in err and "'crane_lens[figures]'" not in err
     monkeypatch.chdir(finished)  # elsewhere: the checkout's path instead of "."
-    assert export.install_command() == f"pip install -e {shlex.quote(f'{root}[figures]')}"
+    assert install.install_command() == f"pip install -e {shlex.quote(f'{root}[figures]')}"
 
 
 class FakeDist:
@@ -63,25 +64,25 @@ class FakeDist:
 
 
 def test_install_source_reads_direct_url_json(tmp_path: Path, monkeypatch) -> None:  # type: ignore[no-untyped-def]
-    root = Path(export.__file__).resolve().parents[2]
+    root = Path(install.__file__).resolve().parents[2]
     editable = {"url": root.as_uri(), "dir_info": {"editable": True}}
-    assert export.install_source([FakeDist(None), FakeDist(editable)]) == (root, True)
+    assert install.install_source([FakeDist(None), FakeDist(editable)]) == (root, True)
     # `pip install /some/folder` (not editable): that folder, without -e.
     local = {"url": (tmp_path / "my checkout").as_uri(), "dir_info": {}}
-    assert export.install_source([FakeDist(local)]) == (tmp_path / "my checkout", False)
+    assert install.install_source([FakeDist(local)]) == (tmp_path / "my checkout", False)
     # A wheel, an archive or a VCS URL, or a stale editable install of another checkout: not a
     # folder to install from; without a checkout beside the package, the registry's name.
-    monkeypatch.setattr(export, "_package_root", lambda: tmp_path)
+    monkeypatch.setattr(install, "_package_root", lambda: tmp_path)
     other = {"url": (tmp_path / "elsewhere").as_uri(), "dir_info": {"editable": True}}
     wheel = {"url": "file:///tmp/crane_lens-0.2.0-py3-none-any.whl", "archive_info": {}}
     vcs = {"url": "https://github.com/x/crane_lens", "vcs_info": {"vcs": "git"}}
     dists = [FakeDist(other), FakeDist(wheel), FakeDist(vcs), FakeDist(None)]
-    assert export.install_source(dists) is None
-    monkeypatch.setattr(export, "install_source", lambda: None)
-    assert export.install_command("figures") == "pip install 'crane_lens[figures]'"
-    monkeypatch.setattr(export, "install_source", lambda: (tmp_path / "my checkout", False))
+    assert install.install_source(dists) is None
+    monkeypatch.setattr(install, "install_source", lambda: None)
+    assert install.install_command("figures") == "pip install 'crane_lens[figures]'"
+    monkeypatch.setattr(install, "install_source", lambda: (tmp_path / "my checkout", False))
     monkeypatch.chdir(tmp_path)
-    assert export.install_command() == f"pip install '{tmp_path}/my checkout[figures]'"
+    assert install.install_command() == f"pip install '{tmp_path}/my checkout[figures]'"
 
 
 def test_no_browser_says_what_to_install(finished: Path, monkeypatch, capsys) -> None:  # type: ignore[no-untyped-def]

@@ -256,20 +256,22 @@ def test_a_report_failure_keeps_the_results(tiny_run: Path, tmp_path: Path, monk
     RunResult.load(folder)  # the folder is a finished run: `crane-lens report` can retry
 
 
-def test_only_a_report_this_run_wrote_is_announced(tmp_path: Path) -> None:
-    """The run writes summary.md, then report.html: an older report is one from before (its
-    rewrite failed, and the error said so), not this run's."""
-    import os
+def test_only_a_report_this_run_wrote_is_announced(tiny_run: Path, tmp_path: Path, monkeypatch, capsys) -> None:  # type: ignore[no-untyped-def]  # fmt: skip
+    """An older report.html in the folder is not this run's: when rewriting it fails (and the
+    error says so), no 'Report written' line claims it."""
+    import crane_lens.report.html
 
-    from crane_lens.cli import _written_report
+    def broken(*args: object, **kwargs: object) -> str:
+        raise RuntimeError("plotly broke")
 
-    assert _written_report(tmp_path) is None  # nothing written
-    (tmp_path / "summary.md").write_text("# run")
-    (tmp_path / "report.html").write_text("<html>")
-    assert _written_report(tmp_path) == tmp_path / "report.html"
-    summary = (tmp_path / "summary.md").stat().st_mtime_ns
-    os.utime(tmp_path / "report.html", ns=(summary - 10**9, summary - 10**9))
-    assert _written_report(tmp_path) is None
+    folder = tmp_path / "run"
+    shutil.copytree(tiny_run, folder)  # report.html of the earlier call stays
+    meta = json.loads((folder / "run_config.json").read_text()) | {"complete": False}
+    (folder / "run_config.json").write_text(json.dumps(meta))
+    monkeypatch.setattr(crane_lens.report.html, "report_html", broken)
+    assert main([*RUN_ARGS, "--out", str(tmp_path), "--name", "run"]) == 0
+    assert (folder / "report.html").is_file()
+    assert "Report written" not in capsys.readouterr().out
 
 
 def test_a_single_method_without_random_sets(tiny_run: Path) -> None:
