@@ -730,7 +730,7 @@ def _check_same_call(mine: dict[str, Any], main: dict[str, Any]) -> None:
         )
 
 
-def _check_same_dtype(dtype: str) -> None:
+def _check_same_dtype(dtype: str | None) -> None:
     """In a process group, refuse ranks that computed ``"auto"`` into different dtypes (machines
     with and without native bfloat16): their statistics could not be summed. Every rank sees
     every rank's dtype, so all raise together."""
@@ -872,7 +872,7 @@ def run(
         dtype, why = _continued_dtype(config, started)
         model = load_model(config.model, device=config.device, dtype=dtype)
     resolved = _resolved(model) | ({"dtype_choice": why} if why else {})
-    _check_same_dtype(resolved["dtype"])
+    _check_same_dtype(resolved.get("dtype"))
 
     created = overwrite or not _saved_dir(folder)
     new_parents = [p for p in folder.absolute().parents if not p.exists()]  # mkdir makes them
