@@ -50,15 +50,28 @@ def kept_blocks(n_blocks: int, max_blocks: int, seed: int) -> Int[Tensor, " kept
     return torch.randperm(n_blocks, generator=generator)[:max_blocks].sort().values
 
 
+def _block_ends(values: Tensor) -> Tensor:
+    """For values sorted along dim 0, the index of the last entry equal to each entry (the end
+    of its tied block)."""
+    n = len(values)
+    index = torch.arange(n).view(-1, *([1] * (values.dim() - 1))).expand_as(values)
+    is_end = torch.ones_like(values, dtype=torch.bool)
+    is_end[:-1] = values[1:] != values[:-1]
+    last = torch.where(is_end, index, torch.full_like(index, n))
+    return last.flip(0).cummin(0).values.flip(0)
+
+
 def average_precision(
     responses: Float[Tensor, "item *unit"],  # noqa: F821, UP037 (a jaxtyping shape)
     labels: Bool[Tensor, " item"],
 ) -> Float[Tensor, "*unit"]:
     """AP of each unit's response as a score for ``labels`` (positives ranked first is best).
 
-    Ties are broken by item order (a stable sort), as in a plain ranked-list computation. This
-    is the plain reference; :func:`average_precision_by_group` computes it for many labels at
-    once in bounded memory.
+    Equal responses form one threshold, as in scikit-learn's ``average_precision_score``:
+    every positive of a tied block gets the precision of the whole block, so the result does
+    not depend on the order of the items (a constant unit scores the positives' share for every
+    label). This is the plain reference; :func:`average_precision_by_group` computes it for
+    many labels at once in bounded memory.
 
     Args:
         responses: One response per item (e.g. per sentence) and unit.
@@ -72,16 +85,20 @@ def average_precision(
         >>> ap = average_precision(responses, torch.tensor([True, False, True]))
         >>> [round(x, 4) for x in ap.tolist()]  # (1/1 + 2/3) / 2
         [0.8333]
+        >>> ap = average_precision(torch.ones(3, 1), torch.tensor([True, False, True]))
+        >>> [round(x, 4) for x in ap.tolist()]  # one threshold: precision 2/3
+        [0.6667]
     """
     n_pos = int(labels.sum())
     if n_pos == 0:
         return torch.zeros(responses.shape[1:])
     flat = responses.reshape(len(responses), -1).float()
-    order = torch.sort(flat, dim=0, descending=True, stable=True).indices
-    hits = labels[order].float()  # item × unit, in rank order
-    precision = hits.cumsum(0) / torch.arange(1, len(flat) + 1).unsqueeze(1)
+    values, order = torch.sort(flat, dim=0, descending=True, stable=True)
+    hits = labels[order].double()  # item × unit, in rank order
+    ends = _block_ends(values)
+    precision = hits.cumsum(0).gather(0, ends) / (ends + 1).double()  # at each block's end
     ap = (precision * hits).sum(0) / n_pos
-    return ap.reshape(responses.shape[1:])
+    return ap.float().reshape(responses.shape[1:])
 
 
 def average_precision_by_group(
@@ -94,13 +111,15 @@ def average_precision_by_group(
     """AP of each unit's response as a detector of each group (the group's items positive).
 
     Equals :func:`average_precision` with ``labels = groups == g`` for every ``g``, ties
-    included (stable sort: equal responses rank in item order), from one sort per unit. Units
-    are processed in chunks of ``max_elements // n_items``, so memory stays a small multiple of
+    included (a tied block is one threshold), from one sort per unit. Units are processed in
+    chunks of ``max_elements // n_items``, so memory stays a small multiple of
     ``max_elements`` whatever the number of units.
 
-    If the items of group ``g`` sit at 0-based ranks ``p_1 < … < p_n`` of a unit's ranking, its
-    precision at the ``j``-th of them is ``j / (p_j + 1)``: a second, stable sort of the ranked
-    group labels lists every group's ranks in order, which gives all groups' APs at once.
+    If the items of group ``g`` sit at 0-based ranks ``p_1 < … < p_n`` of a unit's ranking, a
+    second, stable sort of the ranked group labels lists every group's ranks in order. Without
+    ties the precision at the ``j``-th of them is ``j / (p_j + 1)``; with ties each of them gets
+    the precision at the end ``e`` of its tied block, ``J / (e + 1)``, where ``J`` counts ``g``'s
+    items up to ``e`` — the ``j`` of the last of ``g``'s items in that block.
 
     Args:
         responses: One response per item and unit.
@@ -135,10 +154,15 @@ def average_precision_by_group(
     chunk = max(1, max_elements // n_items)
     for start in range(0, n_units, chunk):
         part = responses[:, start : start + chunk].float()
-        order = torch.sort(part, dim=0, descending=True, stable=True).indices
+        values, order = torch.sort(part, dim=0, descending=True, stable=True)
         ranks = torch.sort(groups[order], dim=0, stable=True).indices  # 0-based, grouped
         del order
-        precision = j / (ranks + 1).double()
+        ends = _block_ends(values).gather(0, ranks)  # end of each entry's tied block
+        del values, ranks
+        # Runs of one group within one tied block: each takes the j of its last entry.
+        key = sorted_groups.unsqueeze(1) * n_items + ends
+        last = j.expand_as(ends).gather(0, _block_ends(key))
+        precision = last / (ends + 1).double()
         sums = torch.zeros(n_groups, part.shape[1], dtype=torch.float64)
         sums.index_add_(0, sorted_groups, precision)
         out[:, start : start + chunk] = (sums / counts.clamp(min=1).unsqueeze(1)).float()

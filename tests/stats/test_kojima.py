@@ -16,12 +16,13 @@ def test_average_precision_by_hand() -> None:
 
 
 def test_average_precision_by_group_by_hand() -> None:
-    # Unit 0 ranks items 0, 1, 2, 3 (groups 0, 1, 0, 2); ties in unit 1 keep item order.
+    # Unit 0 ranks items 0, 1, 2, 3 (groups 0, 1, 0, 2). Unit 1 ranks item 3 first, then items
+    # 0, 1, 2 tie: one threshold at rank 4, where every group's precision is its share so far.
     responses = torch.tensor([[0.9, 0.5], [0.8, 0.5], [0.5, 0.5], [0.1, 0.9]])
     ap = average_precision_by_group(responses, torch.tensor([0, 1, 0, 2]), 4)
     expected = torch.tensor([
-        [(1 + 2 / 3) / 2, (1 / 2 + 2 / 4) / 2],  # group 0: ranks 1, 3 | ranks 2, 4
-        [1 / 2, 1 / 3],  # group 1: rank 2 | rank 3
+        [(1 + 2 / 3) / 2, 2 / 4],  # group 0: ranks 1, 3 | both in the tie: 2 of 4
+        [1 / 2, 1 / 4],  # group 1: rank 2 | in the tie: 1 of 4 (item order gave 1/3)
         [1 / 4, 1.0],  # group 2: rank 4 | rank 1
         [0.0, 0.0],  # group 3 has no items
     ])  # fmt: skip
@@ -38,6 +39,16 @@ def test_average_precision_by_group_equals_per_label_ap_with_ties(max_elements: 
     expected = torch.stack([average_precision(responses, groups == g) for g in range(5)])
     torch.testing.assert_close(got, expected, rtol=0, atol=1e-6)
     assert got[2].eq(0).all() and got[4].eq(0).all()
+
+
+def test_a_dead_neuron_scores_the_same_for_every_language() -> None:
+    """A constant (or dead) unit detects nothing: each language scores its share of the items,
+    whatever the order of the languages (item order gave the first language AP 1.0)."""
+    groups = torch.tensor([0, 0, 1, 1, 2, 2])
+    ap = average_precision_by_group(torch.zeros(6, 1), groups, 3)
+    torch.testing.assert_close(ap, torch.full((3, 1), 2 / 6))
+    flipped = average_precision_by_group(torch.zeros(6, 1), groups.flip(0), 3)
+    torch.testing.assert_close(flipped, ap)
 
 
 def test_average_precision_by_group_refuses_bad_groups() -> None:
