@@ -79,7 +79,7 @@ def child(job: dict[str, Any]) -> None:
     Path("/proc/self/clear_refs").write_text("5")  # reset VmHWM to the current RSS
     before = _vm("VmRSS")
     if job["how"] == "runner":
-        nats = [n for n, _ in conditions_nll(model, blocks, conditions, max_batch_rows=job["rows"])]
+        nats = conditions_nll(model, blocks, conditions, max_batch_rows=job["rows"]).sum(1).tolist()
     else:
         nats = _full_logits_nll(model, blocks, conditions)
     print(json.dumps({"peak_growth": _vm("VmHWM") - before, "nats": nats}))

@@ -240,8 +240,9 @@ def build_parser() -> argparse.ArgumentParser:
                      help="neurons per language, a fraction of all MLP neurons in (0, 1]")  # fmt: skip
     run.add_argument("--lape-top-rate", type=float, default=None, metavar="RATE",
                      help="LAPE's budget as its published top_rate: the fraction of all MLP "
-                     "neurons kept in total (0.01 = the published recipe) (default: --budget per "
-                     "language on average, i.e. top_rate = budget × languages)")  # fmt: skip
+                     "neurons kept in total (0.01 = the published recipe) (default: sets of the "
+                     "other methods' size: the smallest total whose sets average --budget per "
+                     "language)")  # fmt: skip
     run.add_argument("--mode", default="zero", choices=MODES,
                      help="intervention: zero, mean (the neuron's mean activation), fixed "
                      "(Kojima's medians; needs --methods with kojima), scale (× --factor)")  # fmt: skip

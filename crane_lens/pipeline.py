@@ -96,8 +96,8 @@ class RunConfig:
         lape_top_rate: LAPE's budget as its published ``top_rate``: the fraction of all MLP
             neurons kept *in total* (``0.01`` is the published recipe), each kept neuron
             assigned to every language whose activation probability passes the bar. ``None``
-            (default): ``budget`` per language on average (``top_rate = k × n_langs /
-            n_neurons``), the same size as the other methods' sets.
+            (default): sets matched to the other methods' size — the smallest total whose
+            assignment gives a mean set size of at least ``budget`` per language.
 
     Every value is checked on construction; :meth:`validate` also checks them against this
     machine (the model, the corpus's languages, dtype and device) without loading anything.
@@ -273,12 +273,6 @@ def _check_values(config: RunConfig) -> None:
         if "lape" not in config.methods:
             raise ValueError("lape_top_rate (--lape-top-rate) sets LAPE's budget: add 'lape' to "
                              f"methods (now {','.join(config.methods)}), or leave it unset.")  # fmt: skip
-    elif "lape" in config.methods and config.budget * len(config.langs) > 1:
-        raise ValueError(  # LAPE would keep more than every neuron (select_language_neurons)
-            f"LAPE's per-language budget × languages ({config.budget:g} × {len(config.langs)}) "
-            "exceeds all MLP neurons: give a smaller budget (--budget) or LAPE's total fraction "
-            "(--lape-top-rate 0.01, the published recipe)."
-        )
     if config.mode not in MODES:
         raise ValueError(f"Unknown intervention mode {config.mode!r}; choose from {MODES}.")
     if config.mode == "fixed" and "kojima" not in config.methods:
@@ -501,7 +495,10 @@ class RunResult:
         return pd.DataFrame(rows, columns=["method_a", "method_b", "lang", "jaccard"])
 
     def summary(self) -> str:
-        """A readable report: per method and language, set size, ΔNLL and selectivity."""
+        """A readable report: per method and language, set size, ΔNLL and selectivity with
+        intervals and p-values, the conclusions and caveats of the HTML report, the matrices."""
+        from crane_lens.report.findings import method_conclusion, ranking, run_warnings
+
         lines = [f"# crane-lens run: {self.folder.name or self.config.name}", "",
                  f"model {self.stats.spec.name} ({self.stats.spec.n_layers} layers × "
                  f"{self.stats.spec.d_mlp} neurons); languages {', '.join(self.config.langs)}; "
@@ -513,12 +510,31 @@ class RunResult:
         if "lape" in self.neurons:
             lines[4:4] = [f"LAPE budget: {lape_budget(self.config, self.neurons['lape'])}.", ""]
         table = self.selectivity().reset_index()
-        columns = ["method", "masked", "n_neurons", "own", "others", "ratio", "index"]
+
+        def with_interval(key: str, digits: int = 3) -> list[str]:
+            return [f"{v:.{digits}f}" + (f" [{lo:.{digits}f}, {hi:.{digits}f}]"
+                                         if math.isfinite(lo) and math.isfinite(hi) else "")
+                    for v, lo, hi in zip(table[key], table[f"{key}_low"], table[f"{key}_high"],
+                                         strict=True)]  # fmt: skip
+
+        has_intervals = bool(table["own_low"].notna().any())
+        ci = " [95 % CI]" if has_intervals else ""
+        table[f"own{ci}"], table[f"index{ci}"] = with_interval("own"), with_interval("index", 2)
+        columns = ["method", "masked", "n_neurons", f"own{ci}", "others", "ratio", f"index{ci}"]
         if "random_own" in table:
             table["random (mean ± std)"] = [f"{m:.3f} ± {s:.3f}" for m, s in
                                             zip(table.random_own, table.random_own_std, strict=True)]  # fmt: skip
-            columns += ["random (mean ± std)", "vs_random"]
+            columns += ["random (mean ± std)", "vs_random", "p_value"]
         lines += [table[columns].to_markdown(index=False, floatfmt=".3f"), ""]
+        lines += [
+            "## Conclusions",
+            "",
+            *(f"- {method_conclusion(m)}" for m in self.matrices.values()),
+        ]
+        if line := ranking(self.matrices):
+            lines += [f"- {line}"]
+        warnings = run_warnings(self.matrices)
+        lines += ["", *(["## Caveats", "", *(f"- {w}" for w in warnings), ""] if warnings else [])]
         for method, matrix in self.matrices.items():
             lines += [f"## ΔNLL matrix, {method} (rows: masked set, columns: evaluated)", "",
                       matrix.delta().to_markdown(floatfmt=".3f"), ""]  # fmt: skip
@@ -899,25 +915,41 @@ def lape_budget(config: RunConfig, neurons: LanguageNeurons) -> str:
 
     Example:
         >>> import torch
-        >>> sets = LanguageNeurons(4, 1024, {"en": torch.zeros(0, 2)}, method="lape",
-        ...                        config={"top_rate": 0.03})
+        >>> sets = LanguageNeurons(4, 1024, {"en": torch.zeros(0, 2)}, method="lape", config={
+        ...     "budget_semantics": "matched mean set size per language", "k": 41,
+        ...     "top_rate": 69 / 4096, "n_kept_total": 69, "mean_set_size": 41.33})
         >>> lape_budget(RunConfig(), sets)  # doctest: +NORMALIZE_WHITESPACE
-        'top_rate 0.03 = 1 % per language × 3 languages (123 of the 4096 MLP neurons in total;
-        the published recipe keeps 1 % in total: --lape-top-rate 0.01)'
+        'mean set size 41.3 per language, matched to k = 41 (1 % per language): the smallest
+        total whose assignment reaches it, 69 of the 4096 MLP neurons (top_rate 0.0168); the
+        published recipe keeps 1 % in total: --lape-top-rate 0.01'
     """
+    recorded = neurons.config
     n_neurons = neurons.n_layers * neurons.d_mlp
-    rate = float(neurons.config.get("top_rate", config.lape_top_rate or float("nan")))
-    kept = f"{round(rate * n_neurons)} of the {n_neurons} MLP neurons in total"
-    if config.lape_top_rate is None:
+    rate = float(recorded.get("top_rate", config.lape_top_rate or float("nan")))
+    n_kept = recorded.get("n_kept_total", round(rate * n_neurons))
+    kept = f"{n_kept} of the {n_neurons} MLP neurons"
+    mean = recorded.get("mean_set_size")
+    if recorded.get("budget_semantics") == "matched mean set size per language":
+        k = recorded["k"]
+        how = ("the smallest total whose assignment reaches it" if mean >= k else
+               "short of k even with every neuron LAPE deems eligible")  # fmt: skip
+        return (
+            f"mean set size {mean:.1f} per language, matched to k = {k} "
+            f"({config.budget * 100:g} % per language): {how}, {kept} (top_rate {rate:.3g}); "
+            "the published recipe keeps 1 % in total: --lape-top-rate 0.01"
+        )
+    if config.lape_top_rate is None:  # selected by an older crane_lens: k × languages in total
         return (
             f"top_rate {rate:.3g} = {config.budget * 100:g} % per language × "
-            f"{len(config.langs)} languages ({kept}; the published recipe keeps 1 % in total: "
-            "--lape-top-rate 0.01)"
+            f"{len(config.langs)} languages ({kept} in total, an older crane_lens's reading: "
+            "the sets average more than k where neurons are shared; the published recipe keeps "
+            "1 % in total: --lape-top-rate 0.01)"
         )
     published = "the published recipe's budget" if rate == 0.01 else "the published recipe: 0.01"
+    mean_text = "" if mean is None else f"; mean set size {mean:.1f} per language"
     return (
-        f"top_rate {rate:g} in total, LAPE's own budget ({published}; {kept}, each assigned to "
-        "every language whose activation probability passes the bar)"
+        f"top_rate {rate:g} in total, LAPE's own budget ({published}; {kept} in total, each "
+        f"assigned to every language whose activation probability passes the bar{mean_text})"
     )
 
 

@@ -98,7 +98,10 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--budget", type=float, default=0.01)
     parser.add_argument("--max-tokens", type=int, default=8192, help="train tokens per language")
     parser.add_argument(
-        "--eval-tokens", type=int, default=1024, help="held-out tokens per language"
+        "--eval-tokens",
+        type=int,
+        default=2048,
+        help="held-out tokens per language (2048: 8 blocks of 256 for the intervals)",
     )
     parser.add_argument("--seeds", type=int, default=5)
     parser.add_argument("--causal-layers", default="1,3", help="stage 6: layers ablated exactly")
@@ -226,35 +229,58 @@ def fmt(frame: pd.DataFrame, digits: int = 3) -> str:
     return frame.to_markdown(floatfmt=f".{digits}f")
 
 
+def _bracketed(matrix: AblationMatrix) -> pd.DataFrame:
+    """ΔNLL as text, a cell in brackets where its 95 % interval includes 0."""
+    from crane_lens.plots.matrix import uncertain_cells
+
+    delta, marks = matrix.delta(), uncertain_cells(matrix, "delta")
+    text = delta.map(lambda v: f"{v:.2f}")
+    return text if marks is None else text.where(~marks.astype(bool), "(" + text + ")")
+
+
 def write_docs(args: Any, out: Path, neurons: dict[str, Any], matrices: dict[str, AblationMatrix],
                transfer: dict[str, Any], benchmarks: dict[str, Any],
                causality: cl.NeuronStats | None) -> None:  # fmt: skip
     blocks: dict[str, str] = {}
     crane = matrices["crane"]
     sel = crane.selectivity()
+    n_blocks = len(next(iter(crane.per_block["tokens"].values()))) if crane.per_block else 0
     blocks["crane-matrix"] = (
         f"ΔNLL (nats/token) on {args.eval_tokens} held-out tokens per language; rows: the "
         f"language whose {sel.n_neurons.iloc[0]}-neuron CRANE set is zero-ablated; columns: the "
-        "evaluated language. Diagonal = own language.\n\n" + fmt(crane.delta(), 2) + "\n\n"
-        "Per language — own ΔNLL, mean over the other 16, random sets of the same per-layer "
-        f"sizes ({args.seeds} seeds, mean ± std), vs_random = own − random_own (the ΔNLL beyond "
-        "the random sets') and z = vs_random ÷ random_own_std:\n\n"
-        + fmt(sel[["n_neurons", "own", "others", "ratio", "index", "random_own", "random_own_std",
-                   "vs_random", "z"]]) + "\n"
+        "evaluated language. Diagonal = own language; a value in brackets: its 95 % interval "
+        "includes 0.\n\n" + fmt(_bracketed(crane), 2) + "\n\n"
+        "Per language — own ΔNLL and its 95 % bootstrap interval (low, high: resampling the "
+        f"{n_blocks} held-out blocks of each language, paired across conditions), the mean over "
+        "the other 16, the selectivity index and its interval, random sets of the same "
+        f"per-layer sizes ({args.seeds} seeds, mean), vs_random = own − random_own (the ΔNLL "
+        "beyond the random sets') and the empirical p-value against the random sets, (1 + "
+        f"#{{random ≥ own}}) / (1 + {args.seeds}), which cannot go below "
+        f"{1 / (args.seeds + 1):.2f}:\n\n"
+        + fmt(sel[["n_neurons", "own", "own_low", "own_high", "others", "index", "index_low",
+                   "index_high", "random_own", "vs_random", "p_value"]]) + "\n"
     )  # fmt: skip
+    summaries = {label: m.summary() for label, m in matrices.items()}
     comparison = pd.DataFrame({label: m.selectivity()["index"] for label, m in matrices.items()})
     own = pd.DataFrame({label: m.selectivity()["own"] for label, m in matrices.items()})
     sizes = pd.DataFrame({label: pd.Series(m.n_neurons) for label, m in matrices.items()})
+
+    def interval(key: str) -> pd.Series:
+        return pd.Series({k: f"{s[f'{key}_low']:.3f} to {s[f'{key}_high']:.3f}"
+                          for k, s in summaries.items()})  # fmt: skip
+
     summary = pd.DataFrame({
         "neurons (mean per language)": sizes.mean(),
-        "own ΔNLL (mean)": own.mean(), "others ΔNLL (mean)":
-            pd.Series({k: m.selectivity()["others"].mean() for k, m in matrices.items()}),
-        "selectivity index (mean)": comparison.mean(),
+        "own ΔNLL (mean)": own.mean(), "own 95 % CI": interval("own"),
+        "others ΔNLL (mean)": pd.Series({k: s["others"] for k, s in summaries.items()}),
+        "selectivity index (mean)": comparison.mean(), "index 95 % CI": interval("index"),
         "languages won": (comparison.max(axis=1) == comparison.T).sum(axis=1),
     })  # fmt: skip
     blocks["method-comparison"] = (
-        "Mean over the 17 languages (index = (own − others) / (|own| + |others|); 'languages "
-        "won' = languages where the method's index is the highest):\n\n" + fmt(summary) + "\n\n"
+        "Mean over the 17 languages (index = (own⁺ − others⁺) / (own⁺ + others⁺), x⁺ = max(x, "
+        "0); 95 % CI: bootstrap over held-out blocks; 'languages won' = languages where the "
+        "method's index is the highest). LAPE's sets are matched to the others' mean size (the "
+        "smallest total whose sets average k per language):\n\n" + fmt(summary) + "\n\n"
         "Selectivity index per language:\n\n" + fmt(comparison, 2) + "\n\n"
         "Own-language ΔNLL per language:\n\n" + fmt(own, 2) + "\n"
     )

@@ -241,12 +241,11 @@ class Science:
                     idx = list(empty)
                     idx[layer] = torch.tensor([n])
                     conditions.append(intervention(idx, mode="zero", d_mlp=spec.d_mlp))
-                results = conditions_nll(model, blocks[lang], conditions,
-                                         max_batch_rows=self.rows)  # fmt: skip
-                base = results[0][0]
+                nats = conditions_nll(model, blocks[lang], conditions,
+                                      max_batch_rows=self.rows).sum(dim=1).tolist()  # fmt: skip
                 done[key] = {"neurons": picked.tolist(),
-                             "delta_nats": [r[0] - base for r in results[1:]],
-                             "tokens": results[0][1]}  # fmt: skip
+                             "delta_nats": [n - nats[0] for n in nats[1:]],
+                             "tokens": blocks[lang].n_tokens}  # fmt: skip
                 write_json(path, done)
                 log.info("causality %s: %d neurons", key, len(picked))
         stats, i_lang = self.stats(), {x: i for i, x in enumerate(self.stats().langs)}

@@ -21,10 +21,16 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import torch
-from jaxtyping import Bool, Int
+from jaxtyping import Bool, Float64, Int
 from torch import Tensor
 
 from crane_lens.errors import CraneLensError, OutputExistsError
+from crane_lens.evaluation.intervals import (
+    DEFAULT_LEVEL,
+    DEFAULT_RESAMPLES,
+    empirical_p_value,
+    selectivity_index,
+)
 from crane_lens.evaluation.nll import stream_tokens
 from crane_lens.intervention.hooks import Intervention, Mode, intervention, stacked_hooks
 from crane_lens.model.runner import gold_scores, pad_rows
@@ -56,6 +62,11 @@ class EvalBlocks:
     def n_tokens(self) -> int:
         return int(self.scored.sum())
 
+    @property
+    def block_tokens(self) -> list[int]:
+        """Scored tokens of each block."""
+        return [int(n) for n in self.scored.sum(dim=1)]
+
 
 EVAL_BATCH_ROWS = 8  # rows per pass: logits are never materialised, so no vocabulary term
 
@@ -85,8 +96,12 @@ def conditions_nll(
     *,
     max_batch_rows: int = 8,
     stack: bool = True,
-) -> list[tuple[float, int]]:
-    """Summed NLL (nats) and scored tokens of ``blocks`` under each condition.
+) -> Float64[Tensor, "condition block"]:
+    """Summed NLL (nats) of every block of ``blocks`` under each condition.
+
+    Per block, not per language, so that intervals can resample blocks
+    (:meth:`AblationMatrix.intervals`); ``blocks.block_tokens`` gives each block's scored tokens
+    and ``nats.sum(1) / blocks.n_tokens`` the mean NLL.
 
     Args:
         model: A TransformerBridge.
@@ -95,24 +110,27 @@ def conditions_nll(
         max_batch_rows: Rows per forward pass (conditions × blocks).
         stack: Evaluate several conditions per forward pass (``False``: one forward pass per
             condition and block chunk — the same numbers, for benchmarking).
+
+    Returns:
+        ``[condition, block]`` float64 on the CPU.
     """
     n_blocks = len(blocks.tokens)
     rows = min(n_blocks, max_batch_rows)
     per_pass = max(1, max_batch_rows // rows) if stack else 1
-    nats: Tensor | None = None  # float32 per condition, on the device: no host sync per pass
+    nats: Tensor | None = None  # per condition and block, on the device: no host sync per pass
     for start in range(0, n_blocks, rows):
         tokens = blocks.tokens[start : start + rows]
-        scored = blocks.scored[start : start + rows].flatten()
+        scored = blocks.scored[start : start + rows]
         for first in range(0, len(conditions), per_pass):
             chunk = conditions[first : first + per_pass]
             logp = gold_scores(model, tokens.repeat(len(chunk), 1),
                                hooks=stacked_hooks(chunk, len(tokens)))  # fmt: skip
-            nll = -(logp.reshape(len(chunk), -1) * scored.to(logp.device)).sum(dim=1)
+            nll = -(logp.reshape(len(chunk), *scored.shape) * scored.to(logp.device)).sum(dim=2)
             if nats is None:
-                nats = torch.zeros(len(conditions), device=nll.device)
-            nats[first : first + len(chunk)] += nll
+                nats = torch.zeros(len(conditions), n_blocks, dtype=nll.dtype, device=nll.device)
+            nats[first : first + len(chunk), start : start + len(tokens)] = nll
     assert nats is not None
-    return [(float(n), blocks.n_tokens) for n in nats.cpu().double()]
+    return nats.cpu().double()
 
 
 @dataclass
@@ -130,6 +148,10 @@ class AblationMatrix:
         n_neurons: ``A -> size`` of A's set.
         tokens: ``B -> scored tokens``.
         config: Settings of the run.
+        per_block: What the means are made of, per held-out block: ``{"tokens": {B: [n]},
+            "baseline": {B: [nats]}, "selected": {A: {B: [nats]}}, "random": {A: {B: [[nats]
+            per seed]}}}`` (summed NLL of each block); ``None`` in matrices saved before
+            crane_lens kept it — they load, without intervals.
     """
 
     method: str
@@ -142,6 +164,10 @@ class AblationMatrix:
     n_neurons: dict[str, int] = field(default_factory=dict)
     tokens: dict[str, int] = field(default_factory=dict)
     config: dict[str, Any] = field(default_factory=dict)
+    per_block: dict[str, Any] | None = None
+    _intervals: dict[tuple[float, int, int], pd.DataFrame | str] = field(
+        default_factory=dict, init=False, repr=False, compare=False
+    )
 
     def _frame(self, table: dict[str, dict[str, float]]) -> pd.DataFrame:
         import pandas as pd
@@ -175,17 +201,120 @@ class AblationMatrix:
                     out[a][b] = float(values.std(correction=1)) if len(values) > 1 else math.nan
         return self._frame(out)
 
-    def selectivity(self) -> pd.DataFrame:
-        """Per masked language: its own ΔNLL against the others' and against random sets.
+    # -- uncertainty -----------------------------------------------------------------------
+    def intervals_unavailable(self) -> str | None:
+        """Why :meth:`intervals` cannot be computed (``None`` when it can)."""
+        if self.per_block is None:
+            return ("this matrix was saved before crane_lens kept per-block results; recompute "
+                    "it (crane-lens run --overwrite, or ablation_matrix) for intervals")  # fmt: skip
+        few = {b: len(n) for b, n in self.per_block["tokens"].items() if len(n) < 2}
+        if few:
+            return (f"intervals resample held-out blocks and need at least 2 per language; "
+                    f"{', '.join(f'{b} has {n}' for b, n in few.items())} (give more held-out "
+                    "text per language: --eval-tokens, or max_tokens_per_lang)")  # fmt: skip
+        return None
+
+    def intervals(
+        self, level: float = DEFAULT_LEVEL, n_resamples: int = DEFAULT_RESAMPLES, seed: int = 0
+    ) -> pd.DataFrame:
+        """Bootstrap intervals of every ΔNLL cell and of each set's own, others, index and
+        vs_random (and their means over the sets), resampling held-out blocks — paired across
+        conditions, stratified by language (:mod:`crane_lens.evaluation.intervals`).
+
+        Args:
+            level: Confidence level.
+            n_resamples: Bootstrap resamples.
+            seed: Seed of the resampling: the same seed gives the same intervals.
+
+        Returns:
+            One row per quantity: ``quantity`` (``delta``, ``own``, ``others``, ``index``,
+            ``vs_random``, ``mean_own``, ``mean_others``, ``mean_index``, ``mean_vs_random``),
+            ``masked``, ``evaluated`` (empty where not applicable), ``estimate``, ``low``,
+            ``high``.
+
+        Raises:
+            CraneLensError: No per-block results, or a language with fewer than 2 blocks
+                (:meth:`intervals_unavailable` says which).
+
+        Example:
+            >>> m = AblationMatrix("toy", "zero", ["en"], ["en", "vi"], {}, {},
+            ...     per_block={"tokens": {"en": [10, 10, 10], "vi": [10, 10, 10]},
+            ...                "baseline": {"en": [20.0, 22.0, 21.0], "vi": [30.0, 31.0, 29.0]},
+            ...                "selected": {"en": {"en": [25.0, 28.0, 26.0],
+            ...                                    "vi": [30.0, 31.5, 29.0]}}, "random": {}})
+            >>> m = AblationMatrix.from_blocks(m)  # means from the blocks
+            >>> row = m.intervals(n_resamples=500).set_index("quantity").loc["own"]
+            >>> round(float(row["estimate"]), 3), bool(row["low"] <= row["estimate"] <= row["high"])
+            (0.533, True)
+        """
+        from crane_lens.evaluation.intervals import matrix_intervals
+
+        key = (float(level), int(n_resamples), int(seed))
+        if key not in self._intervals:
+            reason = self.intervals_unavailable()
+            self._intervals[key] = reason if reason is not None else matrix_intervals(
+                self, level=level, n_resamples=n_resamples, seed=seed)  # fmt: skip
+        cached = self._intervals[key]
+        if isinstance(cached, str):
+            raise CraneLensError(f"No intervals: {cached}.")
+        return cached.copy()
+
+    @classmethod
+    def from_blocks(cls, matrix: AblationMatrix) -> AblationMatrix:
+        """``matrix`` with its means (baseline, nll, random_nll, tokens) recomputed from
+        ``per_block``: each mean is the block sums' total ÷ the tokens'."""
+        blocks = matrix.per_block
+        if blocks is None:
+            raise CraneLensError("This matrix has no per-block results to compute means from.")
+        tokens = {b: sum(n) for b, n in blocks["tokens"].items()}
+
+        def mean(nats: list[float], b: str) -> float:
+            return math.fsum(nats) / tokens[b]
+
+        return cls(
+            matrix.method, matrix.mode, matrix.masked, matrix.evaluated,
+            baseline={b: mean(blocks["baseline"][b], b) for b in matrix.evaluated},
+            nll={a: {b: mean(blocks["selected"][a][b], b) for b in matrix.evaluated}
+                 for a in matrix.masked},
+            random_nll={a: {b: [mean(seed, b) for seed in per_seed] for b, per_seed in row.items()}
+                        for a, row in blocks["random"].items()},
+            n_neurons=matrix.n_neurons, tokens=tokens, config=matrix.config, per_block=blocks,
+        )  # fmt: skip
+
+    def p_values(self) -> dict[str, float]:
+        """Per masked language: the empirical p-value of its own ΔNLL against its random sets,
+        ``(1 + #{random own ≥ own}) / (1 + n_random)`` (NaN without random sets); it cannot go
+        below ``1 / (n_random + 1)``."""
+        out = {}
+        for a in self.masked:
+            runs = self.random_nll.get(a, {}).get(a, [])
+            if a not in self.evaluated or not runs:
+                out[a] = math.nan
+                continue
+            own = self.nll[a][a] - self.baseline[a]
+            out[a] = empirical_p_value(own, [r - self.baseline[a] for r in runs])
+        return out
+
+    def selectivity(
+        self, level: float = DEFAULT_LEVEL, n_resamples: int = DEFAULT_RESAMPLES, seed: int = 0
+    ) -> pd.DataFrame:
+        """Per masked language: its own ΔNLL against the others' and against random sets, with
+        bootstrap intervals.
 
         Columns: ``own`` (ΔNLL on its own language), ``others`` (mean ΔNLL on the other
-        evaluated languages), ``ratio`` (own / others), ``index`` ((own − others) / (|own| +
-        |others|), in [−1, 1]: 1 = only its own language degrades, 0 = no preference),
-        ``random_own`` / ``random_own_std`` (random sets of the same per-layer sizes, mean and
-        std over seeds), ``vs_random`` (own − random_own, nats/token: the ΔNLL on the own
-        language beyond what random sets of the same per-layer sizes cause; defined whenever
-        random sets exist, also when they lower the NLL) and ``z`` ((own − random_own) / std;
-        NaN for one seed or a zero std).
+        evaluated languages), ``ratio`` (own / others), ``index``
+        (:func:`~crane_lens.evaluation.intervals.selectivity_index`: (own⁺ − others⁺) / (own⁺ +
+        others⁺) with x⁺ = max(x, 0), in [−1, 1]: 1 = only its own language degrades, 0 = no
+        preference or no degradation at all), ``random_own`` / ``random_own_std`` (random sets
+        of the same per-layer sizes, mean and std over seeds), ``vs_random`` (own −
+        random_own, nats/token: the ΔNLL on the own language beyond what random sets of the same
+        per-layer sizes cause; defined whenever random sets exist, also when they lower the
+        NLL), ``z`` ((own − random_own) / std; NaN for one seed or a zero std; descriptive
+        only — with few seeds it is no test), ``p_value`` (:meth:`p_values`) and ``n_random``
+        (random sets behind it). With per-block
+        results, ``own_low``/``own_high``, ``others_low``/``others_high``,
+        ``index_low``/``index_high`` and ``vs_random_low``/``vs_random_high`` bound the
+        ``level`` bootstrap interval (:meth:`intervals`; NaN where unavailable).
 
         Example:
             >>> m = AblationMatrix("crane", "zero", ["en", "vi"], ["en", "vi"],
@@ -194,40 +323,54 @@ class AblationMatrix:
             ...     random_nll={"en": {"en": [1.9, 1.9], "vi": [3.0, 3.0]},
             ...                 "vi": {"en": [2.0, 2.0], "vi": [3.1, 3.3]}})
             >>> sel = m.selectivity().round(2)  # en's random sets lower its NLL: still defined
-            >>> sel[["own", "random_own", "vs_random"]].to_dict("list")
-            {'own': [0.5, 1.0], 'random_own': [-0.1, 0.2], 'vs_random': [0.6, 0.8]}
+            >>> sel[["own", "random_own", "vs_random", "p_value"]].to_dict("list")
+            {'own': [0.5, 1.0], 'random_own': [-0.1, 0.2], 'vs_random': [0.6, 0.8], 'p_value': [0.33, 0.33]}
         """
         import pandas as pd
 
         delta = self.delta()
         rand = self.random_delta() if self.random_nll else None
         spread = self.random_delta("std") if self.random_nll else None
+        p_values = self.p_values()
         rows = []
         for a in self.masked:
             own = float(delta.loc[a, a]) if a in self.evaluated else float("nan")
             rest = [float(delta.loc[a, b]) for b in self.evaluated if b != a]
             others = sum(rest) / len(rest) if rest else float("nan")
-            denom = abs(own) + abs(others)
+            index = float(selectivity_index(own, others)) if math.isfinite(own) else math.nan
             row = {"masked": a, "n_neurons": self.n_neurons.get(a), "own": own, "others": others,
-                   "ratio": own / others if others else float("nan"),
-                   "index": (own - others) / denom if denom else 0.0}  # fmt: skip
+                   "ratio": own / others if others else float("nan"), "index": index}  # fmt: skip
             if rand is not None and spread is not None and a in self.evaluated:
                 r, s = float(rand.loc[a, a]), float(spread.loc[a, a])
                 # A difference, not a ratio: defined when random sets lower the NLL (r ≤ 0).
                 row |= {"random_own": r, "random_own_std": s, "vs_random": own - r,
-                        "z": (own - r) / s if s else float("nan")}  # fmt: skip
+                        "z": (own - r) / s if s else float("nan"), "p_value": p_values[a],
+                        "n_random": len(self.random_nll[a][a])}  # fmt: skip
             rows.append(row)
-        return pd.DataFrame(rows).set_index("masked")
+        table = pd.DataFrame(rows).set_index("masked")
+        bounds = ["own", "others", "index"] + (["vs_random"] if "vs_random" in table else [])
+        for name in bounds:
+            table[f"{name}_low"] = table[f"{name}_high"] = math.nan
+        if self.intervals_unavailable() is None:
+            found = self.intervals(level, n_resamples, seed)
+            for name in bounds:
+                part = found[found["quantity"] == name].set_index("masked")
+                table[f"{name}_low"] = part["low"].reindex(table.index)
+                table[f"{name}_high"] = part["high"].reindex(table.index)
+        return table
 
-    def summary(self) -> dict[str, float]:
+    def summary(
+        self, level: float = DEFAULT_LEVEL, n_resamples: int = DEFAULT_RESAMPLES, seed: int = 0
+    ) -> dict[str, float]:
         """:meth:`selectivity` in one row: means over the masked languages (and the median index,
         which one language cannot swing); with random sets also their mean ΔNLL on the masked
-        set's own language and on the others.
+        set's own language and on the others; with per-block results the bootstrap interval of
+        each mean (``own_low``, ``own_high``, ``others_low``, ...).
 
         Keys: ``neurons``, ``own``, ``others``, ``index``, ``index_median`` (+ ``random_own``,
-        ``random_others``).
+        ``random_others``, ``vs_random``; + ``*_low`` / ``*_high``).
         """
-        sel = self.selectivity()
+        sel = self.selectivity(level, n_resamples, seed)
         row = {"neurons": float(sel["n_neurons"].mean()), "own": float(sel["own"].mean()),
                "others": float(sel["others"].mean()), "index": float(sel["index"].mean()),
                "index_median": float(sel["index"].median())}  # fmt: skip
@@ -235,7 +378,13 @@ class AblationMatrix:
             rand = self.random_delta()
             off = [float(rand.loc[a, b]) for a in rand.index for b in rand.columns if b != a]
             row |= {"random_own": float(sel["random_own"].mean()),
-                    "random_others": sum(off) / len(off)}  # fmt: skip
+                    "random_others": sum(off) / len(off), "vs_random": float(sel["vs_random"].mean())}  # fmt: skip
+        if self.intervals_unavailable() is None:
+            found = self.intervals(level, n_resamples, seed).set_index("quantity")
+            for name in ("own", "others", "index", "vs_random"):
+                if f"mean_{name}" in found.index:
+                    row |= {f"{name}_low": float(found.loc[f"mean_{name}", "low"]),
+                            f"{name}_high": float(found.loc[f"mean_{name}", "high"])}  # fmt: skip
         return row
 
     def to_dataframe(self) -> pd.DataFrame:
@@ -257,7 +406,7 @@ class AblationMatrix:
     # -- persistence ----------------------------------------------------------------------
     def to_dict(self) -> dict[str, Any]:
         return {k: getattr(self, k) for k in ("method", "mode", "masked", "evaluated", "baseline",
-                "nll", "random_nll", "n_neurons", "tokens", "config")}  # fmt: skip
+                "nll", "random_nll", "n_neurons", "tokens", "config", "per_block")}  # fmt: skip
 
     def save(self, directory: str | os.PathLike[str]) -> Path:
         """``matrix.json`` (everything) plus CSV tables: delta, relative, random delta, selectivity."""
@@ -268,6 +417,8 @@ class AblationMatrix:
         if self.random_nll:
             tables |= {"random_delta_mean.csv": self.random_delta(),
                        "random_delta_std.csv": self.random_delta("std")}  # fmt: skip
+        if self.intervals_unavailable() is None:
+            tables["intervals.csv"] = self.intervals().set_index("quantity")
         for name, table in tables.items():
             with atomic_path(folder / name) as tmp:
                 table.to_csv(tmp)
@@ -372,7 +523,7 @@ def ablation_matrix(
         "tokens": {b: hashlib.sha256(blk.tokens.numpy().tobytes()).hexdigest() for b, blk in blocks.items()},
     })  # fmt: skip
 
-    done: dict[str, list[float]] = {}
+    done: dict[str, list[float]] = {}  # "condition|@language" -> summed NLL of each block
     checkpoint = Path(checkpoint_dir) / CHECKPOINT_FILE if checkpoint_dir is not None else None
     if checkpoint is not None and checkpoint.is_file():
         saved = json.loads(checkpoint.read_text(encoding="utf-8"))
@@ -381,8 +532,11 @@ def ablation_matrix(
                 f"{checkpoint} belongs to an ablation run with other settings or neuron sets; "
                 "use another folder or delete it to start over."
             )
-        done = saved["done"]
-        log.info("resuming the ablation matrix: %d results already computed", len(done))
+        if "per_block" in saved:
+            done = saved["per_block"]
+            log.info("resuming the ablation matrix: %d results already computed", len(done))
+        else:  # written before per-block results: its language totals cannot give intervals
+            log.info("%s holds language totals only (an older crane_lens): recomputing", checkpoint)
     names = list(conditions)
     chunk = max(1, max_batch_rows)
     work = [(b, [n for n in names[i : i + chunk] if f"{n}|@{b}" not in done])
@@ -397,30 +551,27 @@ def ablation_matrix(
         mine: dict[str, list[float]] = {}
         if step * world + rank < len(work):
             b, todo = work[step * world + rank]
-            results = conditions_nll(model, blocks[b], [conditions[n] for n in todo],
-                                     max_batch_rows=max_batch_rows)  # fmt: skip
-            mine = {
-                f"{n}|@{b}": [nats, count] for n, (nats, count) in zip(todo, results, strict=True)
-            }
+            nats = conditions_nll(model, blocks[b], [conditions[n] for n in todo],
+                                  max_batch_rows=max_batch_rows)  # fmt: skip
+            mine = {f"{n}|@{b}": row.tolist() for n, row in zip(todo, nats, strict=True)}
         for part in dist.all_gather_objects(mine):
             done |= part
         bar.update(min(world, len(work) - step * world))
         if checkpoint is not None and dist.is_main():
             checkpoint.parent.mkdir(parents=True, exist_ok=True)
-            write_json(checkpoint, {"fingerprint": fingerprint, "done": done})
+            write_json(checkpoint, {"fingerprint": fingerprint, "per_block": done})
     bar.close()
     dist.barrier()
 
-    def mean_nll(name: str, b: str) -> float:
-        nats, tokens = done[f"{name}|@{b}"]
-        return nats / tokens
-
-    return AblationMatrix(
-        method=neurons.method, mode=mode, masked=neurons.langs, evaluated=langs,
-        baseline={b: mean_nll(BASELINE, b) for b in langs},
-        nll={a: {b: mean_nll(f"selected|{a}", b) for b in langs} for a in neurons.langs},
-        random_nll={a: {b: [mean_nll(f"random{s}|{a}", b) for s in seeds] for b in langs}
-                    for a in neurons.langs} if seeds else {},
-        n_neurons={a: neurons.count(a) for a in neurons.langs},
-        tokens={b: blocks[b].n_tokens for b in langs}, config=config | {"fingerprint": fingerprint},
-    )  # fmt: skip
+    per_block = {
+        "tokens": {b: blocks[b].block_tokens for b in langs},
+        "baseline": {b: done[f"{BASELINE}|@{b}"] for b in langs},
+        "selected": {a: {b: done[f"selected|{a}|@{b}"] for b in langs} for a in neurons.langs},
+        "random": {a: {b: [done[f"random{s}|{a}|@{b}"] for s in seeds] for b in langs}
+                   for a in neurons.langs} if seeds else {},
+    }  # fmt: skip
+    return AblationMatrix.from_blocks(AblationMatrix(
+        method=neurons.method, mode=mode, masked=neurons.langs, evaluated=langs, baseline={},
+        nll={}, n_neurons={a: neurons.count(a) for a in neurons.langs},
+        config=config | {"fingerprint": fingerprint}, per_block=per_block,
+    ))  # fmt: skip

@@ -230,7 +230,7 @@ def stream_nll(
             scored = origin >= 0
             nll = -gold_scores(model, tokens)
             if nats is None:
-                nats = torch.zeros(len(names), device=nll.device)
+                nats = torch.zeros(len(names), dtype=nll.dtype, device=nll.device)
             # Unscored positions add 0 to origin 0: no boolean indexing (a host sync) on the device.
             kept = torch.where(scored.to(nll.device), nll, torch.zeros_like(nll))
             nats.index_add_(0, origin.clamp(min=0).to(nll.device).flatten(), kept.flatten())

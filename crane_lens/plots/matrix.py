@@ -10,6 +10,8 @@ import math
 from collections.abc import Iterable, Mapping, Sequence
 from typing import TYPE_CHECKING, Any, Literal
 
+from crane_lens.evaluation.intervals import DEFAULT_LEVEL
+
 if TYPE_CHECKING:
     import pandas as pd
     import plotly.graph_objects as go
@@ -108,6 +110,10 @@ def page_layout(
     )  # fmt: skip
 
 
+# The legend of the marked cells (the subtitle's last clause).
+_UNCERTAIN = f"a value in brackets: its {round(100 * DEFAULT_LEVEL):g} % interval includes 0"
+
+
 def _frame(matrix: AblationMatrix, value: Value) -> pd.DataFrame:
     if value == "delta":
         return matrix.delta()
@@ -162,11 +168,29 @@ def _font_px(n: int) -> int:
     return 14 if n <= 6 else 12 if n <= 10 else 9
 
 
-def _heatmap(frame: pd.DataFrame, value: str, label: str, **extra: Any) -> go.Heatmap:
+def uncertain_cells(matrix: AblationMatrix, value: str) -> pd.DataFrame | None:
+    """Which cells' bootstrap interval includes 0 (``None`` without intervals, or for the
+    random sets' panel): ΔNLL and relative ΔNLL share the sign, so one test serves both."""
+    if value not in ("delta", "relative") or matrix.intervals_unavailable() is not None:
+        return None
+    found = matrix.intervals()
+    cells = found[found["quantity"] == "delta"].set_index(["masked", "evaluated"])
+    crosses = (cells["low"] <= 0) & (cells["high"] >= 0)
+    return crosses.unstack().reindex(index=matrix.masked, columns=matrix.evaluated)
+
+
+def _heatmap(
+    frame: pd.DataFrame, value: str, label: str, uncertain: pd.DataFrame | None = None,
+    **extra: Any,
+) -> go.Heatmap:  # fmt: skip
     import plotly.graph_objects as go
 
     z = frame.to_numpy(dtype=float)
     text = cell_text(z.tolist(), value, max(frame.shape))
+    if uncertain is not None:  # "(0.01)": the interval includes 0
+        marks = uncertain.reindex(index=frame.index, columns=frame.columns).fillna(False)
+        text = [[f"({t})" if t and bool(m) else t for t, m in zip(row, flags, strict=True)]
+                for row, flags in zip(text, marks.to_numpy().tolist(), strict=True)]  # fmt: skip
     number = "%{z:.2%}" if value == "relative" else "%{z:.4f}"
     return go.Heatmap(
         z=z.tolist(), x=list(frame.columns), y=list(frame.index), text=text,
@@ -244,8 +268,9 @@ def ablation_heatmap(
     bound = _bound([frame])
     n_rows, n_cols = frame.shape
     cell = _cell_px(max(n_rows, n_cols))
+    uncertain = uncertain_cells(matrix, value)
     fig = go.Figure(_heatmap(
-        frame, value, name, colorscale=DIVERGING, zmin=-bound, zmax=bound, zmid=0,
+        frame, value, name, uncertain, colorscale=DIVERGING, zmin=-bound, zmax=bound, zmid=0,
         colorbar=colorbar(name, unit, tickformat=".0%" if value == "relative" else None),
     ))  # fmt: skip
     fig.update_layout(shapes=_own_outlines(frame, "x", "y"))
@@ -255,7 +280,8 @@ def ablation_heatmap(
     title = title or f"{matrix.method}: {name} when a language's set is masked{_on(matrix)}"
     size = size_range(matrix.n_neurons.values())
     subtitle = (f"{matrix.mode} ablation{f' of {size} neurons' if size else ''}; "
-                "rows: masked set, columns: evaluated language; framed: own language")  # fmt: skip
+                "rows: masked set, columns: evaluated language; framed: own language"
+                + (f"; {_UNCERTAIN}" if uncertain is not None else ""))  # fmt: skip
     fig.update_yaxes(title_text="masked set")
     return _finish(fig, title, subtitle, n_cols * cell, n_rows * cell, colorbar_px(name, unit))
 
@@ -308,11 +334,13 @@ def ablation_matrices(
         raise ValueError("ablation_matrices needs at least one matrix ({method: matrix}).")
     name, unit = _LABELS[value]
     panels = [(method, _frame(m, value)) for method, m in matrices.items()]
+    marks: list[pd.DataFrame | None] = [uncertain_cells(m, value) for m in matrices.values()]
     control = next(((k, m) for k, m in matrices.items() if m.random_nll), None) if random else None
     if control is not None:
         _source, m = control
         frame = m.random_delta() if value == "delta" else _random_relative(m)
         panels.append((f"random ({_mean_of_seeds(m)})", frame))
+        marks.append(None)
     n = max(max(f.shape) for _, f in panels)
     width, height = max(f.shape[1] for _, f in panels), max(len(f) for _, f in panels)
     gap_w, gap_h = 40, 110  # px between panels: row labels; x labels + axis title + panel title
@@ -338,7 +366,8 @@ def ablation_matrices(
     shapes = []
     for i, (_, frame) in enumerate(panels):
         row, col = divmod(i, n_cols)
-        fig.add_trace(_heatmap(frame, value, name, coloraxis="coloraxis"), row=row + 1, col=col + 1)
+        fig.add_trace(_heatmap(frame, value, name, marks[i], coloraxis="coloraxis"),
+                      row=row + 1, col=col + 1)  # fmt: skip
         suffix = "" if i == 0 else str(i + 1)
         shapes += _own_outlines(frame, f"x{suffix}", f"y{suffix}")
     fig.update_layout(
@@ -354,7 +383,9 @@ def ablation_matrices(
                      if m.n_neurons)  # fmt: skip
     subtitle = (f"{first.mode} ablation; neurons per set: {size}. Rows: masked set, columns: "
                 "evaluated language; framed: own language."
-                + (f" Random sets have {control[0]}'s per-layer sizes." if control else ""))  # fmt: skip
+                + (f" Random sets have {control[0]}'s per-layer sizes." if control else "")
+                + (f" {_UNCERTAIN[0].upper()}{_UNCERTAIN[1:]}." if any(x is not None for x in marks)
+                   else ""))  # fmt: skip
     title = title or f"{name} when each language's set is masked{_on(first)}"
     fig.update_yaxes(title_text="masked set", col=1)
     return _finish(fig, title, subtitle, plot_w, plot_h, colorbar_px(name, unit))

@@ -8,6 +8,7 @@ from typing import TYPE_CHECKING
 
 import torch
 
+from crane_lens.evaluation.intervals import DEFAULT_LEVEL, selectivity_index
 from crane_lens.plots.matrix import PAGE_WIDTH, page_layout, size_range, text_px
 from crane_lens.plots.sweep import _COLOURS
 
@@ -22,8 +23,9 @@ def random_selectivity(matrix: AblationMatrix) -> pd.DataFrame:
     """The random control sets' own ΔNLL and selectivity index, seed by seed, then mean and std.
 
     Per masked language ``A`` and seed: ``own`` = ΔNLL of the random set on ``A``, ``others`` =
-    its mean ΔNLL on the other evaluated languages, ``index`` = (own − others) / (|own| +
-    |others|) — the definition :meth:`AblationMatrix.selectivity` applies to the selected set.
+    its mean ΔNLL on the other evaluated languages, ``index`` =
+    :func:`~crane_lens.evaluation.intervals.selectivity_index` — the definition
+    :meth:`AblationMatrix.selectivity` applies to the selected set.
 
     Returns:
         Index: masked language; columns ``own``, ``own_std``, ``index``, ``index_std`` (mean and
@@ -50,8 +52,7 @@ def random_selectivity(matrix: AblationMatrix) -> pd.DataFrame:
         own = delta[a]
         rest = [delta[b] for b in matrix.evaluated if b != a]
         others = torch.stack(rest).mean(dim=0) if rest else torch.full_like(own, math.nan)
-        denom = own.abs() + others.abs()
-        index = torch.where(denom > 0, (own - others) / denom, torch.zeros_like(own))
+        index = torch.from_numpy(selectivity_index(own.numpy(), others.numpy()))
 
         def std(x: torch.Tensor) -> float:
             return float(x.std(correction=1)) if len(x) > 1 else math.nan
@@ -66,8 +67,10 @@ def selectivity_chart(
     """Selectivity index and own-language ΔNLL per language, one colour per method, each with
     its random control (open markers: mean ± std over seeds).
 
-    Top: the selectivity index (own − others) / (|own| + |others|): 1 = only the masked set's
-    own language degrades, 0 = all languages alike, negative = the others degrade more. Bottom:
+    Top: the selectivity index (own⁺ − others⁺) / (own⁺ + others⁺) (x⁺ = max(x, 0)): 1 = only
+    the masked set's own language degrades, 0 = all languages alike (or none), negative = the
+    others degrade more; with per-block results each filled marker carries its bootstrap
+    interval (:meth:`~crane_lens.evaluation.AblationMatrix.intervals`). Bottom:
     ΔNLL on the own language, against random sets of the same per-layer sizes. Matrices
     without random sets get no random marker.
 
@@ -92,7 +95,7 @@ def selectivity_chart(
     langs = list(dict.fromkeys(a for m in matrices.values() for a in m.masked))
     fig = make_subplots(
         rows=2, cols=1, shared_xaxes=True, vertical_spacing=0.12,
-        subplot_titles=("selectivity index: (own − others) / (|own| + |others|)",
+        subplot_titles=("selectivity index: (own⁺ − others⁺) / (own⁺ + others⁺)",
                         "ΔNLL on the masked set's own language (nats/token)"),
     )  # fmt: skip
     for i, (method, matrix) in enumerate(matrices.items()):
@@ -105,11 +108,20 @@ def selectivity_chart(
             f"{method} ({f'{size} neurons; ' if size else ''}mean index {sel['index'].mean():.2f})"
         )
         for row, column in ((1, "index"), (2, "own")):
+            low, high = sel[f"{column}_low"], sel[f"{column}_high"]
+            bars = high.notna().any()
             fig.add_scatter(
                 x=langs, y=sel[column].tolist(), name=name, legendgroup=method,
                 offsetgroup=method, mode="markers", showlegend=row == 1, row=row, col=1,
                 marker={"color": colour, "size": 9, "symbol": "circle"},
-                hovertemplate=f"{method} · %{{x}}: %{{y:.3f}}<extra></extra>",
+                error_y={"type": "data", "symmetric": False, "visible": bool(bars),
+                         "array": (high - sel[column]).fillna(0).tolist(),
+                         "arrayminus": (sel[column] - low).fillna(0).tolist(),
+                         "color": colour, "thickness": 1.5, "width": 0},
+                customdata=list(zip(low.tolist(), high.tolist(), strict=True)),
+                hovertemplate=f"{method} · %{{x}}: %{{y:.3f}}"
+                + ("<br>interval %{customdata[0]:.3f} to %{customdata[1]:.3f}" if bars else "")
+                + "<extra></extra>",
             )  # fmt: skip
             if not has_random:
                 continue
@@ -141,7 +153,11 @@ def selectivity_chart(
     first = next(iter(matrices.values()))
     model = first.config.get("model")
     title = title or f"Selectivity per language{f' — {model}' if model else ''}"
+    with_bars = any(m.intervals_unavailable() is None for m in matrices.values())
     subtitle = f"{first.mode} ablation; filled: the method's set" + (
+        f" (bars: {round(100 * DEFAULT_LEVEL):g} % bootstrap interval over held-out blocks)"
+        if with_bars else ""
+    ) + (
         ", open: random sets with the same per-layer sizes (mean ± std over seeds)"
         if any(m.random_nll for m in matrices.values()) else "; no random control sets"
     )  # fmt: skip

@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import math
 from collections.abc import Mapping
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
+
+from crane_lens.evaluation.intervals import DEFAULT_LEVEL
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -26,7 +29,8 @@ def sweep_table(matrices: Mapping[float, Mapping[str, AblationMatrix]]) -> pd.Da
 
     Returns:
         Columns ``budget``, ``method``, ``neurons`` (mean set size), ``own``, ``others``,
-        ``index`` (means over the masked languages).
+        ``index`` (means over the masked languages), and their bootstrap intervals
+        ``own_low``, ``own_high``, ... (NaN for matrices without per-block results).
 
     Example:
         >>> from crane_lens.evaluation import AblationMatrix
@@ -41,9 +45,22 @@ def sweep_table(matrices: Mapping[float, Mapping[str, AblationMatrix]]) -> pd.Da
     for budget, by_method in sorted(matrices.items()):
         for method, matrix in by_method.items():
             s = matrix.summary()
-            rows.append({"budget": budget, "method": method, "neurons": s["neurons"],
-                         "own": s["own"], "others": s["others"], "index": s["index"]})  # fmt: skip
+            row = {"budget": budget, "method": method, "neurons": s["neurons"]}
+            for key in ("own", "others", "index"):
+                row |= {key: s[key], f"{key}_low": s.get(f"{key}_low", math.nan),
+                        f"{key}_high": s.get(f"{key}_high", math.nan)}  # fmt: skip
+            rows.append(row)
     return pd.DataFrame(rows)
+
+
+def _error_bars(rows: pd.DataFrame, key: str, colour: str) -> dict[str, Any] | None:
+    """Asymmetric error bars from a sweep table's interval columns (``None`` without them)."""
+    low, high = rows[f"{key}_low"], rows[f"{key}_high"]
+    if not (low.notna().any() and high.notna().any()):
+        return None
+    return {"type": "data", "symmetric": False, "array": (high - rows[key]).fillna(0).tolist(),
+            "arrayminus": (rows[key] - low).fillna(0).tolist(), "color": colour,
+            "thickness": 1.2, "width": 4}  # fmt: skip
 
 
 def budget_sweep(
@@ -51,7 +68,8 @@ def budget_sweep(
 ) -> go.Figure:
     """Two panels over the sets' actual mean size (log axis; the budget shows on hover): mean
     ΔNLL on the masked set's own language (solid) and on the other languages (dashed), and the
-    mean selectivity index, one colour per method.
+    mean selectivity index, one colour per method; error bars: bootstrap intervals of the means
+    over held-out blocks (matrices with per-block results).
 
     "Selective but not exclusive" reads off the left panel: where the solid line of a method
     stands well above its dashed line while the dashed line is above 0.
@@ -76,7 +94,7 @@ def budget_sweep(
     fig = make_subplots(
         rows=1, cols=2, horizontal_spacing=0.12,
         subplot_titles=("ΔNLL when masking a language's set",
-                        "selectivity index (own − others) / (|own| + |others|)"),
+                        "selectivity index (own⁺ − others⁺) / (own⁺ + others⁺)"),
     )  # fmt: skip
     for i, (method, rows) in enumerate(table.groupby("method", sort=False)):
         colour = _COLOURS[i % len(_COLOURS)]
@@ -88,13 +106,16 @@ def budget_sweep(
         budget = (rows["budget"] * 100).tolist()
         fig.add_scatter(x=x, y=rows["own"].tolist(), name=f"{method} · own", row=1, col=1,
                         mode="lines+markers", line={"color": colour}, legendgroup=method,
+                        error_y=_error_bars(rows, "own", colour),
                         customdata=budget, hovertemplate=hover)  # fmt: skip
         fig.add_scatter(x=x, y=rows["others"].tolist(), name=f"{method} · others", row=1, col=1,
                         mode="lines+markers", line={"color": colour, "dash": "dash"},
                         marker={"symbol": "circle-open"}, legendgroup=method,
+                        error_y=_error_bars(rows, "others", colour),
                         customdata=budget, hovertemplate=hover)  # fmt: skip
         fig.add_scatter(x=x, y=rows["index"].tolist(), name=method, row=1, col=2,
                         mode="lines+markers", line={"color": colour}, legendgroup=method,
+                        error_y=_error_bars(rows, "index", colour),
                         showlegend=False, customdata=budget, hovertemplate=hover)  # fmt: skip
     positive = bool((table[["own", "others"]] > 0).all().all())
     fig.update_xaxes(type="log", title_text="neurons masked per language (mean set size)",
@@ -110,6 +131,9 @@ def budget_sweep(
         first = next((m for by in matrices.values() for m in by.values()), None)
         model = first.config.get("model") if first is not None else None
         title = f"Budget sweep{f' on {model}' if model else ''}: own vs other languages"
+    if table["own_low"].notna().any():
+        title += (f"<br><sup>error bars: {round(100 * DEFAULT_LEVEL):g} % bootstrap intervals of "
+                  "the means, resampling held-out blocks</sup>")  # fmt: skip
     fig.update_layout(title=title, width=1100, height=480, template="plotly_white",
-                      legend={"groupclick": "togglegroup"})  # fmt: skip
+                      legend={"groupclick": "togglegroup"}, margin={"t": 110})  # fmt: skip
     return fig

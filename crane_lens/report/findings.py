@@ -11,15 +11,20 @@ import math
 from collections.abc import Callable, Mapping
 from typing import TYPE_CHECKING
 
+from crane_lens.evaluation.intervals import DEFAULT_LEVEL, smallest_p_value
+
 if TYPE_CHECKING:
     import pandas as pd
 
     from crane_lens.evaluation.ablation import AblationMatrix
 
-# Fewer random control sets than this and the random mean/std (so vs_random and z) are rough.
+# Fewer random control sets than this and the random mean/std (so vs_random) are rough.
 MIN_STABLE_SEEDS = 5
-# z at or above this: the set hurts its language clearly more than random sets of its sizes.
-Z_CLEAR = 2.0
+# The p-value a set must reach against its random sets, where the number of random sets allows
+# it (19 or more); with fewer the best a set can do is beat every random set (p = 1 / (n + 1)).
+SIGNIFICANCE = 0.05
+# Held-out blocks per language below which bootstrap intervals are clearly too narrow.
+MIN_BLOCKS = 8
 # nats/token: the own ΔNLL (and vs_random) a set needs before its selectivity index counts in the
 # ranking; e^0.05 ≈ 1.05, a 5 % rise in its language's perplexity. Below it the index, a ratio,
 # can reach 1 from an effect too small to matter.
@@ -38,56 +43,109 @@ def _sizes(sizes: list[int]) -> str:
     return f"{low}–{high} (mean {sum(sizes) / len(sizes):.0f})"
 
 
-def beats_random(own: float, random_mean: float, random_std: float) -> bool:
-    """Whether a set's own ΔNLL is clearly above random sets of its sizes: z ≥ 2, or, where the
-    random std is 0 or undefined (one seed), above the random mean.
+def beats_random(p_value: float, n_random: int) -> bool:
+    """Whether a set hurts its language more than its random control sets do: p ≤
+    :data:`SIGNIFICANCE` where ``n_random`` allows it, else above every random set (p at its
+    floor, 1 / (n_random + 1)).
 
     Example:
-        >>> beats_random(0.5, 0.1, 0.1), beats_random(0.25, 0.1, 0.1)
+        >>> beats_random(1 / 6, 5), beats_random(2 / 6, 5)  # 5 sets: above all of them or not
         (True, False)
-        >>> beats_random(0.2, 0.1, float("nan"))  # one seed: no z, the mean decides
+        >>> beats_random(0.05, 19), beats_random(0.1, 19)
+        (True, False)
+    """
+    if not (n_random > 0 and math.isfinite(p_value)):
+        return False
+    return p_value <= max(SIGNIFICANCE, smallest_p_value(n_random)) + 1e-12
+
+
+def random_rule(n_random: int) -> str:
+    """What :func:`beats_random` asks of a set, in words, with what ``n_random`` allows.
+
+    Example:
+        >>> random_rule(5)
+        'above all 5 of its random sets (p = 0.17, the smallest p 5 random sets allow; p ≤ 0.05 needs 19 or more)'
+        >>> random_rule(20)
+        'above its random sets at p ≤ 0.05 (20 random sets)'
+    """
+    floor = smallest_p_value(n_random)
+    if floor <= SIGNIFICANCE:
+        return f"above its random sets at p ≤ {SIGNIFICANCE:g} ({n_random} random sets)"
+    needed = math.ceil(1 / SIGNIFICANCE) - 1
+    sets = "its one random set" if n_random == 1 else f"all {n_random} of its random sets"
+    allow = "1 random set allows" if n_random == 1 else f"{n_random} random sets allow"
+    return (f"above {sets} (p = {floor:.2f}, the smallest p {allow}; p ≤ {SIGNIFICANCE:g} "
+            f"needs {needed} or more)")  # fmt: skip
+
+
+def _value(row: Mapping[str, object] | pd.Series, key: str) -> float:
+    value = row.get(key, math.nan)
+    return float(value) if value is not None else math.nan  # type: ignore[arg-type]
+
+
+def clear_effect(row: Mapping[str, object] | pd.Series) -> bool:
+    """Whether a set's own ΔNLL is large and clearly not chance, so that its selectivity index
+    means something. ``row`` is a row of :meth:`AblationMatrix.selectivity`: own ≥
+    :data:`MIN_EFFECT`; with an interval, its lower end above 0; with random control sets,
+    also own − max(random own, 0) ≥ :data:`MIN_EFFECT` and :func:`beats_random`.
+
+    The index is a ratio: a set that raises its language's NLL by 0.03 nats/token and the
+    others' by 0.001 gets 0.94, as high as one that raises it by 0.5. Random sets that lower the
+    NLL (random own < 0) do not lower the bar.
+
+    Example:
+        >>> clear_effect({"own": 0.23}), clear_effect({"own": 0.029})
+        (True, False)
+        >>> clear_effect({"own": 0.23, "own_low": -0.01})  # the interval reaches 0
+        False
+        >>> clear_effect({"own": 0.3, "random_own": 0.01, "p_value": 1 / 6, "n_random": 5})
         True
+        >>> clear_effect({"own": 0.12, "random_own": 0.09, "p_value": 1 / 6, "n_random": 5})
+        False
     """
-    if math.isfinite(random_std) and random_std > 0:
-        return (own - random_mean) / random_std >= Z_CLEAR
-    return own > random_mean
-
-
-def clear_effect(own: float, random_mean: float = math.nan, random_std: float = math.nan) -> bool:
-    """Whether a set's own ΔNLL is large and clearly above chance, so that its selectivity
-    index means something: own ≥ :data:`MIN_EFFECT`, and, with random control sets, also own −
-    random own (``vs_random``) ≥ :data:`MIN_EFFECT` and :func:`beats_random`.
-
-    The index (own − others) / (|own| + |others|) is a ratio: a set that raises its language's
-    NLL by 0.03 nats/token and the others' by 0.001 gets 0.94, as high as one that raises it by
-    0.5. Random sets that lower the NLL (random own < 0) do not lower the bar.
-
-    Example:
-        >>> clear_effect(0.23, 0.01, 0.005), clear_effect(0.029, 0.002, 0.001)
-        (True, False)
-        >>> clear_effect(0.3), clear_effect(0.12, 0.09, 0.01)  # no random sets; 0.03 beyond them
-        (True, False)
-    """
+    own = _value(row, "own")
     if not own >= MIN_EFFECT:
         return False
-    if math.isnan(random_mean):
+    low = _value(row, "own_low")
+    if math.isfinite(low) and not low > 0:
+        return False
+    random_own = _value(row, "random_own")
+    if math.isnan(random_own):
         return True
-    return own - max(random_mean, 0.0) >= MIN_EFFECT and beats_random(own, random_mean, random_std)
+    n_random = int(_value(row, "n_random")) if math.isfinite(_value(row, "n_random")) else 0
+    return own - max(random_own, 0.0) >= MIN_EFFECT and beats_random(
+        _value(row, "p_value"), n_random
+    )
 
 
 def _clear_rows(sel: pd.DataFrame) -> list[bool]:
     """:func:`clear_effect` of every row of a selectivity table."""
-    if "random_own" not in sel:
-        return [clear_effect(float(own)) for own in sel["own"]]
-    return [clear_effect(float(r.own), float(r.random_own), float(r.random_own_std))
-            for r in sel.itertuples()]  # fmt: skip
+    return [clear_effect(row) for _, row in sel.iterrows()]
+
+
+def _interval(row: Mapping[str, object] | pd.Series, key: str, label: str = "") -> str:
+    """`` [0.55, 0.85]`` (after ``label``) for a key with bounds, else ``""``.
+
+    Example:
+        >>> _interval({"own_low": 0.55, "own_high": 0.851}, "own", "95 % CI ")
+        ' [95 % CI 0.55, 0.85]'
+        >>> _interval({"own": 0.7}, "own")
+        ''
+    """
+    low, high = _value(row, f"{key}_low"), _value(row, f"{key}_high")
+    if not (math.isfinite(low) and math.isfinite(high)):
+        return ""
+    text = f"{low:.2f}, {high:.2f}" if key == "index" else f"{_nats(low)}, {_nats(high)}"
+    return f" [{label}{text.replace('-', chr(0x2212))}]"
 
 
 def method_conclusion(matrix: AblationMatrix) -> str:
     """One line on what masking a method's sets does, computed from its selectivity table.
 
-    Means over the masked languages: own ΔNLL, the others' ΔNLL and the selectivity index; with
-    random control sets, how many languages beat them (:func:`beats_random`).
+    Means over the masked languages of the own ΔNLL, the others' ΔNLL and the selectivity index,
+    each with its bootstrap interval where the matrix has per-block results; with random control
+    sets, how many languages beat them (:func:`beats_random`), said with what the number of
+    random sets allows.
 
     Example:
         >>> from crane_lens.evaluation import AblationMatrix
@@ -98,26 +156,39 @@ def method_conclusion(matrix: AblationMatrix) -> str:
         ...      "zh": {"en": [2.0, 2.0], "zh": [3.0, 3.01]}}, {"en": 41, "zh": 41})
         >>> print(method_conclusion(m))  # doctest: +NORMALIZE_WHITESPACE
         crane: masking a language's 41 neurons raises its own NLL by 0.70 nats/token vs 0.050 on
-        the others (index 0.90 mean; 2/2 languages clearly above the random control, z ≥ 2).
+        the others (index 0.90 mean); 2/2 languages above all 2 of its random sets (p = 0.33,
+        the smallest p 2 random sets allow; p ≤ 0.05 needs 19 or more).
     """
     sel = matrix.selectivity()
-    own, others = float(sel["own"].mean()), float(sel["others"].mean())
+    summary = matrix.summary()
+    own, others = summary["own"], summary["others"]
     sizes = [int(x) for x in sel["n_neurons"].dropna()]
     verb = "raises" if own >= 0 else "lowers"
+    level = f"{round(100 * DEFAULT_LEVEL):g} % CI "
+    # "lowers by 0.10 [0.09, 0.11]": the interval of the size of the change, as the text says it.
+    flip = ({"own_low": -summary.get("own_high", math.nan),
+             "own_high": -summary.get("own_low", math.nan)} if own < 0 else summary)  # fmt: skip
     text = (f"{matrix.method}: masking a language's {_sizes(sizes) if sizes else '?'} neurons "
-            f"{verb} its own NLL by {_nats(abs(own))} nats/token vs {_nats(others)} on the "
-            f"others (index {float(sel['index'].mean()):.2f} mean")  # fmt: skip
-    if "random_own" in sel:
-        rows = sel.dropna(subset=["random_own"])
-        above = sum(beats_random(float(r.own), float(r.random_own), float(r.random_own_std))
-                    for r in rows.itertuples())  # fmt: skip
-        no_z = sum(not (math.isfinite(x) and x > 0) for x in rows["random_own_std"])
-        rule = (f"clearly above the random control, z ≥ {Z_CLEAR:g}" if no_z == 0 else
-                "above the random sets' mean, z undefined" if no_z == len(rows) else
-                f"above the random control: z ≥ {Z_CLEAR:g} or, where z is undefined, above "
-                "the random mean")  # fmt: skip
+            f"{verb} its own NLL by {_nats(abs(own))} nats/token{_interval(flip, 'own', level)} "
+            f"vs {_nats(others)}{_interval(summary, 'others')} on the others (index "
+            f"{summary['index']:.2f}{_interval(summary, 'index')} mean)")  # fmt: skip
+    if "p_value" in sel:
+        rows = sel.dropna(subset=["p_value"])
+        n_random = int(rows["n_random"].min()) if len(rows) else 0
+        above = sum(beats_random(float(r.p_value), int(r.n_random)) for r in rows.itertuples())
+        rule = random_rule(n_random) if n_random else "above its random sets"
         text += f"; {above}/{len(rows)} languages {rule}"
-    return text + ")."
+    if "own_low" in summary:
+        text += f"; intervals resample {_blocks(matrix)} held-out blocks per language"
+    return text + "."
+
+
+def _blocks(matrix: AblationMatrix) -> str:
+    """``8`` or ``6–8``: held-out blocks per language behind the intervals."""
+    counts = sorted({len(n) for n in (matrix.per_block or {}).get("tokens", {}).values()})
+    if not counts:
+        return "0"
+    return f"{counts[0]}" if len(counts) == 1 else f"{counts[0]}–{counts[-1]}"
 
 
 def ranking(matrices: Mapping[str, AblationMatrix]) -> str | None:
@@ -165,8 +236,11 @@ def ranking(matrices: Mapping[str, AblationMatrix]) -> str | None:
     def key(scores: dict[str, float]) -> Callable[[str], float]:
         return lambda m: -scores[m] if math.isfinite(scores[m]) else math.inf
 
-    rule = f"own ΔNLL ≥ {MIN_EFFECT:g} nats/token" + (
-        ", also beyond random sets of its sizes, and clearly above them" if has_random else ""
+    has_interval = any("own_low" in sel and sel["own_low"].notna().any() for sel in tables.values())
+    rule = (
+        f"own ΔNLL ≥ {MIN_EFFECT:g} nats/token"
+        + (", its interval above 0" if has_interval else "")
+        + (", also beyond random sets of its sizes, and above them" if has_random else "")
     )
     if not any(counted.values()):  # every score 0: an order would be the dict's
         owns = ", ".join(f"{m} {_nats(float(t['own'].mean()))}" for m, t in tables.items())
@@ -194,8 +268,11 @@ def ranking(matrices: Mapping[str, AblationMatrix]) -> str | None:
     if leader != order[0]:
         n = len(tables[leader])
         text += (f" By the plain mean index {leader} would come first ({plain[leader]:.2f}), but "
-                 f"{n - counted[leader]} of its {n} sets raise their own NLL by less than "
-                 f"{MIN_EFFECT:g} nats/token{' or not clearly more than random sets' if has_random else ''}: "
+                 f"{n - counted[leader]} of its {n} sets "
+                 f"{'raises its' if n - counted[leader] == 1 else 'raise their'} own NLL by less "
+                 f"than {MIN_EFFECT:g} nats/token"
+                 f"{' or not clearly more than random sets' if has_random else ''}"
+                 f"{', or with an interval that reaches 0' if has_interval else ''}: "
                  "their high index rests on a tiny effect.")  # fmt: skip
     return text
 
@@ -207,11 +284,12 @@ def _listing(items: list[str]) -> str:
 def run_warnings(matrices: Mapping[str, AblationMatrix]) -> list[str]:
     """The estimates of a run that need care, one sentence each (empty when none).
 
-    Checks: few or no random control seeds (vs_random and z rest on them), a random std of 0 or
-    NaN (z undefined), random sets that lower the NLL or leave it unchanged (random_own ≤ 0:
-    vs_random = own − random_own then credits the set with their improvement too), empty sets,
-    sets without a clear own effect (:func:`clear_effect`: their index rests on a tiny ΔNLL),
-    and set sizes that differ between methods for the same language.
+    Checks: few or no random control seeds (fewer than :data:`MIN_STABLE_SEEDS`; the conclusions
+    say what the p-values of more can show), intervals that are
+    unavailable or rest on few held-out blocks, random sets that lower the NLL or leave it
+    unchanged (random_own ≤ 0: vs_random = own − random_own then credits the set with their
+    improvement too), empty sets, sets without a clear own effect (:func:`clear_effect`: their
+    index rests on a tiny ΔNLL), and set sizes that differ between methods for the same language.
 
     Example:
         >>> from crane_lens.evaluation import AblationMatrix
@@ -220,32 +298,42 @@ def run_warnings(matrices: Mapping[str, AblationMatrix]) -> list[str]:
         ...                           {"en": {"en": [1.1] * seeds}}, {"en": size})
         >>> for line in run_warnings({"crane": toy("crane", 41, 5), "lape": toy("lape", 17, 5)}):
         ...     print(line)  # doctest: +ELLIPSIS
-        z is undefined for crane en, lape en: the random sets' ΔNLL has a standard deviation of 0...
+        No intervals: this matrix was saved before crane_lens kept per-block results; ...
         Set sizes differ between methods (en: crane 41, lape 17): ...
     """
     warnings = []
     seeds = sorted({len(v) for x in matrices.values() for row in x.random_nll.values()
                     for v in row.values()})  # fmt: skip
+    rerun = ("Re-run with --random-seeds {n} or more (with --stats-from this folder it costs "
+             "no new statistics).")  # fmt: skip
+    needed = math.ceil(1 / SIGNIFICANCE) - 1
     if not seeds or seeds[0] == 0:
         warnings.append(
-            "No random control sets (--random-seeds 0): vs_random and z are missing, so nothing "
-            "here tells whether a set hurts its language more than arbitrary neurons would."
+            "No random control sets (--random-seeds 0): vs_random and the p-values are missing, "
+            "so nothing here tells whether a set hurts its language more than arbitrary neurons "
+            "would."
         )
     elif seeds[0] < MIN_STABLE_SEEDS:
-        rerun = (f"Re-run with --random-seeds {MIN_STABLE_SEEDS} or more (with --stats-from this "
-                 "folder it costs no new statistics).")  # fmt: skip
-        if seeds[0] == 1:
-            warnings.append(
-                "Only 1 random control seed: the random sets have no standard deviation, so z is "
-                "undefined, and vs_random compares each set with a single random set. " + rerun
-            )
-        else:
-            warnings.append(
-                f"Only {seeds[0]} random control seeds: the random sets' mean and standard "
-                "deviation, and so vs_random and z, are rough estimates (a std from "
-                f"{seeds[0]} samples can be off several-fold). " + rerun
-            )
-    no_z, not_raised, empty, weak = [], [], [], []
+        warnings.append(
+            f"Only {seeds[0]} random control set{'s' if seeds[0] > 1 else ''} per language: "
+            "the random sets' mean (random own, so vs_random) is a rough estimate, and a set's "
+            f"p-value against them cannot go below {smallest_p_value(seeds[0]):.2f} (p ≤ "
+            f"{SIGNIFICANCE:g} needs {needed} or more). " + rerun.format(n=MIN_STABLE_SEEDS)
+        )
+    reasons = {m.intervals_unavailable() for m in matrices.values()} - {None}
+    if reasons:
+        warnings.append(f"No intervals: {'; '.join(sorted(r for r in reasons if r))}.")
+    blocks = [len(n) for m in matrices.values() if m.intervals_unavailable() is None
+              for n in (m.per_block or {}).get("tokens", {}).values()]  # fmt: skip
+    if blocks and min(blocks) < MIN_BLOCKS:
+        warnings.append(
+            f"Intervals rest on {min(blocks)} held-out block{'s' if min(blocks) > 1 else ''} per "
+            f"language (fewer than {MIN_BLOCKS}): the bootstrap then covers less than its "
+            f"nominal {round(100 * DEFAULT_LEVEL):g} % (about 88 % with 8 blocks in simulations), "
+            "so read the intervals as too narrow; more held-out text (--eval-tokens) gives more "
+            "blocks."
+        )
+    not_raised, empty, weak = [], [], []
     for method, matrix in matrices.items():
         sel = matrix.selectivity()
         for (lang, row), clear in zip(sel.iterrows(), _clear_rows(sel), strict=True):
@@ -253,17 +341,12 @@ def run_warnings(matrices: Mapping[str, AblationMatrix]) -> list[str]:
                 empty.append(f"{method} {lang}")
             elif not clear:
                 weak.append(f"{method} {lang}")
-            if "random_own_std" in sel and not math.isnan(row["random_own"]):
-                std = float(row["random_own_std"])
-                if not (math.isfinite(std) and std > 0):
-                    no_z.append(f"{method} {lang}")
-                if not row["random_own"] > 0:
-                    not_raised.append(f"{method} {lang}")
-    if no_z and seeds and seeds[0] > 1:  # one seed is covered by the warning above
-        warnings.append(
-            f"z is undefined for {_listing(no_z)}: the random sets' ΔNLL has a standard deviation "
-            "of 0 or NaN, so it says nothing about their spread; compare own with random_own."
-        )
+            if (
+                "random_own" in sel
+                and not row["random_own"] > 0
+                and not math.isnan(row["random_own"])
+            ):
+                not_raised.append(f"{method} {lang}")
     if not_raised:
         warnings.append(
             f"Random sets do not raise the NLL for {_listing(not_raised)}: masking random "
@@ -277,11 +360,15 @@ def run_warnings(matrices: Mapping[str, AblationMatrix]) -> list[str]:
         )
     if weak:
         has_random = any("random_own" in m.selectivity() for m in matrices.values())
-        beyond = (" or by less than that beyond random sets of the same sizes (vs_random), or not "
-                  "clearly more than those" if has_random else "")  # fmt: skip
+        plural = len(weak) > 1
+        beyond = ("; or the interval of its own ΔNLL reaches 0" if not plural else
+                  "; or the interval of their own ΔNLL reaches 0")  # fmt: skip
+        if has_random:
+            beyond += (f"; or {'it does' if not plural else 'they do'} not beat random sets of "
+                       "the same sizes by that much (vs_random) or not all of them")  # fmt: skip
         warnings.append(
-            f"Small own effects: {'the sets' if len(weak) > 1 else 'the set'} {_listing(weak)} "
-            f"{'raise' if len(weak) > 1 else 'raises'} {'their' if len(weak) > 1 else 'its'} own "
+            f"Small own effects: {'the sets' if plural else 'the set'} {_listing(weak)} "
+            f"{'raise' if plural else 'raises'} {'their' if plural else 'its'} own "
             f"language's NLL by less than {MIN_EFFECT:g} nats/token (under "
             f"{MIN_EFFECT * 100:g} % in perplexity){beyond}. "
             "The selectivity index is a ratio and can be high on such a tiny effect: read own "
@@ -297,8 +384,9 @@ def run_warnings(matrices: Mapping[str, AblationMatrix]) -> list[str]:
         warnings.append(
             f"Set sizes differ between methods ({'; '.join(differ[:6])}"
             f"{'; …' if len(differ) > 6 else ''}): LAPE and other threshold rules pick their "
-            "own sizes, and a larger set tends to hurt more, so compare own and others across "
-            "methods with care; vs_random and z compare each set with random sets of its own "
-            "per-layer sizes."
+            "own sizes per language (LAPE's match the others' on average only), and a larger "
+            "set tends to hurt more, so compare own and others across "
+            "methods with care; vs_random and the p-values compare each set with random sets of "
+            "its own per-layer sizes."
         )
     return warnings

@@ -19,11 +19,14 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from crane_lens.evaluation.intervals import DEFAULT_LEVEL
 from crane_lens.report.findings import (
     MIN_EFFECT,
-    Z_CLEAR,
+    SIGNIFICANCE,
+    beats_random,
     clear_effect,
     method_conclusion,
+    random_rule,
     ranking,
     run_warnings,
 )
@@ -44,15 +47,22 @@ DEFINITIONS = {
     "others": "mean ΔNLL on the other languages when the same set is masked.",
     "ratio": "own ÷ others: how many times more the own language suffers (n/a when the "
              "others' ΔNLL is ≤ 0, where a ratio means nothing — read the index).",
-    "index": "(own − others) ÷ (|own| + |others|), from −1 to 1: 1 = only its own language "
-             "degrades, 0 = no preference; grey where the own effect is small (a ratio of tiny "
-             f"ΔNLLs: own below {MIN_EFFECT:g} nats/token or not clearly above random sets).",
+    "index": "(own⁺ − others⁺) ÷ (own⁺ + others⁺) with x⁺ = max(x, 0), from −1 to 1: 1 = only "
+             "its own language degrades, 0 = no preference (or nothing degrades); grey where the "
+             f"own effect is small (a ratio of tiny ΔNLLs: own below {MIN_EFFECT:g} nats/token, "
+             "its interval reaching 0, or not above random sets).",
     "random own": "the own ΔNLL of random sets with the same per-layer sizes, mean ± "
                   "standard deviation over the random seeds.",
     "vs_random": "own − random own, in nats per token: the ΔNLL beyond what masking as many "
                  "arbitrary neurons (same per-layer sizes) causes; above 0 = worse than chance.",
-    "z": f"(own − random mean) ÷ random std: how many standard deviations above chance; "
-         f"z ≥ {Z_CLEAR:g} (highlighted) is clearly above the random control.",
+    "p": "(1 + random sets with own ΔNLL ≥ the set's) ÷ (1 + random sets): how often a random "
+         "set of the same per-layer sizes hurts the language as much; with n random sets it "
+         "cannot go below 1 ÷ (n + 1). Highlighted: the set is above all its random sets "
+         f"(fewer than {math.ceil(1 / SIGNIFICANCE) - 1}, whose smallest p is 1 ÷ (n + 1)) or "
+         f"p ≤ {SIGNIFICANCE:g} (that many or more).",
+    "[low, high]": f"under a number: its {round(100 * DEFAULT_LEVEL):g} % bootstrap interval, "
+                   "resampling held-out blocks (the same blocks masked and unmasked; blocks, "
+                   "not tokens, since tokens of one text are correlated).",
 }  # fmt: skip
 
 
@@ -100,6 +110,7 @@ class Cell:
     title: str | None = None
     css: str = ""
     rowspan: int = 1
+    sub: str | None = None  # a second, smaller line (an interval)
 
 
 def _num(value: Any, digits: int = 3, *, why_missing: str = "not defined") -> Cell:
@@ -121,7 +132,8 @@ def _row(cells: Sequence[Cell]) -> str:
         attrs = f' class="{classes}"' if classes else ""
         attrs += f' title="{_e(cell.title)}"' if cell.title else ""
         attrs += f' rowspan="{cell.rowspan}"' if cell.rowspan > 1 else ""
-        out.append(f"<td{attrs}>{_e(cell.text)}</td>")
+        sub = f'<br><small class="ci">{_e(cell.sub)}</small>' if cell.sub else ""
+        out.append(f"<td{attrs}>{_e(cell.text)}{sub}</td>")
     return f"<tr>{''.join(out)}</tr>"
 
 
@@ -196,7 +208,8 @@ def _conclusions(result: RunResult) -> str:
 def _caveats(warnings: list[str]) -> str:
     if not warnings:
         return (
-            '<p class="ok">No caveats: enough random seeds, every z defined, equal set sizes.</p>'
+            '<p class="ok">No caveats: enough random seeds, intervals from enough blocks, equal '
+            "set sizes.</p>"
         )
     return '<ul class="warnings">' + "".join(f"<li>{_e(w)}</li>" for w in warnings) + "</ul>"
 
@@ -250,6 +263,14 @@ def _device_dtype(result: RunResult) -> str:
     return f"{device}, {dtype}"
 
 
+def _with_interval(cell: Cell, row: pd.Series, key: str, digits: int = 3) -> Cell:
+    """``cell`` with ``row``'s interval of ``key`` as its second line, when it has one."""
+    low, high = row.get(f"{key}_low", math.nan), row.get(f"{key}_high", math.nan)
+    if not (math.isfinite(float(low)) and math.isfinite(float(high))):
+        return cell
+    return replace(cell, sub=_minus(f"[{float(low):.{digits}f}, {float(high):.{digits}f}]"))
+
+
 def _selectivity(result: RunResult) -> str:
     table = result.selectivity()
     has_random = "random_own" in table
@@ -257,33 +278,35 @@ def _selectivity(result: RunResult) -> str:
     def cells(row: pd.Series) -> list[Cell]:
         ratio = _num(row["ratio"] if row["others"] > 0 else math.nan, 2,
                      why_missing="the others' ΔNLL is ≤ 0: read the index")  # fmt: skip
-        index = _num(row["index"], 2)
-        random = ((float(row["random_own"]), float(row["random_own_std"])) if has_random
-                  else (math.nan, math.nan))  # fmt: skip
-        if index.text != "n/a" and not clear_effect(float(row["own"]), *random):
-            index = Cell(index.text, True, f"a small own effect (own ΔNLL below {MIN_EFFECT:g} "
-                         "nats/token, or not clearly above random sets): read own beside it",
-                         "muted")  # fmt: skip
-        out = [Cell(f"{int(row['n_neurons']):,}", True), _num(row["own"]), _num(row["others"]),
-               ratio, index]  # fmt: skip
+        index = _with_interval(_num(row["index"], 2), row, "index", 2)
+        if index.text != "n/a" and not clear_effect(row):
+            index = replace(index, title=f"a small own effect (own ΔNLL below {MIN_EFFECT:g} "
+                            "nats/token, its interval reaching 0, or not above random sets): "
+                            "read own beside it", css="muted")  # fmt: skip
+        out = [Cell(f"{int(row['n_neurons']):,}", True),
+               _with_interval(_num(row["own"]), row, "own"),
+               _with_interval(_num(row["others"]), row, "others"), ratio, index]  # fmt: skip
         if has_random:
             mean, std = float(row["random_own"]), float(row["random_own_std"])
             spread = _minus(
                 f"{mean:.3f} ± {std:.3f}" if math.isfinite(std) else f"{mean:.3f} ± n/a"
             )
-            z = _num(row["z"], 1, why_missing="random std is 0 or undefined")
-            if z.text != "n/a" and float(row["z"]) >= Z_CLEAR:
-                z = Cell(z.text, True, f"z ≥ {Z_CLEAR:g}", "good")
-            out += [Cell(spread, True),
-                    _num(row["vs_random"], why_missing="no random sets for this language"), z]  # fmt: skip
+            p = _num(row["p_value"], 2, why_missing="no random sets for this language")
+            n_random = int(row["n_random"]) if math.isfinite(float(row["n_random"])) else 0
+            if p.text != "n/a" and beats_random(float(row["p_value"]), n_random):
+                p = replace(p, title=random_rule(n_random), css="good")
+            vs_random = _num(row["vs_random"], why_missing="no random sets for this language")
+            out += [Cell(spread, True), _with_interval(vs_random, row, "vs_random"), p]
         return out
 
     headers = [("method", False), ("masked set", False), ("neurons", True), ("own", True),
                ("others", True), ("ratio", True), ("index", True)]  # fmt: skip
     keys = ["own", "others", "ratio", "index"]
     if has_random:
-        headers += [("random own", True), ("vs_random", True), ("z", True)]
-        keys += ["random own", "vs_random", "z"]
+        headers += [("random own", True), ("vs_random", True), ("p", True)]
+        keys += ["random own", "vs_random", "p"]
+    if "own_low" in table and table["own_low"].notna().any():
+        keys.append("[low, high]")
     return _definitions(keys) + _table(headers, _grouped(table, cells), "grouped")
 
 
@@ -419,6 +442,7 @@ th, td { padding: 5px 14px; text-align: left; border-bottom: 1px solid #e8ecf0;
   vertical-align: top; white-space: nowrap; }
 thead th { background: var(--soft); border-bottom: 2px solid var(--line); font-weight: 600; }
 th.num, td.num { text-align: right; }
+small.ci { color: var(--muted); font-size: 0.8em; white-space: nowrap; }
 thead th[rowspan] { vertical-align: bottom; }
 th.method { text-align: center; border-bottom: 1px solid var(--line); }
 th.first, td.first { border-left: 1px solid var(--line); }

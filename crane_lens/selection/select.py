@@ -9,9 +9,11 @@ Rules (``rule=``), each applied to one statistic of :class:`~crane_lens.stats.Ne
 * ``"contrast_mean"`` — as ``specificity`` but against the *mean* of the other languages.
 * ``"top"`` — the top-k neurons by the raw statistic (the default for ``attribution``,
   ``grad_act``, ``kojima``, ``plnd``): what those methods rank, not made specific.
-* ``"lape"`` — LAPE's own entropy ranking and threshold assignment (only for ``lape``); its
-  budget is the published ``top_rate`` (a fraction of all neurons *in total*) when given,
-  otherwise ``budget``/``k`` per language on average.
+* ``"lape"`` — LAPE's own entropy ranking and threshold assignment (only for ``lape``). Its
+  assignment decides how many neurons each language gets, so its budget is a total: the
+  published ``top_rate`` (a fraction of all neurons *in total*) when given; otherwise, matched to
+  ``budget``/``k`` per language, the *smallest* total whose assignment gives the languages a
+  mean set size of at least ``k`` (found by binary search; sizes still vary by language).
 
 Ties always break by (score, layer, neuron index): a stable sort of the negated scores over
 the flattened ``layer × neuron`` grid.
@@ -28,7 +30,12 @@ from torch import Tensor
 
 from crane_lens.errors import UnknownLanguageError
 from crane_lens.selection.neurons import LanguageNeurons, pairs_from_layers
-from crane_lens.stats.lape import ACTIVATION_BAR_RATIO, lape_entropy, lape_neurons
+from crane_lens.stats.lape import (
+    ACTIVATION_BAR_RATIO,
+    lape_entropy,
+    lape_matched_count,
+    lape_neurons,
+)
 from crane_lens.stats.methods import METHODS, STATISTICS, primary_statistic
 from crane_lens.stats.results import NeuronStats
 
@@ -105,8 +112,10 @@ def select_language_neurons(
         stats: Statistics of every language to contrast (from :func:`crane_lens.compute_stats`).
         method: A method of ``stats`` (``"crane"``, ``"lape"``, ``"attribution"``...).
         budget: Neurons per language as a fraction of all MLP neurons (default 1 %). For
-            ``lape`` it is the average per language: LAPE keeps ``budget × n_langs`` of all
-            neurons (its ``top_rate``) and its assignment splits them among languages.
+            ``lape`` it is the *mean* set size per language: LAPE keeps the smallest number of
+            lowest-entropy neurons whose assignment (each to every language whose activation
+            probability passes the bar) gives a mean set size ``≥ k`` over ``langs`` (a binary
+            search; every eligible neuron, with a warning, when even all fall short).
         k: Neurons per language as a count (overrides ``budget``).
         statistic: Score to rank by (default: the method's primary statistic; ``plnd_min`` for
             ``plnd``).
@@ -118,8 +127,11 @@ def select_language_neurons(
         top_rate: LAPE only (not with ``k``; overrides ``budget``): its published budget — keep
             ``round(top_rate × all MLP neurons)`` neurons *in total* by lowest entropy, each
             assigned to every language whose activation probability passes the bar (the
-            recipe's ``top_rate = 0.01``). The config records ``top_rate`` (the total fraction
-            used) and ``budget_semantics`` either way.
+            recipe's ``top_rate = 0.01``), so the set sizes are what that assignment gives,
+            not a chosen size (a neuron may belong to several languages). The config records
+            ``budget_semantics`` (``"matched mean set size per language"`` or ``"total
+            (published top_rate)"``), ``top_rate`` (the total fraction used), ``n_kept_total``
+            (neurons kept) and ``mean_set_size`` (over ``langs``).
 
     Returns:
         :class:`LanguageNeurons`, each language's set in rank order.
@@ -173,25 +185,31 @@ def select_language_neurons(
               "langs": langs, "stats_config": stats.config}  # fmt: skip
     ranked, scores = {}, {}
     if rule == "lape":
-        semantics = "total (published top_rate)" if top_rate is not None else "per language"
-        if top_rate is None:
+        n_neurons = stats.spec.n_neurons
+        if top_rate is not None:  # LAPE's published budget: a fraction of all neurons in total
+            semantics, n_kept = "total (published top_rate)", round(top_rate * n_neurons)
+        else:  # matched: the smallest total whose assignment gives a mean set size ≥ k
             assert per_lang is not None
-            top_rate = per_lang * len(langs) / stats.spec.n_neurons
-            if top_rate > 1:  # LAPE would keep every neuron with a finite entropy, silently
-                raise ValueError(
-                    f"LAPE's per-language budget ({per_lang} neurons × {len(langs)} languages) "
-                    f"exceeds all {stats.spec.n_neurons} MLP neurons: give a smaller budget or "
-                    "LAPE's own total fraction, top_rate (the published recipe: 0.01)."
-                )
-        config |= {"top_rate": top_rate, "budget_semantics": semantics,
-                   "activation_bar_ratio": lape_ratio}  # fmt: skip
+            semantics = "matched mean set size per language"
+            n_kept = lape_matched_count(values, per_lang, lape_ratio)
+            top_rate = n_kept / n_neurons
         entropy = lape_entropy(values, lape_ratio)
-        for lang, layers in zip(langs, lape_neurons(values, top_rate, lape_ratio), strict=True):
+        sets = lape_neurons(values, ratio=lape_ratio, n_kept=n_kept)
+        for lang, layers in zip(langs, sets, strict=True):
             pairs = pairs_from_layers(layers)
             # Rank order = LAPE's: lowest entropy first; the score is the negated entropy.
             negated = -entropy[pairs[:, 0], pairs[:, 1]]
             order = torch.sort(-negated, stable=True).indices
             ranked[lang], scores[lang] = pairs[order], negated[order]
+        n_eligible = int(torch.isfinite(entropy).sum())
+        mean_size = sum(len(ranked[lang]) for lang in langs) / len(langs)
+        if per_lang is not None and mean_size < per_lang:
+            log.warning("lape: even all %d neurons with a finite entropy give a mean set size of "
+                        "%.1f per language, under k = %d; keeping them all.",
+                        n_eligible, mean_size, per_lang)  # fmt: skip
+        config |= {"top_rate": top_rate, "budget_semantics": semantics,
+                   "n_kept_total": min(n_kept, n_eligible), "mean_set_size": mean_size,
+                   "activation_bar_ratio": lape_ratio}  # fmt: skip
     else:
         assert per_lang is not None  # top_rate (no per-language count) is LAPE's alone
         if rule == "top":

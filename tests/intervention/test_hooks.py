@@ -113,9 +113,8 @@ def test_stacked_conditions_equal_one_pass_per_condition(tiny_checkpoints) -> No
     blocks = eval_blocks(model, corpus, ["en"], seq_len=32, max_tokens_per_lang=32 * 5)["en"]
     stacked = conditions_nll(model, blocks, conditions, max_batch_rows=20)
     single = conditions_nll(model, blocks, conditions, stack=False)
-    for (a, n), (b, m) in zip(stacked, single, strict=True):
-        assert n == m == blocks.n_tokens
-        assert a == pytest.approx(b, rel=1e-5)
-    assert len({round(a, 3) for a, _ in stacked}) == 4  # four different conditions
+    assert stacked.shape == (4, 5)  # condition × block
+    torch.testing.assert_close(stacked, single, rtol=1e-5, atol=1e-4)
+    assert len({round(float(a), 3) for a in stacked.sum(1)}) == 4  # four different conditions
     with pytest.raises(ValueError, match="conditions"):  # rows must match the stacking
         stacked_hooks(conditions, 3)[0][1](torch.zeros(5, 2, d_mlp), None)

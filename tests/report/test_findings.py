@@ -27,8 +27,25 @@ def matrix(
     seeds = [0.01, 0.02, 0.03, 0.02, 0.01] if seeds is None else seeds
     random = {a: {b: [BASE[b] + (s if a == b else 0.0) for s in seeds] for b in LANGS}
               for a in LANGS} if seeds else {}  # fmt: skip
-    return AblationMatrix(method, "zero", LANGS, LANGS, BASE, nll, random,
-                          sizes or dict.fromkeys(LANGS, 41))  # fmt: skip
+    # Per block: 8 blocks of 100 tokens whose difficulty varies (±0.3 nats/token, the same
+    # under every condition, as it is for real text), and whose ΔNLL varies ±10 % around its
+    # mean; the block means are exactly the means above.
+    difficulty, spread = [0.3, -0.3, 0.2, -0.2, 0.1, -0.1, 0.05, -0.05], [0.1, -0.1] * 4
+
+    def blocks(nll: float, b: str) -> list[float]:
+        return [100 * (nll + d + (nll - BASE[b]) * s)
+                for d, s in zip(difficulty, spread, strict=True)]  # fmt: skip
+
+    per_block = {
+        "tokens": {b: [100] * 8 for b in LANGS},
+        "baseline": {b: blocks(BASE[b], b) for b in LANGS},
+        "selected": {a: {b: blocks(nll[a][b], b) for b in LANGS} for a in LANGS},
+        "random": {a: {b: [blocks(v, b) for v in row] for b, row in per_b.items()}
+                   for a, per_b in random.items()},
+    }  # fmt: skip
+    return AblationMatrix.from_blocks(AblationMatrix(
+        method, "zero", LANGS, LANGS, {}, {}, n_neurons=sizes or dict.fromkeys(LANGS, 41),
+        per_block=per_block))  # fmt: skip
 
 
 def numbers(text: str) -> list[float]:
@@ -39,27 +56,44 @@ def test_the_conclusion_restates_the_selectivity_means() -> None:
     m = matrix(own=0.5, off=0.02)
     sel = m.selectivity()
     text = method_conclusion(m)
-    own, others, index = numbers(text)
+    found = re.search(
+        r"by (\S+) nats/token \[95 % CI (\S+), (\S+)\] vs (\S+) .* \(index (\S+) ", text
+    )
+    assert found is not None, text
+    own, own_low, own_high, others, index = (float(x) for x in found.groups())
+    intervals = m.summary()
+    assert own_low == pytest.approx(intervals["own_low"], abs=0.005)
+    assert own_high == pytest.approx(intervals["own_high"], abs=0.005)
     # Own ΔNLL 0.5, 0.6, 0.7 → mean 0.6; others 0.02 throughout: by hand, and as the table says.
     assert own == pytest.approx(0.6, abs=0.005) == pytest.approx(sel["own"].mean(), abs=0.005)
     assert others == pytest.approx(0.02, abs=5e-4) == pytest.approx(sel["others"].mean(), abs=5e-4)
     assert index == pytest.approx(float(sel["index"].mean()), abs=0.005)
     assert text.startswith("crane: masking a language's 41 neurons raises its own NLL")
-    assert "3/3 languages clearly above the random control" in text
+    assert "3/3 languages above all 5 of its random sets (p = 0.17, the smallest p 5" in text
+    assert "intervals resample 8 held-out blocks per language" in text
 
 
-def test_only_languages_clearly_above_random_sets_count() -> None:
-    # Random sets raise the own NLL by 0.55 ± 0.1: the set (own 0.5, 0.6, 0.7) is not clearly
-    # above them for en (z < 0) nor zh (z ≈ 0.5); vi: z ≈ 1.5 < 2 either → 0/3.
+def test_only_languages_above_their_random_sets_count() -> None:
+    # Random sets raise the own NLL by 0.45–0.65: the set (own 0.5, 0.6, 0.7) is above all five
+    # only for vi (0.7 > 0.65) → 1/3; p = 1/6 is all 5 random sets can show.
     m = matrix(seeds=[0.45, 0.55, 0.65, 0.45, 0.65])
-    assert "0/3 languages clearly above the random control" in method_conclusion(m)
+    assert "1/3 languages above all 5 of its random sets (p = 0.17" in method_conclusion(m)
     m = matrix(seeds=[0.05, 0.06, 0.07, 0.06, 0.06])
-    assert "3/3 languages clearly above the random control" in method_conclusion(m)
+    assert "3/3 languages above all 5 of its random sets" in method_conclusion(m)
     m = matrix(seeds=[])
-    assert "random control" not in method_conclusion(m)
-    # One seed: no z; the rule says what was counted instead.
-    m = matrix(seeds=[0.55])  # above the random mean for zh (0.6) and vi (0.7), not en (0.5)
-    assert "2/3 languages above the random sets' mean, z undefined" in method_conclusion(m)  # fmt: skip
+    assert "random set" not in method_conclusion(m)
+    m = matrix(seeds=[0.55])  # above it for zh (0.6) and vi (0.7), not en (0.5)
+    assert "2/3 languages above its one random set (p = 0.50" in method_conclusion(m)
+    m = matrix(seeds=[0.01 * (i % 3) for i in range(19)])  # 19 sets: p ≤ 0.05 is reachable
+    assert "3/3 languages above its random sets at p ≤ 0.05 (19 random sets)" in method_conclusion(m)  # fmt: skip
+
+
+def test_old_matrices_are_concluded_without_intervals() -> None:
+    m = matrix()
+    old = AblationMatrix(**{k: v for k, v in m.to_dict().items() if k != "per_block"})
+    text = method_conclusion(old)
+    assert "CI" not in text and "intervals resample" not in text
+    assert any(w.startswith("No intervals: this matrix was saved before") for w in run_warnings({"crane": old}))  # fmt: skip
 
 
 def test_sizes_and_signs_are_worded_from_the_numbers() -> None:
@@ -132,18 +166,17 @@ def test_a_sound_run_has_no_caveats() -> None:
 
 def test_few_seeds_are_flagged_once() -> None:
     (only,) = run_warnings({"crane": matrix(seeds=[0.01, 0.02])})
-    assert only.startswith("Only 2 random control seeds") and "--random-seeds 5" in only
-    # One seed: no std at all; the seed warning covers it, no second one about z.
+    assert only.startswith("Only 2 random control sets per language") and "--random-seeds 5" in only
+    assert "cannot go below 0.33 (p ≤ 0.05 needs 19 or more)" in only
     (only,) = run_warnings({"crane": matrix(seeds=[0.01])})
-    assert only.startswith("Only 1 random control seed: the random sets have no standard")
+    assert only.startswith("Only 1 random control set per language")
     (only,) = run_warnings({"crane": matrix(seeds=[])})
     assert only.startswith("No random control sets")
 
 
-def test_undefined_z_and_random_sets_that_do_not_raise_the_nll_are_named() -> None:
+def test_random_sets_that_do_not_raise_the_nll_are_named() -> None:
     warnings = run_warnings({"crane": matrix(seeds=[0.02] * 5), "lape": matrix("lape", seeds=[-0.01] * 5)})  # fmt: skip
-    z = next(w for w in warnings if w.startswith("z is undefined"))
-    assert "crane en, crane zh, crane vi" in z and "lape en" in z
+    assert not any(w.startswith("z is undefined") for w in warnings)  # z decides nothing now
     lower = next(w for w in warnings if w.startswith("Random sets do not raise the NLL"))
     assert "lape en" in lower and "crane" not in lower and "random_own ≤ 0" in lower
     assert not any("vs_random is undefined" in w for w in warnings)  # it never is now

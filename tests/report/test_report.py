@@ -7,6 +7,7 @@ import dataclasses
 import html
 import json
 import logging
+import re
 import shutil
 from html.parser import HTMLParser
 from pathlib import Path
@@ -64,6 +65,11 @@ class Page(HTMLParser):
             self._cell += data
 
 
+def numbers(cell: str) -> list[float]:
+    """The numbers of a table cell, typographic minus signs read as minus."""
+    return [float(x) for x in re.findall(r"-?\d+\.\d+", cell.replace("−", "-"))]
+
+
 @pytest.fixture(scope="module")
 def page(tiny_run: Path) -> Page:
     return Page((tiny_run / "report.html").read_text(encoding="utf-8"))
@@ -87,10 +93,15 @@ def test_the_tables_show_the_runs_numbers(tiny_run: Path, page: Page) -> None:
         cells = row[-9:]  # the method cell spans its group's rows
         assert cells[0].startswith(f"{lang} · ")
         assert int(cells[1]) == sel.loc[(method, lang), "n_neurons"]
-        own, others = (float(x.replace("−", "-")) for x in cells[2:4])
+        # A number, then its interval on a second line: "0.210[0.205, 0.216]".
+        own, own_low, own_high = numbers(cells[2])
+        others = numbers(cells[3])[0]
         assert own == pytest.approx(sel.loc[(method, lang), "own"], abs=5e-4)
+        assert own_low == pytest.approx(sel.loc[(method, lang), "own_low"], abs=5e-4)
+        assert own_high == pytest.approx(sel.loc[(method, lang), "own_high"], abs=5e-4)
         assert others == pytest.approx(sel.loc[(method, lang), "others"], abs=5e-4)
-        assert float(cells[5].replace("−", "-")) == pytest.approx(sel.loc[(method, lang), "index"], abs=5e-3)  # fmt: skip
+        assert numbers(cells[5])[0] == pytest.approx(sel.loc[(method, lang), "index"], abs=5e-3)
+        assert numbers(cells[8])[0] == pytest.approx(sel.loc[(method, lang), "p_value"], abs=5e-3)
     assert [r[0] for r in page.rows["selectivity"][1:] if r[0] in result.matrices] == [
         "crane",
         "lape",
@@ -115,9 +126,10 @@ def test_the_tables_show_the_runs_numbers(tiny_run: Path, page: Page) -> None:
     versions = json.loads((tiny_run / "run_config.json").read_text())["versions"]
     assert all(f"{k} {v}" in config["package versions"] for k, v in versions.items())
     assert config["random control seeds"] == "2" and config["intervention (mode)"] == "zero"
-    # LAPE's budget in words: per language here (3 × 41 = 123 of 4096 in total).
+    # LAPE's budget in words: sets matched to k = 41 per language on average.
     assert config["LAPE budget"] == lape_budget(result.config, result.neurons["lape"])
-    assert config["LAPE budget"].startswith("top_rate 0.03 = 1 % per language × 3 languages (123")
+    assert "per language, matched to k = 41 (1 % per language)" in config["LAPE budget"]
+    assert result.neurons["lape"].config["mean_set_size"] >= 41
     assert _mode(dataclasses.replace(result.config, mode="scale", factor=0.5)) == "scale × 0.5"
 
 
@@ -155,7 +167,9 @@ def test_figures_fit_the_content_column_with_the_toolbar_above(tiny_run: Path) -
 def test_conclusions_and_caveats_are_there(page: Page, tiny_run: Path) -> None:
     text = (tiny_run / "report.html").read_text(encoding="utf-8")
     assert "masking a language&#x27;s 41 neurons raises its own NLL by" in text
-    assert "Only 2 random control seeds" in text  # 2 < 5 seeds
+    assert "Only 2 random control sets per language" in text  # 2 < 5 seeds
+    assert "p = 0.33, the smallest p 2 random sets allow" in text  # what 2 seeds can show
+    assert "95 % CI" in text and "intervals resample" in text
     assert "Set sizes differ between methods" in text  # LAPE picks its own sizes
 
 

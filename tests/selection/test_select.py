@@ -78,9 +78,12 @@ def test_lape_rule_is_lapes_own_assignment() -> None:
         stats.sums[lang] = {"act_on": probs[i] * 10, "act_sum": probs[i]}
         stats.n_tokens[lang] = 10
     neurons = select_language_neurons(stats, "lape", budget=0.02)
-    # budget is per language: LAPE keeps 3 × 8 of the 400 neurons (top_rate 0.06).
-    assert neurons.config["top_rate"] == pytest.approx(0.06)
-    expected = lape_neurons(probs, top_rate=0.06)
+    # budget is the mean set size per language (k = 8): LAPE keeps the smallest total that
+    # reaches it, and the recorded top_rate is that total's share of the 400 neurons.
+    n_kept = neurons.config["n_kept_total"]
+    assert neurons.config["top_rate"] == pytest.approx(n_kept / 400)
+    assert neurons.config["mean_set_size"] >= 8
+    expected = lape_neurons(probs, n_kept=n_kept)
     for i, lang in enumerate(neurons.langs):
         assert [t.tolist() for t in neurons.per_layer(lang)] == [t.tolist() for t in expected[i]]
     with pytest.raises(ValueError, match="method='lape'"):
@@ -139,13 +142,15 @@ def test_published_top_rate_keeps_lapes_total_count_set_for_set() -> None:
     recorded = {key: neurons.config[key] for key in ("top_rate", "budget_semantics", "budget", "k")}
     assert recorded == {"top_rate": 0.01, "budget_semantics": "total (published top_rate)",
                         "budget": None, "k": None}  # fmt: skip
-    # The default budget is per language on average: 17 × 41 of the 4096 neurons.
+    # The default budget is matched: a mean set size of at least 41 per language.
     per_lang = select_language_neurons(stats, "lape", budget=0.01)
-    assert per_lang.config["budget_semantics"] == "per language"
-    assert per_lang.config["top_rate"] == pytest.approx(17 * 41 / 4096)
+    assert per_lang.config["budget_semantics"] == "matched mean set size per language"
+    sizes = [per_lang.count(lang) for lang in per_lang.langs]
+    assert sum(sizes) / 17 == per_lang.config["mean_set_size"] >= 41
     total = set().union(*({tuple(p) for p in per_lang.ranked[lang].tolist()}
                           for lang in per_lang.langs))  # fmt: skip
-    assert len(total) == 17 * 41
+    assert len(total) == per_lang.config["n_kept_total"]
+    assert per_lang.config["top_rate"] == pytest.approx(len(total) / 4096)
 
 
 def test_top_rate_is_lapes_alone_and_exclusive_with_k() -> None:
@@ -157,9 +162,10 @@ def test_top_rate_is_lapes_alone_and_exclusive_with_k() -> None:
     for bad in (0.0, 1.5):
         with pytest.raises(ValueError, match=r"\(0, 1\]"):
             select_language_neurons(stats, "lape", top_rate=bad)
-    # A per-language budget past all neurons in total is refused, not silently "everything".
-    with pytest.raises(ValueError, match="exceeds all 200 MLP neurons.*top_rate"):
-        select_language_neurons(stats, "lape", budget=0.4)  # 80 × 3 languages > 200
+    # A per-language budget past all neurons in total is a mean set size like any other:
+    # neurons are shared, so it may be reached; if not, every eligible neuron is kept (warned).
+    large = select_language_neurons(stats, "lape", budget=0.4)  # 80 × 3 languages > 200
+    assert large.config["n_kept_total"] <= 200
     # top_rate overrides budget: the same selection whatever budget says.
     a = select_language_neurons(stats, "lape", top_rate=0.05, budget=0.3)
     b = select_language_neurons(stats, "lape", top_rate=0.05)
