@@ -19,10 +19,12 @@
 # torch are what `.venv/bin/pip freeze` shares with requirements/lock.txt; of those the GPU image
 # lacks these (take the versions from the lock):
 #   echo /.whl/ >> .git/info/exclude        # never committed
-#   grep -E '^(transformer-lens|datasets|dill|multiprocess)==' requirements/lock.txt > /tmp/gpu-wheels.txt
+#   grep -E '^(transformer-lens|datasets|dill|multiprocess|langcodes|language-data|marisa-trie|jaxtyping|wadler-lindig|einops|fancy-einsum|beartype|typeguard)==' \
+#     requirements/lock.txt > /tmp/gpu-wheels.txt
 #   .venv/bin/pip download --no-deps --only-binary=:all: --python-version 3.12 --implementation cp \
 #     --platform manylinux_2_28_x86_64 --platform manylinux2014_x86_64 -d .whl -r /tmp/gpu-wheels.txt
-# Pure-Python wheels (py3-none-any) work for any platform. If env.txt stops at a
+# (Not plotly: with it the carried tree passed the device's 64 MiB limit; the image has none, and
+# the GPU tier needs none.) Pure-Python wheels (py3-none-any) work for any platform. If env.txt stops at a
 # ModuleNotFoundError, add that package's NAME==VERSION from the lock the same way (its
 # dependencies are not fetched: --no-deps). Add transformers only to test the locked version
 # instead of the machine's: it checks the versions of its own dependencies when imported.
