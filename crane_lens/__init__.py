@@ -43,7 +43,13 @@ if TYPE_CHECKING:
     from crane_lens.intervention import ablate, ablation_hooks, intervention_values
     from crane_lens.model import ModelSpec, get_spec, load_model
     from crane_lens.pipeline import RunConfig, RunResult, run
-    from crane_lens.selection import LanguageNeurons, random_neurons, select_language_neurons
+    from crane_lens.selection import (
+        LanguageNeurons,
+        SelectionStability,
+        random_neurons,
+        select_language_neurons,
+        selection_stability,
+    )
     from crane_lens.stats import NeuronStats, compute_stats
 
 # Imported on first use (PEP 562): `import crane_lens` and the `crane-lens` command start without
@@ -72,6 +78,8 @@ _LAZY = {
     "LanguageNeurons": "crane_lens.selection",
     "random_neurons": "crane_lens.selection",
     "select_language_neurons": "crane_lens.selection",
+    "SelectionStability": "crane_lens.selection",
+    "selection_stability": "crane_lens.selection",
     "NeuronStats": "crane_lens.stats",
     "compute_stats": "crane_lens.stats",
 }
@@ -114,6 +122,7 @@ __all__ = [
     "OutputExistsError",
     "RunConfig",
     "RunResult",
+    "SelectionStability",
     "TokenBlocks",
     "TokenNLLChange",
     "TokenizerError",
@@ -134,5 +143,6 @@ __all__ = [
     "random_neurons",
     "run",
     "select_language_neurons",
+    "selection_stability",
     "token_nll_change",
 ]

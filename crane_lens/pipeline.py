@@ -52,8 +52,9 @@ from crane_lens.evaluation.relevance import relevance_selectivity
 from crane_lens.intervention.hooks import MODES, Mode, intervention_values
 from crane_lens.selection.neurons import LanguageNeurons
 from crane_lens.selection.select import select_language_neurons
+from crane_lens.selection.stability import STABILITY_FILE, SelectionStability, selection_stability
 from crane_lens.stats.methods import METHODS
-from crane_lens.stats.results import NeuronStats
+from crane_lens.stats.results import META_FILE, NeuronStats
 from crane_lens.utils import distributed
 from crane_lens.utils.io import atomic_path, write_json, write_text
 
@@ -448,6 +449,9 @@ def _check_output(folder: Path) -> None:
         ) from exc
 
 
+STABILITY_DIR = "stability"
+
+
 @dataclass
 class RunResult:
     """Everything a run produced (also what :meth:`load` reads back from its folder)."""
@@ -464,6 +468,10 @@ class RunResult:
     report: Path | None = None
     """The report.html this call of :func:`run` wrote (on rank 0); ``None`` where writing it
     failed (the error was logged), on other ranks, and for a result read by :meth:`load`."""
+    stability: SelectionStability | None = None
+    """How much each method's sets depend on the training text (split halves, nested
+    fractions; :func:`crane_lens.selection_stability`); ``None`` where the statistics have no
+    per-part sums (a run begun by an older crane_lens)."""
 
     def selectivity(self) -> Any:
         """Every method's selectivity table stacked (index: method, masked language)."""
@@ -535,6 +543,9 @@ class RunResult:
             lines += [f"- {line}"]
         warnings = run_warnings(self.matrices)
         lines += ["", *(["## Caveats", "", *(f"- {w}" for w in warnings), ""] if warnings else [])]
+        if self.stability is not None:
+            lines += ["## How stable are these sets", "",
+                      *(f"- {line}" for line in self.stability.describe().splitlines()), ""]  # fmt: skip
         for method, matrix in self.matrices.items():
             lines += [f"## ΔNLL matrix, {method} (rows: masked set, columns: evaluated)", "",
                       matrix.delta().to_markdown(floatfmt=".3f"), ""]  # fmt: skip
@@ -574,6 +585,8 @@ class RunResult:
             {m: AblationMatrix.load(folder / "ablation" / m) for m in config.methods},
             NeuronStats.load(eval_dir) if (eval_dir / "stats.json").is_file() else None,
             dict(meta.get("resolved") or {}),
+            stability=SelectionStability.load(folder / STABILITY_DIR)
+            if _saved(folder / STABILITY_DIR / STABILITY_FILE) else None,
         )  # fmt: skip
 
 
@@ -1013,13 +1026,14 @@ def _stages(
         model, train, config.stats_methods(), seq_len=config.seq_len,
         batch_size=config.batch_size, max_tokens_per_lang=config.max_tokens_per_lang,
         seed=config.seed, target=config.target,  # type: ignore[arg-type]
+        parts=_keeps_parts(folder / "stats"),
         output_dir=folder / "stats", checkpoint_every=4, progress=progress,
     )  # fmt: skip
-    eval_stats = compute_stats(
+    eval_stats = compute_stats(  # relevance shares only: no stability, so no per-part sums
         model, held_out, ["crane"], seq_len=config.seq_len, batch_size=config.batch_size,
         max_tokens_per_lang=config.eval_tokens_per_lang, seed=config.seed,
         target=config.target,  # type: ignore[arg-type]
-        output_dir=folder / "eval_stats", progress=progress,
+        parts=False, output_dir=folder / "eval_stats", progress=progress,
     )  # fmt: skip
 
     log.info("stage 2/3: selection (%s, budget %g)", ", ".join(config.methods), config.budget)
@@ -1036,6 +1050,7 @@ def _stages(
         _on_main(functools.partial(_save_neurons, neurons[method], path), f"to write {path}")
     if "lape" in neurons:
         log.info("LAPE: %s", lape_budget(config, neurons["lape"]))
+    stability = _stability(config, folder, stats)
 
     log.info("stage 3/3: ablation matrices (%s, %d random seeds)", config.mode,
              config.random_seeds)  # fmt: skip
@@ -1059,7 +1074,35 @@ def _stages(
             checkpoint_dir=target, progress=progress,
         )  # fmt: skip
         _on_main(functools.partial(_save_matrix, matrices[method], target), f"to write {target}")
-    return RunResult(folder, config, stats, neurons, matrices, eval_stats)
+    return RunResult(folder, config, stats, neurons, matrices, eval_stats, stability=stability)
+
+
+def _keeps_parts(folder: Path) -> bool:
+    """Whether statistics in ``folder`` keep per-part sums: yes for new ones; statistics begun
+    (or finished) by a crane_lens without them continue without, and the run reports no
+    stability instead of refusing the folder."""
+    from crane_lens.stats.engine import CHECKPOINT_META
+
+    for name in (META_FILE, CHECKPOINT_META):
+        if (folder / name).is_file():
+            saved = json.loads((folder / name).read_text(encoding="utf-8"))
+            return bool(saved.get("config", {}).get("parts", False))
+    return True
+
+
+def _stability(config: RunConfig, folder: Path, stats: NeuronStats) -> SelectionStability | None:
+    """The sets' stability (saved in ``folder/stability``; ``None`` without per-part sums)."""
+    target = folder / STABILITY_DIR
+    if _saved(target / STABILITY_FILE):
+        return SelectionStability.load(target)
+    if not stats.has_parts:
+        log.info("no stability: these statistics have no per-part sums (an older crane_lens)")
+        return None
+    log.info("set stability: selecting on halves and on 1/16 … 1 of the text")
+    stability = selection_stability(stats, config.methods, budget=config.budget,
+                                    top_rate=config.lape_top_rate)  # fmt: skip
+    _on_main(functools.partial(stability.save, target), f"to write {target}")
+    return stability
 
 
 def _write_tables(result: RunResult) -> None:

@@ -23,7 +23,9 @@ work):
 5. benchmarks under masking (en, zh, vi): multiple-choice accuracy and the language of greedy
    continuations;
 6. estimates vs exact ablation (en, zh, vi): exact single-neuron zero-ablation ΔNLL of every
-   neuron of --causal-layers on a few held-out blocks, against attribution and CRANE.
+   neuron of --causal-layers on a few held-out blocks, against attribution and CRANE;
+and, from stage 1's per-part sums, how stable each method's sets are (split halves, nested
+fractions of the training text).
 """
 
 from __future__ import annotations
@@ -66,6 +68,9 @@ VARIANTS: dict[str, tuple[str, str, str | None, str]] = {
 }
 
 
+# Rows per forward pass of the ablation matrices: on a 6 M-parameter model a pass of 8 rows is
+# mostly overhead, so 32 (4 conditions × 8 blocks) per pass.
+EVAL_ROWS = 32
 # Variants whose ablation matrix is computed (the others are compared through their sets only).
 MATRIX_VARIANTS = [
     v for v in VARIANTS if v not in ("crane (top, no specificity)", "kojima (fixed to medians)")
@@ -103,6 +108,8 @@ def main(argv: list[str] | None = None) -> int:
         default=2048,
         help="held-out tokens per language (2048: 8 blocks of 256 for the intervals)",
     )
+    parser.add_argument("--eval-seq-len", type=int, default=128,
+                        help="held-out block length: 8 blocks per language for the bootstrap")  # fmt: skip
     parser.add_argument("--seeds", type=int, default=5)
     parser.add_argument("--causal-layers", default="1,3", help="stage 6: layers ablated exactly")
     parser.add_argument("--causal-blocks", type=int, default=4,
@@ -145,7 +152,8 @@ def main(argv: list[str] | None = None) -> int:
             matrices[label] = matrix(out, label, lambda folder, label=label, seeds=seeds,
                                      values=values, mode=mode: cl.ablation_matrix(
                 base, held_out, neurons[label], mode=mode, values=values, random_seeds=seeds,
-                max_tokens_per_lang=args.eval_tokens, checkpoint_dir=folder))  # fmt: skip
+                max_tokens_per_lang=args.eval_tokens, seq_len=args.eval_seq_len,
+                max_batch_rows=EVAL_ROWS, checkpoint_dir=folder))  # fmt: skip
     transfer: dict[str, Any] = {}
     if 4 in stages:
         chat = cl.load_model(args.chat_model or "crane-tiny-chat")
@@ -162,6 +170,8 @@ def main(argv: list[str] | None = None) -> int:
             transfer[label] = matrix(out, f"transfer {label}", lambda folder, m=model, s=sets:
                                      cl.ablation_matrix(m, paper_eval, s, random_seeds=args.seeds,
                                                         max_tokens_per_lang=args.eval_tokens,
+                                                        seq_len=args.eval_seq_len,
+                                                        max_batch_rows=EVAL_ROWS,
                                                         checkpoint_dir=folder))  # fmt: skip
         transfer["jaccard"] = base_sets.jaccard(chat_sets)
     benchmarks: dict[str, Any] = {}
@@ -180,8 +190,11 @@ def main(argv: list[str] | None = None) -> int:
             output_dir=out / "stats_causality",
         )  # fmt: skip
     if args.write_docs:
-        write_docs(args, out, neurons, matrices, transfer, benchmarks, causality)
-        write_figures(args, stats["main"], neurons, matrices, transfer, benchmarks, causality)
+        # How much each set depends on the training text: from the statistics' per-part sums.
+        stability = cl.selection_stability(stats["main"], MAIN_METHODS, budget=args.budget)
+        write_docs(args, out, neurons, matrices, transfer, benchmarks, causality, stability)
+        write_figures(args, stats["main"], neurons, matrices, transfer, benchmarks, causality,
+                      stability)  # fmt: skip
     return 0
 
 
@@ -240,8 +253,19 @@ def _bracketed(matrix: AblationMatrix) -> pd.DataFrame:
 
 def write_docs(args: Any, out: Path, neurons: dict[str, Any], matrices: dict[str, AblationMatrix],
                transfer: dict[str, Any], benchmarks: dict[str, Any],
-               causality: cl.NeuronStats | None) -> None:  # fmt: skip
+               causality: cl.NeuronStats | None, stability: Any) -> None:  # fmt: skip
     blocks: dict[str, str] = {}
+    table = stability.summary()
+    blocks["stability"] = (
+        "Each method selected again, at the same budget, on two disjoint halves of the training "
+        "text (interleaved blocks) and on its first 1/16 … 1/2, from the per-part sums of the one "
+        "statistics pass; Jaccard index of the sets (chance: random sets of the same sizes):\n\n"
+        + "\n".join(f"* {line}" for line in stability.describe().splitlines()) + "\n\n"
+        + fmt(table.rename(columns={"median": "split-half median", "min": "lowest",
+                                    "min_lang": "lowest language", "tokens": "tokens per half",
+                                    "converged": "at 1/4 vs all"}), 3)
+        + "\n\nSplit-half Jaccard per language:\n\n" + fmt(stability.split_half(), 2) + "\n"
+    )  # fmt: skip
     crane = matrices["crane"]
     sel = crane.selectivity()
     n_blocks = len(next(iter(crane.per_block["tokens"].values()))) if crane.per_block else 0
@@ -347,7 +371,8 @@ MAIN_METHODS = ["crane", "lape", "attribution", "grad_act", "kojima", "plnd"]
 
 def write_figures(args: Any, stats: cl.NeuronStats, neurons: dict[str, Any],
                   matrices: dict[str, AblationMatrix], transfer: dict[str, Any],
-                  benchmarks: dict[str, Any], causality: cl.NeuronStats | None) -> None:  # fmt: skip
+                  benchmarks: dict[str, Any], causality: cl.NeuronStats | None,
+                  stability: Any) -> None:  # fmt: skip
     """Draw the page's figures into docs/figures/ and put them at the top of their blocks
     (the ``<block>-figures`` marker right after each block)."""
     from crane_lens import plots
@@ -380,6 +405,8 @@ def write_figures(args: Any, stats: cl.NeuronStats, neurons: dict[str, Any],
             plots.accuracy_chart(benchmarks, key="mc"))  # fmt: skip
         add("benchmarks", "generation", "Language of greedy continuations under masking",
             plots.accuracy_chart(benchmarks, key="generation"))  # fmt: skip
+    add("stability", "stability", "How stable the sets are across samples of the training text",
+        plots.stability_figure(stability))  # fmt: skip
     if causality is not None:
         add("causality", "estimate-vs-exact", "Estimates vs exact single-neuron ablation",
             plots.estimate_vs_exact_from_stats(causality))  # fmt: skip

@@ -8,10 +8,11 @@ from crane_lens.plots.causality import (
 )
 from crane_lens.plots.counts import neuron_counts
 from crane_lens.plots.heatmap import neuron_heatmap
-from crane_lens.plots.matrix import ablation_heatmap, ablation_matrices
+from crane_lens.plots.matrix import ablation_heatmap, ablation_matrices, uncertain_cells
 from crane_lens.plots.overlap import language_overlap, method_overlap
 from crane_lens.plots.run import NamedFigure, run_figures
 from crane_lens.plots.selectivity import random_selectivity, selectivity_chart
+from crane_lens.plots.stability import stability_figure
 from crane_lens.plots.sweep import budget_sweep, sweep_table
 from crane_lens.plots.transfer import transfer_chart
 
@@ -31,6 +32,8 @@ __all__ = [
     "random_selectivity",
     "run_figures",
     "selectivity_chart",
+    "stability_figure",
     "sweep_table",
     "transfer_chart",
+    "uncertain_cells",
 ]

@@ -31,7 +31,8 @@ def run_figures(result: RunResult) -> list[NamedFigure]:
 
     In order: where each method's neurons are (per layer and language, exclusive or shared);
     CRANE's language specificity per layer with CRANE's set marked; the ablation matrices side
-    by side with the random control; selectivity per language against random sets; Jaccard
+    by side with the random control; selectivity per language against random sets; how stable
+    the sets are across samples of the training text (when the statistics allow); Jaccard
     overlap between the languages' sets of a method (where they overlap) and between methods.
 
     Args:
@@ -75,6 +76,16 @@ def run_figures(result: RunResult) -> list[NamedFigure]:
             "Selectivity index and own-language ΔNLL per language and method (filled), against "
             "random sets of the same per-layer sizes (open: mean ± std over seeds).",
             selectivity_chart(result.matrices),
+        ))  # fmt: skip
+    if result.stability is not None:
+        from crane_lens.plots.stability import stability_figure
+
+        figures.append(NamedFigure(
+            "stability",
+            "How stable are these sets: the Jaccard index between the sets selected on two "
+            "disjoint halves of the training text, per language (left; dashed: chance), and "
+            "between the sets selected on the first 1/16 … 1/2 of the text and on all of it "
+            "(right, median over languages).", stability_figure(result.stability),
         ))  # fmt: skip
     for method, neurons in result.neurons.items():
         if bool((neurons.membership() > 1).any()):  # disjoint sets (CRANE's) overlap nowhere

@@ -310,6 +310,38 @@ def _selectivity(result: RunResult) -> str:
     return _definitions(keys) + _table(headers, _grouped(table, cells), "grouped")
 
 
+def _stability(result: RunResult) -> str:
+    """One sentence per method on how much its sets depend on the training text, and the
+    table behind them (split-half Jaccard median, lowest language, chance)."""
+    stability = result.stability
+    if stability is None:
+        return ('<p class="muted">No stability: this run\'s statistics have no per-part sums '
+                "(they were computed by an older crane_lens); a new run (another --out or "
+                "--name) measures it at no extra cost.</p>")  # fmt: skip
+    intro = ("<p>Each method selected again on two disjoint halves of the training text "
+             "(interleaved blocks) and on its first 1/16, 1/8, 1/4 and 1/2, from the same pass "
+             "over the text; the Jaccard index (shared neurons ÷ neurons in either set) says "
+             "how much of a language's set a different sample of text would keep. Chance: "
+             "the expected Jaccard of random sets of the same sizes. Figure: <em>how stable are "
+             "these sets</em>.</p>")  # fmt: skip
+    items = "".join(f"<li>{_e(line)}</li>" for line in stability.describe().splitlines())
+    summary = stability.summary()
+
+    def cells(method: str, row: pd.Series) -> list[Cell]:
+        lowest = (f"{float(row['min']):.2f} ({_lang(str(row['min_lang']))})"
+                  if row["min_lang"] else "n/a")  # fmt: skip
+        tokens = f"{int(row['tokens']):,}" if math.isfinite(float(row["tokens"])) else "n/a"
+        return [Cell(method), _num(row["median"], 2), Cell(lowest, True), _num(row["chance"], 3),
+                Cell(tokens, True)]  # fmt: skip
+
+    table = _table(
+        [("method", False), ("split-half Jaccard, median", True), ("lowest (language)", True),
+         ("chance", True), ("tokens per half", True)],
+        [cells(str(m), r) for m, r in summary.iterrows()],
+    )  # fmt: skip
+    return intro + f'<ul class="conclusions">{items}</ul>' + table
+
+
 def _relevance(result: RunResult) -> str:
     if result.eval_stats is None:
         return '<p class="muted">This run has no held-out relevance statistics.</p>'
@@ -504,6 +536,7 @@ def report_html(result: RunResult, figures: Sequence[NamedFigure] | None = None)
          "<p>ΔNLL = NLL with a language's set masked − unmasked NLL, in nats per token on "
          f"held-out text ({_e(c.mode)} ablation); one row per masked set.</p>"
          + _selectivity(result)),
+        ("stability", "How stable are these sets", _stability(result)),
         ("relevance", "Relevance share", _relevance(result)),
         ("overlap", "Exclusive and shared neurons", _overlap(result)),
         ("jaccard", "Overlap between methods (Jaccard)", _jaccard(result)),

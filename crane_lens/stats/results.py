@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import json
+import math
 import os
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Literal
 
 import numpy as np
 import torch
@@ -24,14 +26,67 @@ if TYPE_CHECKING:
     import pandas as pd
 
 STATS_FILE, META_FILE = "stats.safetensors", "stats.json"
-FORMAT_VERSION = 2  # 2: ``lang/block_ids`` beside ``lang/block_means``
+# 2: ``lang/block_ids`` beside ``lang/block_means``; 3: per-part sums (``lang/part/field``,
+# ``lang/part_tokens``, ``lang/block_parts``).
+FORMAT_VERSION = 3
 MIN_FIELDS = frozenset({"abs_mean_min"})  # merged by minimum; every other field by sum
+# Parts of a language's blocks (see :func:`block_parts`): the prefix fractions, and two
+# interleaved halves inside each fraction's bucket.
+FRACTIONS = (1 / 16, 1 / 8, 1 / 4, 1 / 2, 1.0)
+N_PARTS = 2 * len(FRACTIONS)
+PartKind = Literal["half", "fraction"]
+NO_PARTS = (
+    "recompute them with compute_stats(..., parts=True) (the default since statistics format "
+    f"{FORMAT_VERSION}) to measure how stable the selected sets are"
+)
 # Config keys of settings that change every score: shards must agree on them to merge (a key
 # missing on one side counts only when the other has it).
 MERGE_SETTINGS = ("methods", "target", "attention", "gated_mlp_rule", "objective", "seq_len",
                   "ablation_layers")  # fmt: skip
 # Identities the engine records; compared only when both shards have them.
 MERGE_IDENTITIES = {"model_fingerprint": "models", "tokenizer_sha256": "tokenizers"}
+
+
+def block_parts(n_blocks: int) -> Int[Tensor, " block"]:
+    """The part (``0 .. N_PARTS - 1``) of each of a language's ``n_blocks`` blocks, in order.
+
+    Block ``i`` belongs to half ``i % 2`` (interleaved halves) and to bucket ``j`` of the
+    nested prefixes :data:`FRACTIONS`: bucket 0 holds the first ``ceil(n / 16)`` blocks and
+    bucket ``j > 0`` the blocks ``ceil(n · 2^(j-5)) <= i < ceil(n · 2^(j-4))``, so buckets
+    ``0..j`` are the prefix of ``ceil(n · FRACTIONS[j])`` blocks — never empty when ``n >= 1``.
+    With fewer than 16 blocks, later buckets may be empty (e.g. one block: all in bucket 0).
+    Its part is ``2 · j + i % 2``.
+
+    Example:
+        >>> block_parts(16).tolist()
+        [0, 3, 4, 5, 6, 7, 6, 7, 8, 9, 8, 9, 8, 9, 8, 9]
+        >>> block_parts(3).tolist()  # prefixes of 1, 1, 1, 2 and 3 blocks
+        [0, 7, 8]
+    """
+    index = torch.arange(n_blocks)
+    bounds = torch.tensor([-(-n_blocks // 2 ** (len(FRACTIONS) - 1 - j))
+                           for j in range(len(FRACTIONS))])  # fmt: skip
+    return 2 * torch.searchsorted(bounds, index, right=True) + index % 2
+
+
+def parts_of(kind: PartKind, which: float) -> list[int]:
+    """The parts that make up half ``which`` (0 or 1) or the prefix fraction ``which`` (one
+    of :data:`FRACTIONS`: 1/16, 1/8, 1/4, 1/2 or 1) of every language's blocks.
+
+    Example:
+        >>> parts_of("half", 1), parts_of("fraction", 1 / 4)
+        ([1, 3, 5, 7, 9], [0, 1, 2, 3, 4, 5])
+    """
+    if kind == "half":
+        if which not in (0, 1):
+            raise ValueError(f"A half is 0 or 1, not {which!r}.")
+        return list(range(int(which), N_PARTS, 2))
+    if kind == "fraction":
+        for j, fraction in enumerate(FRACTIONS):
+            if math.isclose(float(which), fraction):
+                return list(range(2 * j + 2))
+        raise ValueError(f"Fractions with parts: 1/16, 1/8, 1/4, 1/2 and 1; not {which!r}.")
+    raise ValueError(f"Unknown kind of part {kind!r}: 'half' or 'fraction'.")
 
 
 @dataclass
@@ -58,6 +113,14 @@ class NeuronStats:
         block_ids: ``lang -> Int[Tensor, " block"]``: the global index (int64, ascending) of the
             block each row of ``block_means[lang]`` comes from; ``arange`` where absent.
         w_down_norm: ``Float[Tensor, "layer neuron"]``, ``‖W_down[i, :]‖`` (``plnd`` only).
+        part_sums: ``lang -> field -> Float[Tensor, "part layer neuron"]``: every field of
+            :attr:`sums` accumulated per part of the language's blocks (:func:`block_parts`:
+            two interleaved halves × five nested prefixes), so that :meth:`part` and
+            :meth:`subset` can restrict the statistics to some blocks without another pass.
+            Empty when the run had ``parts=False`` (or came from a crane_lens before format 3).
+        part_tokens: ``lang -> [tokens of each part]``.
+        block_parts: ``lang -> Int[Tensor, " block"]``: the part of each row of
+            ``block_means[lang]`` (``kojima`` with parts only).
         config: The settings of the run (seq_len, target, attention rule, seed...); after a
             :meth:`merge`, the settings all shards share plus ``"shards"`` (their provenance).
         versions: Package versions the run used (after a merge: those all shards share).
@@ -72,6 +135,9 @@ class NeuronStats:
     config: dict[str, Any] = field(default_factory=dict)
     versions: dict[str, str] = field(default_factory=dict)
     block_ids: dict[str, Tensor] = field(default_factory=dict)
+    part_sums: dict[str, dict[str, Tensor]] = field(default_factory=dict)
+    part_tokens: dict[str, list[int]] = field(default_factory=dict)
+    block_parts: dict[str, Tensor] = field(default_factory=dict)
     # statistic -> scores of every language; not an init field, so copies start empty.
     _cache: dict[str, Tensor] = field(default_factory=dict, init=False, repr=False, compare=False)
 
@@ -171,7 +237,11 @@ class NeuronStats:
         return ids if ids is not None else torch.arange(len(self.block_means[lang]))
 
     def add_block_means(
-        self, lang: str, ids: Int[Tensor, " n"], means: Float[Tensor, "n layer neuron"]
+        self,
+        lang: str,
+        ids: Int[Tensor, " n"],
+        means: Float[Tensor, "n layer neuron"],
+        parts: Int[Tensor, " n"] | None = None,
     ) -> None:
         """Add the mean activations of blocks ``ids`` of ``lang``, keeping rows ordered by id.
 
@@ -182,6 +252,8 @@ class NeuronStats:
             lang: Language code.
             ids: Global block indices (int), unique and not added before.
             means: Each block's mean activation; stored as float32 on the CPU.
+            parts: The part of each block (:func:`block_parts`); kept in :attr:`block_parts`
+                while every call for ``lang`` gives them, dropped otherwise.
 
         Raises:
             ValueError: ``means`` does not have one ``[layer, neuron]`` row per id.
@@ -205,13 +277,19 @@ class NeuronStats:
                 f"add_block_means({lang!r}): means of shape {tuple(means.shape)} for {len(ids)} "
                 f"ids; expected ({len(ids)}, {shape[0]}, {shape[1]})."
             )
+        labels = None if parts is None else torch.as_tensor(parts).long().flatten().cpu()
+        if labels is not None and len(labels) != len(ids):
+            raise ValueError(f"add_block_means({lang!r}): {len(labels)} parts for {len(ids)} ids.")
         if lang in self.block_means:
+            before = self.block_parts.get(lang)
+            labels = None if before is None or labels is None else torch.cat([before, labels])
             ids = torch.cat([self.block_ids_of(lang), ids])
             means = torch.cat([self.block_means[lang], means])
         steps = ids.diff()
         if not bool((steps > 0).all()):  # out of order: sort (ids are unique, so stably)
             order = torch.argsort(ids, stable=True)
             ids, means = ids[order], means[order]
+            labels = None if labels is None else labels[order]
             steps = ids.diff()
         if bool((steps == 0).any()):
             twice = ids[1:][steps == 0].unique().tolist()
@@ -220,6 +298,10 @@ class NeuronStats:
                 "recorded once (are two shards of the same blocks being combined?)."
             )
         self.block_means[lang], self.block_ids[lang] = means, ids
+        if labels is None:
+            self.block_parts.pop(lang, None)
+        else:
+            self.block_parts[lang] = labels
         self._cache.clear()
 
     def n_blocks(self, lang: str) -> int:
@@ -230,6 +312,90 @@ class NeuronStats:
         counted = self.n_tokens.get(lang, 0) // (seq_len - 1) if seq_len and seq_len > 1 else 0
         return max(seen, counted)
 
+    # -- parts of the blocks ----------------------------------------------------------------
+    @property
+    def has_parts(self) -> bool:
+        """Whether every language has per-part sums (:attr:`part_sums`), so that :meth:`part`
+        and :meth:`subset` work."""
+        return bool(self.n_tokens) and all(
+            lang in self.part_sums and lang in self.part_tokens
+            and (lang not in self.block_means or lang in self.block_parts)
+            for lang in self.langs
+        )  # fmt: skip
+
+    def part(self, kind: PartKind, which: float) -> NeuronStats:
+        """The statistics of one half or one prefix of every language's blocks.
+
+        ``part("half", 0)`` / ``part("half", 1)``: the even / odd blocks of each language (two
+        disjoint halves of its text); ``part("fraction", f)``: its first ``ceil(n · f)`` blocks,
+        ``f`` one of :data:`FRACTIONS` (1/16, 1/8, 1/4, 1/2, 1). Built from :attr:`part_sums`
+        without another pass over the model (:meth:`subset`).
+
+        Raises:
+            CraneLensError: No per-part sums (``compute_stats(..., parts=False)`` or an older
+                crane_lens), or a language without tokens in that part.
+            ValueError: An unknown kind, half or fraction.
+
+        Example:
+            >>> import crane_lens as cl
+            >>> model = cl.load_model("crane-tiny")
+            >>> corpus = cl.load_corpus("builtin", langs=["en", "vi"])
+            >>> stats = cl.compute_stats(model, corpus, "lape", seq_len=33,
+            ...                          max_tokens_per_lang=8 * 33, progress=False)
+            >>> stats.n_tokens, stats.part("half", 1).n_tokens, stats.part("fraction", 0.25).n_tokens
+            ({'en': 256, 'vi': 256}, {'en': 128, 'vi': 128}, {'en': 64, 'vi': 64})
+        """
+        return self.subset(parts_of(kind, which), label=f"{kind} {which:g}")
+
+    def subset(self, parts: Sequence[int], *, label: str | None = None) -> NeuronStats:
+        """The statistics of the blocks in ``parts`` (of :func:`block_parts`), every language.
+
+        Sums and token counts add over the chosen parts (per-block minima take the minimum),
+        Kojima's block responses keep the rows of those parts, and the result is an ordinary
+        :class:`NeuronStats` (without parts of its own) that selection takes unchanged.
+        Choosing every part gives these statistics' own sums, bitwise.
+
+        Args:
+            parts: Part indices in ``0 .. N_PARTS - 1`` (see :func:`parts_of`).
+            label: What the subset is, recorded in ``config["subset"]``.
+
+        Raises:
+            CraneLensError: No per-part sums, or a language without tokens in ``parts``.
+        """
+        chosen = sorted(set(int(p) for p in parts))
+        if not chosen or not all(0 <= p < N_PARTS for p in chosen):
+            raise ValueError(f"parts must be a non-empty list of 0..{N_PARTS - 1}, not {parts!r}.")
+        if not self.has_parts:
+            raise CraneLensError(f"These statistics hold no per-part sums: {NO_PARTS}.")
+        config = {**self.config, "subset": {"parts": chosen, "label": label}}
+        out = NeuronStats(self.spec, self.methods, w_down_norm=self.w_down_norm, config=config,
+                          versions=dict(self.versions))  # fmt: skip
+        every = len(chosen) == N_PARTS
+        index = torch.tensor(chosen)
+        for lang in self.langs:
+            tokens = sum(self.part_tokens[lang][p] for p in chosen)
+            if tokens == 0:
+                raise CraneLensError(
+                    f"{lang!r} has no tokens in parts {chosen} ({label or 'this subset'}): it has "
+                    f"{self.n_blocks(lang)} block(s), too few to split. Compute the statistics on "
+                    "more text (two blocks per language at least for halves)."
+                )
+            out.n_tokens[lang] = self.n_tokens[lang] if every else tokens
+            if every:
+                out.sums[lang] = dict(self.sums[lang])
+            else:
+                out.sums[lang] = {
+                    name: (values[index].amin(dim=0) if name in MIN_FIELDS
+                           else values[index].sum(dim=0))
+                    for name, values in self.part_sums[lang].items()
+                }  # fmt: skip
+            if lang in self.block_means:
+                keep = torch.isin(self.block_parts[lang], index)
+                out.block_means[lang] = self.block_means[lang][keep]
+                out.block_ids[lang] = self.block_ids_of(lang)[keep]
+                out.block_parts[lang] = self.block_parts[lang][keep]
+        return out
+
     # -- merging ---------------------------------------------------------------------------
     def merge(self, other: NeuronStats) -> NeuronStats:
         """Statistics of the union of two token sets (e.g. two shards of one corpus).
@@ -239,6 +405,11 @@ class NeuronStats:
         language, as if its blocks followed this result's. The merged ``config`` keeps the
         settings both share, plus ``config["shards"]``: every shard's ``config``, ``versions``
         and ``n_tokens``, in order (merging merged results extends the list).
+
+        Per-part sums (:attr:`part_sums`) add part by part when both results have them
+        (otherwise the merge has none). A half of the merge is then the union of the shards'
+        halves, still disjoint from the other half; but a prefix fraction mixes shards: it is
+        the union of each shard's own prefix, not a prefix of the pooled text.
 
         Raises:
             CraneLensError: The results differ in model (any :class:`ModelSpec` field but the
@@ -262,18 +433,30 @@ class NeuronStats:
                              config=_common(self.config, other.config),
                              versions=_common(self.versions, other.versions))  # fmt: skip
         merged.config["shards"] = _shards(self) + _shards(other)
+        with_parts = self.has_parts and other.has_parts
         for lang in dict.fromkeys([*self.langs, *other.langs]):
-            parts = [s for s in (self, other) if lang in s.n_tokens]
-            merged.n_tokens[lang] = sum(s.n_tokens[lang] for s in parts)
+            shards = [s for s in (self, other) if lang in s.n_tokens]
+            merged.n_tokens[lang] = sum(s.n_tokens[lang] for s in shards)
             merged.sums[lang] = {}
-            for name in parts[0].sums[lang]:
-                values = [s.sums[lang][name] for s in parts]
+            for name in shards[0].sums[lang]:
+                values = [s.sums[lang][name] for s in shards]
                 reduce = torch.minimum if name in MIN_FIELDS else torch.add
                 merged.sums[lang][name] = values[0] if len(values) == 1 else reduce(*values)
+            if with_parts:
+                merged.part_tokens[lang] = [sum(counts) for counts in
+                                            zip(*(s.part_tokens[lang] for s in shards), strict=True)]  # fmt: skip
+                merged.part_sums[lang] = {}
+                for name in shards[0].part_sums[lang]:
+                    values = [s.part_sums[lang][name] for s in shards]
+                    reduce = torch.minimum if name in MIN_FIELDS else torch.add
+                    merged.part_sums[lang][name] = (
+                        values[0] if len(values) == 1 else reduce(*values)
+                    )
             offset = 0
-            for s in parts:
+            for s in shards:
                 if lang in s.block_means:
-                    merged.add_block_means(lang, s.block_ids_of(lang) + offset, s.block_means[lang])
+                    merged.add_block_means(lang, s.block_ids_of(lang) + offset, s.block_means[lang],
+                                           s.block_parts.get(lang) if with_parts else None)  # fmt: skip
                 offset += s.n_blocks(lang)
         return merged
 
@@ -287,6 +470,11 @@ class NeuronStats:
         }
         out |= {f"{lang}/block_means": t for lang, t in self.block_means.items()}
         out |= {f"{lang}/block_ids": t for lang, t in self.block_ids.items()}
+        out |= {f"{lang}/block_parts": t for lang, t in self.block_parts.items()}
+        out |= {f"{lang}/part/{name}": t
+                for lang, fields in self.part_sums.items() for name, t in fields.items()}  # fmt: skip
+        out |= {f"{lang}/part_tokens": torch.tensor(counts, dtype=torch.long)
+                for lang, counts in self.part_tokens.items()}  # fmt: skip
         if self.w_down_norm is not None:
             out["w_down_norm"] = self.w_down_norm
         return {k: v.detach().cpu().contiguous() for k, v in out.items()}
@@ -347,6 +535,12 @@ class NeuronStats:
                 stats.block_means[lang] = tensor
             elif name == "block_ids":
                 stats.block_ids[lang] = tensor
+            elif name == "block_parts":
+                stats.block_parts[lang] = tensor
+            elif name == "part_tokens":
+                stats.part_tokens[lang] = [int(n) for n in tensor.tolist()]
+            elif name.startswith("part/"):
+                stats.part_sums.setdefault(lang, {})[name.removeprefix("part/")] = tensor
             else:
                 stats.sums.setdefault(lang, {})[name] = tensor
         stats.sums = {lang: stats.sums[lang] for lang in stats.n_tokens}  # language order

@@ -113,6 +113,12 @@ def test_interrupted_run_resumes_to_the_uninterrupted_result(llama, tmp_path, mo
                             checkpoint_every=2, progress=False)  # fmt: skip
     assert resumed_items and resumed_items[0] == calls[4]  # item 5 was lost, items 1–4 were not
     _assert_same(resumed, reference, exact=True)
+    # The per-part sums (set stability) resume exactly too.
+    assert resumed.part_tokens == reference.part_tokens
+    for lang in reference.langs:
+        for name, values in reference.part_sums[lang].items():
+            assert torch.equal(resumed.part_sums[lang][name], values), name
+        assert torch.equal(resumed.block_parts[lang], reference.block_parts[lang])
     assert not (tmp_path / "checkpoint.json").exists()
     # Re-running a finished run loads it; the folder reloads through the API too.
     _assert_same(NeuronStats.load(tmp_path), reference, exact=True)
