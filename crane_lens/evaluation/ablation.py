@@ -28,6 +28,7 @@ from crane_lens.errors import CraneLensError, OutputExistsError
 from crane_lens.evaluation.intervals import (
     DEFAULT_LEVEL,
     DEFAULT_RESAMPLES,
+    MIN_INTERVAL_BLOCKS,
     empirical_p_value,
     selectivity_index,
 )
@@ -207,11 +208,14 @@ class AblationMatrix:
         if self.per_block is None:
             return ("this matrix was saved before crane_lens kept per-block results; recompute "
                     "it (crane-lens run --overwrite, or ablation_matrix) for intervals")  # fmt: skip
-        few = {b: len(n) for b, n in self.per_block["tokens"].items() if len(n) < 2}
+        few = {
+            b: len(n) for b, n in self.per_block["tokens"].items() if len(n) < MIN_INTERVAL_BLOCKS
+        }
         if few:
-            return (f"intervals resample held-out blocks and need at least 2 per language; "
-                    f"{', '.join(f'{b} has {n}' for b, n in few.items())} (give more held-out "
-                    "text per language: --eval-tokens, or max_tokens_per_lang)")  # fmt: skip
+            return (f"intervals resample held-out blocks and mean little from fewer than "
+                    f"{MIN_INTERVAL_BLOCKS} per language; {', '.join(f'{b} has {n}' for b, n in few.items())}"
+                    " (give more held-out text per language, or shorter blocks: --eval-tokens, "
+                    "--eval-seq-len; max_tokens_per_lang, seq_len)")  # fmt: skip
         return None
 
     def intervals(
@@ -233,19 +237,22 @@ class AblationMatrix:
             ``high``.
 
         Raises:
-            CraneLensError: No per-block results, or a language with fewer than 2 blocks
+            CraneLensError: No per-block results, or a language with fewer than
+                :data:`~crane_lens.evaluation.intervals.MIN_INTERVAL_BLOCKS` blocks
                 (:meth:`intervals_unavailable` says which).
 
         Example:
             >>> m = AblationMatrix("toy", "zero", ["en"], ["en", "vi"], {}, {},
-            ...     per_block={"tokens": {"en": [10, 10, 10], "vi": [10, 10, 10]},
-            ...                "baseline": {"en": [20.0, 22.0, 21.0], "vi": [30.0, 31.0, 29.0]},
-            ...                "selected": {"en": {"en": [25.0, 28.0, 26.0],
-            ...                                    "vi": [30.0, 31.5, 29.0]}}, "random": {}})
+            ...     per_block={"tokens": {"en": [10] * 5, "vi": [10] * 5},
+            ...                "baseline": {"en": [20.0, 22.0, 21.0, 20.0, 23.0],
+            ...                             "vi": [30.0, 31.0, 29.0, 30.0, 28.0]},
+            ...                "selected": {"en": {"en": [25.0, 28.0, 26.0, 24.0, 29.0],
+            ...                                    "vi": [30.0, 31.5, 29.0, 30.0, 28.5]}},
+            ...                "random": {}})
             >>> m = AblationMatrix.from_blocks(m)  # means from the blocks
             >>> row = m.intervals(n_resamples=500).set_index("quantity").loc["own"]
             >>> round(float(row["estimate"]), 3), bool(row["low"] <= row["estimate"] <= row["high"])
-            (0.533, True)
+            (0.52, True)
         """
         from crane_lens.evaluation.intervals import matrix_intervals
 

@@ -43,6 +43,9 @@ if TYPE_CHECKING:
 Array = NDArray[np.float64]
 
 DEFAULT_LEVEL = 0.95
+# Blocks per language below which no interval is given: a bootstrap of 2–4 blocks has a handful
+# of distinct resamples and its interval is narrow by construction, not by certainty.
+MIN_INTERVAL_BLOCKS = 5
 RESAMPLE_BATCH = 1000  # resamples held in memory at once: rows × blocks × 1000 float64 each
 DEFAULT_RESAMPLES = 9999  # scipy.stats.bootstrap's default
 

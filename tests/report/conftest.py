@@ -8,7 +8,8 @@ from pathlib import Path
 import pytest
 
 # Small and fast: a few seconds per stage on a CPU.
-RUN_ARGS = ["run", "--max-tokens", "1024", "--eval-tokens", "512", "--random-seeds", "2", "-q"]
+RUN_ARGS = ["run", "--max-tokens", "1024", "--eval-tokens", "512", "--eval-seq-len", "64",
+            "--random-seeds", "2", "-q"]  # fmt: skip
 
 
 @pytest.fixture(scope="session")
