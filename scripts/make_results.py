@@ -106,10 +106,10 @@ def main(argv: list[str] | None = None) -> int:
         "--eval-tokens",
         type=int,
         default=2048,
-        help="held-out tokens per language (2048: 8 blocks of 256 for the intervals)",
+        help="held-out tokens per language (2048: 16 blocks of --eval-seq-len for the intervals)",
     )
     parser.add_argument("--eval-seq-len", type=int, default=128,
-                        help="held-out block length: 8 blocks per language for the bootstrap")  # fmt: skip
+                        help="held-out block length (tokens, BOS included): the unit the intervals resample")  # fmt: skip
     parser.add_argument("--seeds", type=int, default=5)
     parser.add_argument("--causal-layers", default="1,3", help="stage 6: layers ablated exactly")
     parser.add_argument("--causal-blocks", type=int, default=4,

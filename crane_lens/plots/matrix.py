@@ -189,7 +189,10 @@ def _heatmap(
     text = cell_text(z.tolist(), value, max(frame.shape))
     if uncertain is not None:  # "(0.01)": the interval includes 0
         marks = uncertain.reindex(index=frame.index, columns=frame.columns).fillna(False)
-        text = [[f"({t})" if t and bool(m) else t for t, m in zip(row, flags, strict=True)]
+        # Narrow cells: "(−.01)" rather than "(−0.01)", which would overflow into the labels.
+        short = max(frame.shape) > 10
+        text = [[(f"({t.replace('0.', '.', 1)})" if short else f"({t})") if t and bool(m) else t
+                 for t, m in zip(row, flags, strict=True)]
                 for row, flags in zip(text, marks.to_numpy().tolist(), strict=True)]  # fmt: skip
     number = "%{z:.2%}" if value == "relative" else "%{z:.4f}"
     return go.Heatmap(

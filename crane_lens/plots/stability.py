@@ -67,12 +67,14 @@ def stability_figure(stability: SelectionStability, *, title: str | None = None)
     curves = stability.convergence()
     summary = stability.summary()
     fig = make_subplots(
-        rows=1, cols=2, column_widths=[0.42, 0.58], horizontal_spacing=0.11,
+        # Six methods need the room for their labels side by side.
+        rows=1, cols=2, column_widths=[0.42, 0.58] if len(stability.methods) <= 4 else [0.5, 0.5],
+        horizontal_spacing=0.11,
         subplot_titles=("two disjoint halves of the text: Jaccard index of the sets",
                         "more text: Jaccard index with the sets from all of it"),
     )  # fmt: skip
     # Category labels carry the median, so no number has to sit on the dots.
-    labels = {m: f"{method_label(m)}<br>median {summary.loc[m, 'median']:.2f}"
+    labels = {m: f"{method_label(m)}<br>{summary.loc[m, 'median']:.2f}"
               for m in stability.methods}  # fmt: skip
     for i, method in enumerate(stability.methods):
         colour = _COLOURS[i % len(_COLOURS)]
@@ -124,7 +126,9 @@ def stability_figure(stability: SelectionStability, *, title: str | None = None)
         tokens = curves["tokens"]
         tickvals = [t for t in _COUNT_TICKS if tokens.min() / 2 <= t <= tokens.max() * 2]
         ticktext = [f"{t:,}" for t in tickvals]
-    fig.update_xaxes(type="category", title_text="method", tickfont={"size": 12}, row=1, col=1)
+    # Horizontal labels even for six methods: rotated ones read badly and push the plot up.
+    fig.update_xaxes(type="category", title_text="method (median)", tickangle=0,
+                     tickfont={"size": 12 if len(stability.methods) <= 4 else 11}, row=1, col=1)  # fmt: skip
     fig.update_xaxes(type="log", title_text="tokens per language (and share of the text)",
                      tickvals=tickvals, ticktext=ticktext, row=1, col=2)  # fmt: skip
     fig.update_yaxes(title_text="Jaccard index |A ∩ B| / |A ∪ B|", range=[-0.02, 1.02], dtick=0.2,
