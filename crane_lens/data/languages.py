@@ -184,6 +184,20 @@ def language_info(code: str) -> LanguageInfo:
     return _info(canonical_lang(code))
 
 
+def language_name(code: str) -> str:
+    """The language's English name, or ``code`` itself where it names no language crane_lens
+    knows (for labels, which must never fail).
+
+    Example:
+        >>> language_name("vi"), language_name("xx")
+        ('Vietnamese', 'xx')
+    """
+    try:
+        return language_info(code).name
+    except Exception:  # any code still gets a label
+        return code
+
+
 class LanguageTable(Mapping[str, LanguageInfo]):
     """:class:`LanguageInfo` by tag, for every language (the type of :data:`LANGUAGES`).
 

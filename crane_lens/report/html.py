@@ -93,12 +93,10 @@ def _figure_title(figure: NamedFigure, model: str) -> str:
 
 
 def _lang(code: str) -> str:
-    from crane_lens.data.languages import language_info
+    from crane_lens.data.languages import language_name
 
-    try:
-        return f"{code} · {language_info(code).name}"
-    except Exception:  # a code crane_lens does not know still gets its row
-        return code
+    name = language_name(code)  # a code crane_lens does not know still gets its row
+    return code if name == code else f"{code} · {name}"
 
 
 @dataclass(frozen=True)

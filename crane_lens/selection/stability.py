@@ -24,6 +24,7 @@ from typing import TYPE_CHECKING, Any
 
 import torch
 
+from crane_lens.data.languages import language_name
 from crane_lens.errors import CraneLensError
 from crane_lens.selection.neurons import LanguageNeurons
 from crane_lens.selection.select import DEFAULT_BUDGET, DEFAULT_RULE, select_language_neurons
@@ -83,9 +84,9 @@ def chance_jaccard(size_a: int, size_b: int, n: int) -> float:
 
 
 def _same_language_jaccard(a: LanguageNeurons, b: LanguageNeurons) -> dict[str, float]:
-    """Each language's Jaccard index between its set in ``a`` and its set in ``b``."""
-    return {lang: float(a.select_langs([lang]).jaccard(b.select_langs([lang])).iloc[0, 0])
-            for lang in a.langs}  # fmt: skip
+    """Per language, the Jaccard index of ``a``'s and ``b``'s sets (the diagonal of one table)."""
+    table = a.jaccard(b)
+    return {lang: float(table.loc[lang, lang]) for lang in a.langs}
 
 
 def _label(fraction: float) -> str:
@@ -101,15 +102,6 @@ def _percent(value: float) -> str:
     if math.isnan(value):
         return "n/a"
     return f"{100 * value:.1f} %" if value < 0.095 else f"{100 * value:.0f} %"
-
-
-def _language_name(code: str) -> str:
-    from crane_lens.data.languages import language_info
-
-    try:
-        return language_info(code).name
-    except Exception:  # a code langcodes cannot name: show the code itself
-        return code
 
 
 @dataclass
@@ -208,7 +200,7 @@ class SelectionStability:
                 lines.append(f"{name}: no split-half comparison (too few blocks per language).")
                 continue
             near = row["median"] - row["chance"] <= NEAR_CHANCE
-            lowest = (f"lowest: {_language_name(row['min_lang'])}, {_percent(row['min'])}; "
+            lowest = (f"lowest: {language_name(row['min_lang'])}, {_percent(row['min'])}; "
                       if len(self.langs) > 1 else "")  # fmt: skip
             text = (
                 f"{name}: two disjoint halves of the text ({row['tokens']:,.0f} tokens per "
