@@ -227,7 +227,10 @@ def size_range(sizes: Iterable[int]) -> str:
 
 def _mean_of_seeds(matrix: AblationMatrix) -> str:
     seeds = len(next(iter(next(iter(matrix.random_nll.values())).values())))
-    return f"mean of {seeds} seed{'s' if seeds != 1 else ''}"
+    own_only = matrix.config.get("random_langs") == "own"
+    return f"mean of {seeds} seed{'s' if seeds != 1 else ''}" + (
+        ", own language only" if own_only else ""
+    )
 
 
 def _on(matrix: AblationMatrix) -> str:

@@ -48,11 +48,15 @@ def random_selectivity(matrix: AblationMatrix) -> pd.DataFrame:
         if a not in matrix.random_nll or a not in matrix.evaluated:
             continue
         delta = {b: torch.tensor(matrix.random_nll[a][b], dtype=torch.float64)
-                 - matrix.baseline[b] for b in matrix.evaluated}  # fmt: skip
+                 - matrix.baseline[b] for b in matrix.evaluated if b in matrix.random_nll[a]}  # fmt: skip
         own = delta[a]
-        rest = [delta[b] for b in matrix.evaluated if b != a]
-        others = torch.stack(rest).mean(dim=0) if rest else torch.full_like(own, math.nan)
-        index = torch.from_numpy(selectivity_index(own.numpy(), others.numpy()))
+        rest = [delta[b] for b in matrix.evaluated if b != a and b in delta]
+        # No other language (or random sets evaluated on their own language only): no index.
+        if rest and len(rest) == len(matrix.evaluated) - 1:
+            others = torch.stack(rest).mean(dim=0)
+            index = torch.from_numpy(selectivity_index(own.numpy(), others.numpy()))
+        else:
+            index = torch.full_like(own, math.nan)
 
         def std(x: torch.Tensor) -> float:
             return float(x.std(correction=1)) if len(x) > 1 else math.nan

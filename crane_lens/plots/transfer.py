@@ -31,8 +31,9 @@ def _random(matrix: AblationMatrix, a: str) -> tuple[float, float, float, float]
     own = [v - matrix.baseline[a] for v in runs[a]]
     rest = [b for b in matrix.evaluated if b != a]
     # Per seed, the mean over the other languages: the spread is that of what the bar shows.
+    # NaN without other languages, or with random sets evaluated on their own language only.
     others = [statistics.fmean(runs[b][s] - matrix.baseline[b] for b in rest)
-              for s in range(len(own))] if rest else [math.nan]  # fmt: skip
+              for s in range(len(own))] if rest and all(b in runs for b in rest) else [math.nan]  # fmt: skip
 
     def spread(x: list[float]) -> float:
         return statistics.stdev(x) if len(x) > 1 else math.nan

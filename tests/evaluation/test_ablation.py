@@ -154,3 +154,45 @@ def test_relevance_share_by_hand() -> None:
     assert share.loc["zh", "zh"] == pytest.approx(2 / 4)
     assert share.loc["zh", "en"] == pytest.approx(0.0)
     assert relevance_selectivity(sets, stats).loc["en", "ratio"] == pytest.approx(3.0)
+
+
+def test_random_sets_on_their_own_language_only_match_the_full_run(model, held_out, sets, tmp_path) -> None:  # type: ignore[no-untyped-def]  # fmt: skip
+    kwargs = {"random_seeds": 3, "max_tokens_per_lang": 320, "seq_len": 64, "progress": False}
+    full = ablation_matrix(model, held_out, sets, **kwargs)
+    calls = []
+    real = ablation_module.conditions_nll
+
+    def counting(model, blocks, conditions, **kw):  # type: ignore[no-untyped-def]
+        calls.append(len(conditions))
+        return real(model, blocks, conditions, **kw)
+
+    ablation_module.conditions_nll = counting
+    try:
+        own = ablation_matrix(model, held_out, sets, random_langs="own", **kwargs)
+    finally:
+        ablation_module.conditions_nll = real
+    # 1 baseline + 3 sets + 3 seeds on the own language, per language: 7, not 1 + 3 + 9 = 13.
+    assert sum(calls) == len(LANGS) * 7
+    assert own.per_block is not None and full.per_block is not None
+    for a in LANGS:
+        assert own.per_block["random"][a] == {a: full.per_block["random"][a][a]}
+    assert own.nll == full.nll and own.baseline == full.baseline
+    assert own.p_values() == full.p_values()
+    columns = ["own", "random_own", "vs_random", "vs_random_low", "vs_random_high", "p_value"]
+    assert own.selectivity()[columns].equals(full.selectivity()[columns])
+    rand = own.random_delta()
+    assert rand.notna().values.sum() == len(LANGS)  # the diagonal alone
+    assert math.isnan(own.summary()["random_others"])
+    assert math.isfinite(full.summary()["random_others"])
+    assert AblationMatrix.load(own.save(tmp_path)).to_dict() == own.to_dict()
+    assert len(own.to_dataframe()) == len(LANGS) ** 2 + 3 * len(LANGS)
+    with pytest.raises(ValueError, match="random_langs"):
+        ablation_matrix(model, held_out, sets, random_langs="some", **kwargs)  # type: ignore[arg-type]
+    from crane_lens import plots
+    from crane_lens.plots.selectivity import random_selectivity
+
+    drawn = plots.ablation_matrices({"handmade": own})
+    assert "own language only" in str(drawn.layout.annotations)
+    assert random_selectivity(own)["own"].notna().all()
+    assert random_selectivity(own)["index"].isna().all()  # no other language evaluated
+    plots.selectivity_chart({"handmade": own})
