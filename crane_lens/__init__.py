@@ -4,7 +4,8 @@ The pipeline, one sub-package per stage: ``data`` (corpora, token blocks) → ``
 models, TransformerBridge loader) → ``stats`` (relevance and activation statistics) →
 ``selection`` (language-specific neuron sets) → ``intervention`` (hooks that mask them) /
 ``evaluation`` (ablation matrices, benchmarks) → ``plots``; ``pipeline`` runs them all
-(:func:`run`, :class:`RunConfig`, :class:`RunResult`, also as ``crane_lens.pipeline``).
+(:func:`run`, :class:`RunConfig`, :class:`RunResult`, also as ``crane_lens.pipeline``) into a run
+folder (``runs``: its settings, result and layout), which ``report`` turns into HTML.
 
 Example:
     >>> import crane_lens as cl
@@ -84,7 +85,7 @@ _LAZY = {
     "compute_stats": "crane_lens.stats",
 }
 _SUBPACKAGES = ("data", "evaluation", "explore", "intervention", "model", "pipeline", "plots",
-                "report", "selection", "stats", "utils")  # fmt: skip
+                "report", "runs", "selection", "stats", "utils")  # fmt: skip
 
 
 def __getattr__(name: str) -> Any:

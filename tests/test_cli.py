@@ -195,13 +195,13 @@ def _fake_run(monkeypatch: pytest.MonkeyPatch, stage: object) -> None:
     """run() with no model or text, and ``stage`` in place of stages 1-3."""
     import crane_lens.data
     import crane_lens.model
-    import crane_lens.pipeline
+    from crane_lens.pipeline import job
 
     monkeypatch.setattr(crane_lens.model, "load_model", lambda *a, **k: object())
     monkeypatch.setattr(crane_lens.data, "load_corpus", lambda *a, **k: object())
-    monkeypatch.setattr(crane_lens.pipeline, "_check_enough_text", lambda *a, **k: None)
-    monkeypatch.setattr(crane_lens.pipeline, "_resolved", lambda model: {})  # no real model
-    monkeypatch.setattr(crane_lens.pipeline, "_stages", stage)
+    monkeypatch.setattr(job, "check_enough_text", lambda *a, **k: None)
+    monkeypatch.setattr(job, "device_and_dtype", lambda model: {})  # no real model
+    monkeypatch.setattr(job, "run_stages", stage)
 
 
 def test_ctrl_c_prints_one_line_with_the_command_that_continues(
@@ -269,7 +269,8 @@ def test_ctrl_c_before_anything_is_saved_removes_the_new_folder(
 def test_a_failure_removes_only_an_unused_folder_it_created(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    from crane_lens.pipeline import CONFIG_FILE, RunConfig, _write_config, run
+    from crane_lens.pipeline import CONFIG_FILE, RunConfig, run
+    from crane_lens.runs.layout import write_config
 
     def fails(*args):  # type: ignore[no-untyped-def]
         raise RuntimeError("out of memory")
@@ -281,7 +282,7 @@ def test_a_failure_removes_only_an_unused_folder_it_created(
     # A folder this run continues is never removed, even with nothing but its settings in it.
     run_folder = tmp_path / "resumed"
     run_folder.mkdir()
-    _write_config(run_folder, RunConfig(), complete=False)
+    write_config(run_folder, RunConfig(), complete=False)
     with pytest.raises(RuntimeError):
         run(RunConfig(), out=tmp_path, name="resumed")
     assert (run_folder / CONFIG_FILE).is_file()
@@ -342,7 +343,7 @@ def test_a_corpus_too_small_for_one_block_fails_before_the_model_and_leaves_noth
     from crane_lens.data import load_corpus
     from crane_lens.data.tokens import make_token_blocks
     from crane_lens.errors import EmptyCorpusError
-    from crane_lens.pipeline import _load_tokenizer
+    from crane_lens.runs.checks import _load_tokenizer
 
     corpus = _small_eval_corpus(tmp_path)
     base = ["run", "--source", str(corpus), "--langs", "en,vi", "--out", str(tmp_path / "runs")]
@@ -375,7 +376,8 @@ def test_the_corpus_check_counts_only_one_block(monkeypatch: pytest.MonkeyPatch)
     """A large corpus costs one small tokenizer call per language and split, not the whole
     text."""
     from crane_lens.data.corpus import Corpus, CorpusInfo, TextRecord
-    from crane_lens.pipeline import RunConfig, _check_enough_text, _load_tokenizer
+    from crane_lens.pipeline import RunConfig, check_enough_text
+    from crane_lens.runs.checks import _load_tokenizer
 
     tokenizer = _load_tokenizer("crane-tiny")
     texts: list[int] = []
@@ -385,10 +387,10 @@ def test_the_corpus_check_counts_only_one_block(monkeypatch: pytest.MonkeyPatch)
         return tokenizer(batch, **kwargs)
 
     counting.bos_token_id, counting.eos_token_id = tokenizer.bos_token_id, tokenizer.eos_token_id  # type: ignore[attr-defined]
-    monkeypatch.setattr("crane_lens.pipeline._load_tokenizer", lambda model: counting)
+    monkeypatch.setattr("crane_lens.runs.checks._load_tokenizer", lambda model: counting)
     rows = [TextRecord(f"Sentence number {i} of a long corpus.") for i in range(20_000)]
     big = Corpus({"en": rows, "vi": rows}, CorpusInfo("big", "train"))
-    _check_enough_text(RunConfig(langs=["en", "vi"]), {"train": big, "eval": big})
+    check_enough_text(RunConfig(langs=["en", "vi"]), {"train": big, "eval": big})
     assert len(texts) == 4 and sum(texts) <= 4 * 32, texts
 
 

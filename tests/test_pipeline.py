@@ -220,8 +220,8 @@ def test_auto_continues_in_the_dtype_a_run_started_in(tmp_path: Path, monkeypatc
     folder saved before "auto" existed (dtype null: the checkpoint's) says which --dtype
     continues it."""
     import json
+    from dataclasses import asdict
 
-    from crane_lens import pipeline
     from crane_lens.pipeline import RunConfig
 
     class Stop(Exception):
@@ -236,7 +236,7 @@ def test_auto_continues_in_the_dtype_a_run_started_in(tmp_path: Path, monkeypatc
     monkeypatch.setattr("crane_lens.model.load_model", fake_load)
     folder = tmp_path / "run"
     folder.mkdir()
-    saved = {"config": {**pipeline.asdict(RunConfig())}, "complete": False,
+    saved = {"config": {**asdict(RunConfig())}, "complete": False,
              "resolved": {"device": "cuda:0", "dtype": "bfloat16", "dtype_choice": "..."}}  # fmt: skip
     (folder / "run_config.json").write_text(json.dumps(saved))
     with pytest.raises(Stop):
@@ -261,8 +261,8 @@ def test_one_spelling_per_dtype(tmp_path: Path, monkeypatch) -> None:  # type: i
     in a saved one: a run started with --dtype bf16 continues with --dtype bfloat16, and one
     started with dtype=None continues with the default."""
     import json
+    from dataclasses import asdict
 
-    from crane_lens import pipeline
     from crane_lens.pipeline import RunConfig
 
     assert RunConfig(dtype=None).dtype == "auto"  # type: ignore[arg-type]
@@ -278,7 +278,7 @@ def test_one_spelling_per_dtype(tmp_path: Path, monkeypatch) -> None:  # type: i
     for started, continued in (("bf16", "bfloat16"), (None, "auto")):
         folder = tmp_path / str(started)
         folder.mkdir()
-        saved = {"config": {**pipeline.asdict(RunConfig()), "dtype": started}, "complete": False}
+        saved = {"config": {**asdict(RunConfig()), "dtype": started}, "complete": False}
         if started is None:
             saved["config"]["dtype"] = RunConfig(dtype=None).dtype  # type: ignore[arg-type]
         (folder / "run_config.json").write_text(json.dumps(saved))

@@ -8,7 +8,7 @@ from typing import TYPE_CHECKING
 if TYPE_CHECKING:
     import plotly.graph_objects as go
 
-    from crane_lens.pipeline import RunResult
+    from crane_lens.runs import RunResult
 
 
 @dataclass(frozen=True)

@@ -9,6 +9,7 @@
 docs/report.md describes both.
 """
 
+from crane_lens.evaluation.findings import method_conclusion, run_warnings
 from crane_lens.report.export import (
     FORMATS,
     ExporterUnavailableError,
@@ -17,7 +18,6 @@ from crane_lens.report.export import (
     find_browser,
     write_figures,
 )
-from crane_lens.report.findings import method_conclusion, run_warnings
 from crane_lens.report.html import REPORT_FILE, report_html, write_report
 from crane_lens.report.run_folder import check_run_folder
 

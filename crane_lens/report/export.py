@@ -20,6 +20,7 @@ from typing import TYPE_CHECKING, Any
 
 from crane_lens.errors import CraneLensError
 from crane_lens.report.run_folder import check_run_folder
+from crane_lens.runs import RunResult
 from crane_lens.utils.install import install_command
 from crane_lens.utils.io import atomic_path
 
@@ -208,7 +209,6 @@ def write_figures(
         CraneLensError: Unknown format, no finished run, or (ExporterUnavailableError) no
             kaleido 1.x or browser.
     """
-    from crane_lens.pipeline import RunResult
     from crane_lens.plots.run import run_figures
 
     formats = parse_formats(formats)

@@ -19,8 +19,7 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from crane_lens.evaluation.intervals import DEFAULT_LEVEL
-from crane_lens.report.findings import (
+from crane_lens.evaluation.findings import (
     MIN_EFFECT,
     SIGNIFICANCE,
     beats_random,
@@ -30,13 +29,14 @@ from crane_lens.report.findings import (
     ranking,
     run_warnings,
 )
+from crane_lens.evaluation.intervals import DEFAULT_LEVEL
 from crane_lens.report.run_folder import check_run_folder
+from crane_lens.runs import CONFIG_FILE, RunConfig, RunResult, lape_budget
 from crane_lens.utils.io import write_text
 
 if TYPE_CHECKING:
     import pandas as pd
 
-    from crane_lens.pipeline import RunConfig, RunResult
     from crane_lens.plots.run import NamedFigure
 
 REPORT_FILE = "report.html"
@@ -218,8 +218,6 @@ def _mode(config: RunConfig) -> str:
 
 
 def _config_rows(result: RunResult, versions: dict[str, str]) -> list[list[Cell]]:
-    from crane_lens.pipeline import lape_budget
-
     c, spec = result.config, result.stats.spec
     total = spec.n_layers * spec.d_mlp
     eval_tokens = sorted({n for m in result.matrices.values() for n in m.tokens.values()})
@@ -511,7 +509,6 @@ def report_html(result: RunResult, figures: Sequence[NamedFigure] | None = None)
         The page. It loads nothing from the network: plotly.js is inline, once.
     """
     from crane_lens import __version__
-    from crane_lens.pipeline import CONFIG_FILE
     from crane_lens.plots.matrix import PAGE_WIDTH  # the content column: every figure fits it
     from crane_lens.plots.run import run_figures
 
@@ -601,7 +598,7 @@ def write_report(
     """Write the report of a run, atomically (a reader never sees half a file).
 
     Args:
-        run: A finished run folder, or the :class:`~crane_lens.pipeline.RunResult` of one.
+        run: A finished run folder, or the :class:`~crane_lens.runs.RunResult` of one.
         path: The file (default: ``<run folder>/report.html``).
 
     Returns:
@@ -610,8 +607,6 @@ def write_report(
     Raises:
         CraneLensError: The folder holds no finished run (checked before any work).
     """
-    from crane_lens.pipeline import RunResult
-
     result = run if isinstance(run, RunResult) else RunResult.load(check_run_folder(run))
     target = Path(path) if path is not None else result.folder / REPORT_FILE
     return write_text(target, report_html(result))

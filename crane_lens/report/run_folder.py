@@ -8,6 +8,7 @@ import os
 from pathlib import Path
 
 from crane_lens.errors import CraneLensError
+from crane_lens.runs.layout import CONFIG_FILE
 
 
 def check_run_folder(folder: str | os.PathLike[str]) -> Path:
@@ -28,8 +29,6 @@ def check_run_folder(folder: str | os.PathLike[str]) -> Path:
         Traceback (most recent call last):
         crane_lens.errors.CraneLensError: ... is not a crane-lens run folder (no run_config.json)...
     """
-    from crane_lens.pipeline import CONFIG_FILE
-
     path = Path(folder)
     hint = "pass the folder `crane-lens run` wrote, e.g. results/<run-name>/"
     if not path.is_dir():

@@ -9,7 +9,7 @@ import pytest
 import torch
 
 import crane_lens as cl
-from crane_lens import pipeline
+from crane_lens.pipeline import ranks
 from crane_lens.utils import distributed
 
 COLLECTIVES: dict[str, Callable[[], Any]] = {
@@ -43,7 +43,7 @@ def test_the_run_checks_are_a_local_block() -> None:
     after a 30-minute wait."""
     with (
         pytest.raises(RuntimeError, match="collective call"),
-        pipeline._all_ranks_agree("before the work started"),
+        ranks.all_ranks_agree("before the work started"),
     ):
         distributed.broadcast_object(0)
 
@@ -51,8 +51,8 @@ def test_the_run_checks_are_a_local_block() -> None:
 def test_ranks_that_chose_different_dtypes_are_refused(monkeypatch: pytest.MonkeyPatch) -> None:
     """dtype auto on machines with and without native bfloat16: statistics in two dtypes cannot
     be summed, so every rank stops, naming a --dtype that works for all."""
-    pipeline._check_same_dtype("float32")  # one process: nothing to compare
+    ranks.check_same_dtype("float32")  # one process: nothing to compare
     monkeypatch.setattr(distributed, "all_gather_objects", lambda value: ["bfloat16", value])
     with pytest.raises(cl.CraneLensError, match=r"rank 0: bfloat16, rank 1: float32.*--dtype bf"):
-        pipeline._check_same_dtype("float32")
-    pipeline._check_same_dtype("bfloat16")  # the same on every rank
+        ranks.check_same_dtype("float32")
+    ranks.check_same_dtype("bfloat16")  # the same on every rank

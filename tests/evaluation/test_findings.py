@@ -7,7 +7,7 @@ import re
 import pytest
 
 from crane_lens.evaluation import AblationMatrix
-from crane_lens.report.findings import method_conclusion, ranking, run_warnings
+from crane_lens.evaluation.findings import method_conclusion, ranking, run_warnings
 
 LANGS = ["en", "zh", "vi"]
 BASE = {"en": 2.0, "zh": 3.0, "vi": 2.5}
