@@ -52,6 +52,7 @@ if TYPE_CHECKING:
         selection_stability,
     )
     from crane_lens.stats import NeuronStats, compute_stats
+    from crane_lens.study import StudyConfig, StudyResult, study
 
 # Imported on first use (PEP 562): `import crane_lens` and the `crane-lens` command start without
 # torch and transformers, so a bad option fails fast and Ctrl-C is caught by the command.
@@ -76,6 +77,9 @@ _LAZY = {
     "RunConfig": "crane_lens.pipeline",
     "RunResult": "crane_lens.pipeline",
     "run": "crane_lens.pipeline",
+    "StudyConfig": "crane_lens.study",
+    "StudyResult": "crane_lens.study",
+    "study": "crane_lens.study",
     "LanguageNeurons": "crane_lens.selection",
     "random_neurons": "crane_lens.selection",
     "select_language_neurons": "crane_lens.selection",
@@ -85,7 +89,7 @@ _LAZY = {
     "compute_stats": "crane_lens.stats",
 }
 _SUBPACKAGES = ("data", "evaluation", "explore", "intervention", "model", "pipeline", "plots",
-                "report", "runs", "selection", "stats", "utils")  # fmt: skip
+                "report", "runs", "selection", "stats", "study", "utils")  # fmt: skip
 
 
 def __getattr__(name: str) -> Any:
@@ -124,6 +128,8 @@ __all__ = [
     "RunConfig",
     "RunResult",
     "SelectionStability",
+    "StudyConfig",
+    "StudyResult",
     "TokenBlocks",
     "TokenNLLChange",
     "TokenizerError",
@@ -145,5 +151,6 @@ __all__ = [
     "run",
     "select_language_neurons",
     "selection_stability",
+    "study",
     "token_nll_change",
 ]

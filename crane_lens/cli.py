@@ -178,9 +178,11 @@ def _interrupted(args: argparse.Namespace, argv: list[str]) -> str:
     command that continues it (the same one: every stage resumes from what it saved; without
     ``--overwrite``, which would delete it)."""
     folder = getattr(args, "run_folder", None)
+    again = shlex.join(["crane-lens", *(a for a in argv if a != "--overwrite")])
+    if args.command == "study":  # every finished stage and checkpoint is on disk
+        return f"crane-lens: interrupted; finished work is saved. Continue with: {again}"
     if args.command != "run":
         return "crane-lens: interrupted."
-    again = shlex.join(["crane-lens", *(a for a in argv if a != "--overwrite")])
     from crane_lens.pipeline import saved_progress
 
     saved = saved_progress(folder) if folder is not None else "nothing"
@@ -289,6 +291,10 @@ def build_parser() -> argparse.ArgumentParser:
                      "them)")  # fmt: skip
     run.add_argument("-q", "--quiet", action="store_true", help="no progress bars")
     run.set_defaults(func=_run)
+
+    from crane_lens.study.cli import add_study_command
+
+    add_study_command(sub, _Formatter, DTYPE_HELP)
 
     _run_dir_command(
         sub, "report", _report, "write a finished run's self-contained HTML report",

@@ -1,7 +1,7 @@
 """Benchmarks under masking: multiple-choice accuracy (or generation language) per language.
 
-The input is the ``benchmarks.json`` that ``scripts/make_results.py`` and
-``scripts/science_llm.py`` write: ``{"mc": {condition: {lang: accuracy}}, "generation":
+The input is the ``benchmarks.json`` that ``crane-lens study`` writes
+(:meth:`crane_lens.study.stages.Study.benchmarks`): ``{"mc": {condition: {lang: accuracy}}, "generation":
 {condition: {lang: share}}, "mc_items": {lang: n}, "n_neurons": {condition: n}}`` (the last two
 optional), where a condition is ``"none"`` (unmasked) or ``"<set name>:<masked language>"``.
 """

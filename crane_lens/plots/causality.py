@@ -2,7 +2,7 @@
 
 The exact effect is the ΔNLL of zero-ablating one neuron at a time: the ``ablation`` statistic of
 :func:`crane_lens.compute_stats` (for its ``ablation_layers``), or the sampled neurons that
-``scripts/science_llm.py`` stores in ``causality_<dtype>.json``
+``crane-lens study`` stores in ``causality.json``
 (``{"<lang>|<layer>": {"neurons": [...], "delta_nats": [...], "tokens": n}}``, ΔNLL summed over
 ``tokens`` scored tokens).
 """

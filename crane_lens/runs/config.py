@@ -21,6 +21,22 @@ from crane_lens.stats.methods import METHODS
 PAPER_LANGS = ["en", "zh", "vi"]
 
 
+def check_known_settings(cls: type, values: dict[str, Any], what: str) -> set[str]:
+    """The field names of dataclass ``cls``; refuses saved ``values`` that name others.
+
+    Raises:
+        CraneLensError: A setting this crane_lens does not know (a newer one saved it).
+    """
+    known = {f.name for f in fields(cls)}
+    unknown = sorted(set(values) - known)
+    if unknown:
+        raise CraneLensError(
+            f"The saved {what} settings name {', '.join(unknown)}, which this crane_lens does "
+            f"not know: a newer crane_lens wrote them. Upgrade crane_lens to read this {what}."
+        )
+    return known
+
+
 @dataclass
 class RunConfig:
     """Settings of one run (every field is a ``crane-lens run`` option).
@@ -105,13 +121,7 @@ class RunConfig:
             >>> RunConfig.from_saved({"budget": 0.5, "langs": ["en", "zh", "vi"]}).budget
             0.5
         """
-        known = {f.name for f in fields(cls)}
-        unknown = sorted(set(values) - known)
-        if unknown:
-            raise CraneLensError(
-                f"The saved run settings name {', '.join(unknown)}, which this crane_lens does "
-                "not know: a newer crane_lens wrote them. Upgrade crane_lens to read this run."
-            )
+        known = check_known_settings(cls, values, "run")
         config = cls.__new__(cls)
         defaults = cls()
         for name in known:

@@ -14,7 +14,7 @@ SETS = ["crane", "lape", "crane ×5 budget (205 neurons)"]
 
 
 def _benchmarks() -> dict:  # type: ignore[type-arg]
-    """The format scripts/science_llm.py writes, with random values."""
+    """The format crane-lens study writes, with random values."""
     generator = torch.Generator().manual_seed(0)
     conditions = ["none"] + [f"{s}:{x}" for s in SETS for x in LANGS]
     return {

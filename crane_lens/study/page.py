@@ -1,0 +1,276 @@
+"""A study's results page: generated blocks between ``<!-- name: ... -->`` markers, hand-written
+text around them kept; figures exported beside the page."""
+
+from __future__ import annotations
+
+import logging
+import math
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from crane_lens.study.stages import MAIN_METHODS, VARIANTS
+from crane_lens.utils.io import write_text
+from crane_lens.utils.markdown import update_marked_block
+
+if TYPE_CHECKING:
+    import pandas as pd
+
+    from crane_lens.evaluation.ablation import AblationMatrix
+    from crane_lens.study.run import StudyResult
+
+log = logging.getLogger(__name__)
+
+SECTIONS = {
+    "command": "How this page was made",
+    "comparison": "Selectivity of every method",
+    "crane-matrix": "CRANE's ablation matrix, language by language",
+    "layers": "Where the sets sit, exclusive or shared",
+    "stability": "How stable the sets are",
+    "sweep": "Budget sweep: own vs others as the sets grow",
+    "variants": "Zero- vs mean-ablation, LRP rules and targets",
+    "causality": "Causality: scores vs exact single-neuron ablation",
+    "benchmarks": "Benchmarks under masking",
+    "transfer": "Base → chat transfer",
+}
+
+
+def fmt(frame: pd.DataFrame | pd.Series, digits: int = 3) -> str:
+    """A markdown table; NaN (not measured) as a dash."""
+    shown = frame.astype(object).where(frame.notna(), None)
+    return shown.to_markdown(floatfmt=f".{digits}f", missingval="–")
+
+
+def with_interval(value: float, low: float, high: float, digits: int = 3) -> str:
+    """``"0.512 [0.431, 0.598]"``; the value alone where no interval exists."""
+    if not (math.isfinite(low) and math.isfinite(high)):
+        return f"{value:.{digits}f}"
+    return f"{value:.{digits}f} [{low:.{digits}f}, {high:.{digits}f}]"
+
+
+def bracketed(matrix: AblationMatrix) -> pd.DataFrame:
+    """ΔNLL as text, in brackets where its 95 % interval includes 0."""
+    from crane_lens.plots.matrix import uncertain_cells
+
+    delta, marks = matrix.delta(), uncertain_cells(matrix, "delta")
+    text = delta.map(lambda v: f"{v:.2f}")
+    return text if marks is None else text.where(~marks.astype(bool), "(" + text + ")")
+
+
+def summary_table(matrices: dict[str, AblationMatrix]) -> pd.DataFrame:
+    """One row per set: size, own / others / index with their 95 % intervals, random sets and
+    how many languages' sets hurt their language more than all their random sets."""
+    import pandas as pd
+
+    rows = {}
+    for label, m in matrices.items():
+        s, sel = m.summary(), m.selectivity()
+        nan = float("nan")
+        row = {
+            "neurons/lang": s["neurons"],
+            "own ΔNLL [95 % CI]": with_interval(s["own"], s.get("own_low", nan), s.get("own_high", nan)),
+            "others ΔNLL [95 % CI]": with_interval(s["others"], s.get("others_low", nan),
+                                                   s.get("others_high", nan)),
+            "index [95 % CI]": with_interval(s["index"], s.get("index_low", nan),
+                                             s.get("index_high", nan)),
+            "random own": s.get("random_own", nan),
+        }  # fmt: skip
+        if "p_value" in sel:
+            smallest = 1 / (sel["n_random"].max() + 1)
+            row["above all random sets"] = (
+                f"{int((sel['p_value'] <= smallest + 1e-12).sum())} of {len(sel)}"
+            )
+        rows[label] = row
+    return pd.DataFrame(rows).T
+
+
+def _command(result: StudyResult, command: str) -> list[str]:
+    c, stats = result.config, result.parts.get("stats", {}).get("main")
+    lines = ["```bash", command, "```", ""]
+    if stats is not None:
+        spec = stats.spec
+        lines.append(
+            f"Model: {spec.n_layers} layers × {spec.d_mlp} MLP neurons ({spec.n_neurons:,} in "
+            f"all), {spec.dtype}. "
+        )
+    n_blocks = c.eval_tokens_per_lang // c.eval_seq_len
+    lines[-1 if stats is not None else len(lines) :] = [
+        (lines[-1] if stats is not None else "")
+        + f"Languages: {', '.join(result.langs)} ({len(result.langs)}). Statistics: "
+        f"{c.max_tokens_per_lang:,} training tokens per language ({c.seq_len}-token blocks) of "
+        f"the built-in corpus. ΔNLL: {c.eval_tokens_per_lang:,} held-out tokens per language in "
+        f"{n_blocks} blocks of {c.eval_seq_len}, zero-ablation unless said otherwise; 95 % "
+        "intervals: bootstrap over those blocks, paired across conditions. Main budget "
+        f"{c.budget * 100:g} % of all MLP neurons per language; {c.random_seeds} random sets "
+        "of the same per-layer sizes per language for CRANE and both LAPE budgets (evaluated "
+        + ("on every language" if c.random_scope() == "all" else "on their own language only")
+        + "). Index = (own⁺ − others⁺) / (own⁺ + others⁺), x⁺ = max(x, 0)."
+    ]
+    if result.missing:
+        lines += ["", f"Not finished yet: {', '.join(result.missing)} (the command resumes)."]
+    return lines
+
+
+def blocks(result: StudyResult, command: str) -> dict[str, str]:
+    """The generated text of every section that has results."""
+    import pandas as pd
+
+    out: dict[str, list[str]] = {"command": _command(result, command)}
+    matrices, parts, c = result.matrices, result.parts, result.config
+    if matrices:
+        index = pd.DataFrame({k: m.selectivity()["index"] for k, m in matrices.items()})
+        own = pd.DataFrame({k: m.selectivity()["own"] for k, m in matrices.items()})
+        compared = index[[m for m in MAIN_METHODS if m in index]]
+        won = (compared.max(axis=1).to_numpy()[:, None] == compared.to_numpy()).sum(axis=0)
+        out["comparison"] = [
+            "Means over the languages, each with its 95 % interval; 'above all random sets': "
+            "languages whose set raised their own NLL more than every one of its random sets "
+            f"(p = 1/{c.random_seeds + 1}, the smallest p-value {c.random_seeds} random sets "
+            "allow). LAPE's sets are matched to the others' mean size (the smallest total whose "
+            "sets average k per language); 'top_rate 0.01' is LAPE's published budget.", "",
+            fmt(summary_table(matrices)), "",
+            "Languages won (highest index among the six methods): "
+            + ", ".join(f"{m} {n}" for m, n in zip(compared.columns, won, strict=True)) + ".", "",
+            "Selectivity index per language:", "", fmt(index, 2), "",
+            "Own-language ΔNLL per language:", "", fmt(own, 2),
+        ]  # fmt: skip
+    if "crane" in matrices:
+        crane = matrices["crane"]
+        sel = crane.selectivity()
+        columns = [x for x in ("n_neurons", "own", "own_low", "own_high", "others", "index",
+                               "index_low", "index_high", "random_own", "vs_random",
+                               "p_value") if x in sel]  # fmt: skip
+        out["crane-matrix"] = [
+            "ΔNLL (nats/token); rows: the language whose CRANE set is zero-ablated; columns: the "
+            "evaluated language; in brackets: its 95 % interval includes 0.", "",
+            fmt(bracketed(crane), 2), "",
+            "Per language: own ΔNLL and others' with 95 % intervals, the index, random sets of "
+            "the same per-layer sizes (mean), vs_random = own − random own, and the empirical "
+            f"p-value (1 + #{{random ≥ own}}) / (1 + {c.random_seeds}):", "",
+            fmt(sel[columns]),
+        ]  # fmt: skip
+    if "stats" in parts:
+        neurons = {m: result.neurons(m) for m in [*MAIN_METHODS, "crane (top, no specificity)",
+                                                  "lape (top_rate 0.01)"]}  # fmt: skip
+        overlap = []
+        for label, sets in neurons.items():
+            counts = sets.overlap_counts().query("layer == 'all'")
+            overlap.append({"set": label, "selected": counts.selected.sum(),
+                            "exclusive": counts.exclusive.sum(), "shared": counts.shared.sum(),
+                            "shared %": 100 * counts.shared.sum() / max(1, counts.selected.sum())})  # fmt: skip
+        per_layer = pd.DataFrame({
+            m: neurons[m].overlap_counts().query("layer != 'all'").groupby("layer")["selected"].sum()
+            for m in MAIN_METHODS})  # fmt: skip
+        jaccard = pd.Series({label: float(pd.Series(
+            {x: neurons["crane"].jaccard(s).loc[x, x] for x in neurons["crane"].langs}).mean())
+            for label, s in neurons.items() if label != "crane"}, name="Jaccard with CRANE")  # fmt: skip
+        out["layers"] = [
+            "Selected, exclusive (one language only) and shared neurons, summed over the "
+            "languages' sets:", "", fmt(pd.DataFrame(overlap).set_index("set"), 1), "",
+            "Neurons per layer, summed over the languages' sets:", "", fmt(per_layer, 0), "",
+            "Jaccard overlap of CRANE's set with each other set (mean over languages):", "",
+            fmt(jaccard.to_frame(), 2),
+        ]  # fmt: skip
+        stability = parts["stability"]
+        table = stability.summary().rename(columns={
+            "median": "split-half median", "min": "lowest", "min_lang": "lowest language",
+            "tokens": "tokens per half", "converged": "at 1/4 vs all"})  # fmt: skip
+        out["stability"] = [
+            "Each method selected again, at the same budget, on two disjoint halves of the "
+            "training text (interleaved blocks) and on its first 1/16 … 1/2, from the per-part "
+            "sums of the one statistics pass; Jaccard index of the sets (chance: random sets of "
+            "the same sizes):", "", *[f"* {line}" for line in stability.describe().splitlines()],
+            "", fmt(table, 3), "", "Split-half Jaccard per language:", "",
+            fmt(stability.split_half(), 2),
+        ]  # fmt: skip
+    if len(parts.get("sweep", {})) > 1:
+        rows = []
+        for budget, by_label in sorted(parts["sweep"].items()):
+            for label, m in by_label.items():
+                s, nan = m.summary(), float("nan")
+                rows.append({"set": label, "budget": f"{budget * 100:g} %",
+                             "neurons/lang": s["neurons"],
+                             "own ΔNLL [95 % CI]": with_interval(s["own"], s.get("own_low", nan), s.get("own_high", nan)),
+                             "others ΔNLL [95 % CI]": with_interval(s["others"], s.get("others_low", nan), s.get("others_high", nan)),
+                             "index [95 % CI]": with_interval(s["index"], s.get("index_low", nan), s.get("index_high", nan))})  # fmt: skip
+        out["sweep"] = ["Means over the languages:", "",
+                        fmt(pd.DataFrame(rows).sort_values(["set", "budget"]).set_index("set"))]  # fmt: skip
+    variants = {f"{k} (zero-ablation)": matrices[k] for k in ("crane", "lape") if k in matrices}
+    variants |= {f"{k} (mean-ablation)": m for k, m in parts.get("mean", {}).items()}
+    variants |= {k: matrices[k] for k in ("crane (CP-LRP)", "crane (logprob target)")
+                 if k in matrices}  # fmt: skip
+    if len(variants) > 2:
+        lines = [fmt(summary_table(variants)), ""]
+        if "stats" in parts:
+            crane = result.neurons("crane")
+            for label in ("crane (CP-LRP)", "crane (logprob target)"):
+                with_stats = VARIANTS[label].stats
+                if with_stats in parts["stats"]:
+                    jac = crane.jaccard(result.neurons(label))
+                    lines.append(f"Jaccard overlap per language of CRANE's sets (AttnLRP, gold "
+                                 f"logit) with {label}: "
+                                 + ", ".join(f"{x} {jac.loc[x, x]:.2f}" for x in jac.index) + ".")  # fmt: skip
+                    lines.append("")
+        out["variants"] = [
+            "Mean-ablation replaces each masked neuron by its mean activation over the training "
+            "tokens of all languages. CRANE (CP-LRP) uses lxt's full CP-LRP rules "
+            "(attention=\"cp\": attention weights and the MLP gate detached) instead of AttnLRP; "
+            "CRANE (logprob target) explains the gold token's log-probability instead of its "
+            "logit.", "", *lines,
+        ]  # fmt: skip
+    if "causality" in parts:
+        found = parts["causality"]
+        n = len(next(iter(found["raw"].values()))["neurons"])
+        out["causality"] = [
+            f"Spearman ρ between each method's score and the exact ΔNLL of zero-ablating that "
+            f"single neuron, over {n} randomly sampled neurons per layer (layers "
+            f"{', '.join(map(str, found['layers']))}) on the language's first held-out tokens "
+            "(up to 512); crane_abs = |CRANE relevance|:", "", fmt(pd.DataFrame(found["table"]), 2),
+        ]  # fmt: skip
+    if "benchmarks" in parts:
+        bench = parts["benchmarks"]
+        items = ", ".join(f"{k} {v}" for k, v in bench["mc_items"].items())
+        worst = 1 / math.sqrt(min(bench["mc_items"].values()))
+        out["benchmarks"] = [
+            f"Multiple-choice accuracy ({items} items; chance 0.25; standard error up to "
+            f"{worst / 2:.2f}), rows = masked set (method:language):", "",
+            fmt(pd.DataFrame(bench["mc"]).T), "",
+            "Share of greedy continuations identified as the prompt's language (8 prompts per "
+            "language):", "", fmt(pd.DataFrame(bench["generation"]).T),
+        ]  # fmt: skip
+    if parts.get("transfer"):
+        transfer = parts["transfer"]
+        lines = []
+        for label in ("base sets on base", "base sets on chat", "chat sets on chat"):
+            lines += [f"**{label}**:", "", fmt(summary_table({label: transfer[label]})), ""]
+        lines += ["Jaccard overlap of the base model's and the chat model's CRANE sets (rows: "
+                  "base, columns: chat):", "", fmt(transfer["jaccard"], 2)]  # fmt: skip
+        out["transfer"] = lines
+    return {name: "\n".join(text) for name, text in out.items()}
+
+
+def write_page(result: StudyResult, path: str | Path, command: str) -> Path:
+    """Fill ``path``'s generated blocks from ``result`` and export its figures into
+    ``figures/`` beside it (PNG; needs kaleido and a Chromium). A missing page is created with
+    one heading and block per section; a section missing from an existing page is appended."""
+    from crane_lens.report.export import export_figures
+    from crane_lens.study.figures import study_figures
+
+    path = Path(path)
+    if not path.is_file():
+        write_text(path, f"# Results: {result.config.model}\n")
+    text = {name: body for name, body in blocks(result, command).items()}
+    figures = study_figures(result)
+    export_figures([f for named in figures.values() for f in named], path.parent / "figures")
+    for name, named in figures.items():
+        links = "\n\n".join(f"![{f.caption}](figures/{f.name}.png)" for f in named)
+        text[name] = links + ("\n\n" + text[name] if name in text else "")
+    for name in SECTIONS:
+        if name not in text:
+            continue
+        if f"<!-- {name}:" not in path.read_text(encoding="utf-8"):
+            write_text(path, path.read_text(encoding="utf-8").rstrip("\n") + f"\n\n## "
+                       f"{SECTIONS[name]}\n\n<!-- {name}: generated by crane-lens study "
+                       f"--write-docs -->\n<!-- /{name} -->\n")  # fmt: skip
+        update_marked_block(path, name, "\n" + text[name] + "\n")
+    log.info("wrote %s", path)
+    return path

@@ -1,0 +1,155 @@
+"""A short study on crane-tiny: its stages, resuming without recomputing, its checks and page."""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+
+import pytest
+
+import crane_lens as cl
+from crane_lens.cli import main
+from crane_lens.study import StudyConfig, StudyResult, study, write_page
+from crane_lens.study import stages as stages_module
+
+pytestmark = pytest.mark.integration
+
+TINY = {"model": "crane-tiny", "max_tokens_per_lang": 512, "eval_tokens_per_lang": 320,
+        "eval_seq_len": 64, "random_seeds": 2, "sweep": [0.03], "causal_neurons": 6,
+        "causal_layers": [3], "mc_items": 4, "mc_origins": ["libreoffice-help"]}  # fmt: skip
+
+
+@pytest.fixture(scope="module")
+def finished(tmp_path_factory):  # type: ignore[no-untyped-def]
+    folder = tmp_path_factory.mktemp("study")
+    stages = ["stats", "matrices", "sweep", "mean", "causality"]
+    return study(StudyConfig(**TINY, stages=stages), folder, progress=False)  # type: ignore[arg-type]
+
+
+def test_every_stage_is_saved_and_read_back_without_computing(finished, monkeypatch) -> None:  # type: ignore[no-untyped-def]
+    def refuse(*args, **kwargs):  # type: ignore[no-untyped-def]
+        raise AssertionError("a finished study computed again")
+
+    for name in ("ablation_matrix", "select_language_neurons"):
+        monkeypatch.setattr(stages_module, name, refuse)
+    monkeypatch.setattr("crane_lens.stats.engine.compute_stats", refuse)
+    monkeypatch.setattr("crane_lens.evaluation.ablation.conditions_nll", refuse)
+    config = StudyConfig(**TINY, stages=["stats", "matrices", "sweep", "mean", "causality"])  # type: ignore[arg-type]
+    again = study(config, finished.folder, progress=False)
+    assert again.missing == []
+    for label, matrix in finished.matrices.items():
+        assert again.matrices[label].to_dict() == matrix.to_dict()
+    assert again.parts["causality"] == finished.parts["causality"]
+    loaded = StudyResult.load(finished.folder)  # read-only: the stages not run are missing
+    assert loaded.missing == ["benchmarks"]  # transfer: no chat model, nothing to do
+    assert loaded.summary().equals(finished.summary())
+
+
+def test_the_matrices_are_the_library_calls_with_the_studys_settings(finished) -> None:  # type: ignore[no-untyped-def]
+    model = cl.load_model("crane-tiny")
+    held_out = cl.load_corpus("builtin", split="eval", langs=["en", "zh", "vi"])
+    crane = finished.matrices["crane"]
+    direct = cl.ablation_matrix(model, held_out, finished.neurons("crane"), random_seeds=2,
+                                seq_len=64, max_tokens_per_lang=320, progress=False)  # fmt: skip
+    assert crane.per_block == direct.per_block
+    # LAPE at its published budget: 1 % of all neurons in total, not per language.
+    published = finished.neurons("lape (top_rate 0.01)")
+    assert published.config["top_rate"] == 0.01
+    # Random control sets for CRANE and both LAPE budgets only; p-values with them.
+    seeded = {k for k, m in finished.matrices.items() if m.random_nll}
+    assert seeded == {"crane", "lape", "lape (top_rate 0.01)"}
+    assert finished.summary().loc["crane", "p_max"] <= 1.0
+    assert math.isnan(finished.summary().loc["plnd", "p_max"])
+    # The CP-LRP row uses lxt's full rules, not the attention-only variant.
+    assert finished.stats("cp").config["attention"] == "cp"
+    assert set(finished.parts["sweep"]) == {0.01, 0.03}
+    assert finished.parts["mean"]["crane"].mode == "mean"
+
+
+def test_an_interrupted_matrix_resumes_from_its_checkpoint(finished, tmp_path, monkeypatch) -> None:  # type: ignore[no-untyped-def]
+    from crane_lens.evaluation import ablation
+
+    real, calls = ablation.conditions_nll, []
+
+    def crash_on_second(*args, **kwargs):  # type: ignore[no-untyped-def]
+        calls.append(1)
+        if len(calls) == 2:
+            raise KeyboardInterrupt
+        return real(*args, **kwargs)
+
+    folder = tmp_path / "study"
+    for sub in ("study.json", "stats", "stats_cp", "stats_logprob"):
+        source = finished.folder / sub
+        target = folder / sub
+        target.parent.mkdir(parents=True, exist_ok=True)
+        target.write_bytes(source.read_bytes()) if source.is_file() else _copy(source, target)
+    config = StudyConfig(**TINY, stages=["stats", "matrices"])  # type: ignore[arg-type]
+    monkeypatch.setattr(ablation, "conditions_nll", crash_on_second)
+    with pytest.raises(KeyboardInterrupt):
+        study(config, folder, progress=False)
+    assert (folder / "matrices" / "crane_0.01" / "ablation_checkpoint.json").is_file()
+    monkeypatch.setattr(ablation, "conditions_nll", real)
+    resumed = study(config, folder, progress=False)
+    assert resumed.matrices["crane"].per_block == finished.matrices["crane"].per_block
+
+
+def _copy(source: Path, target: Path) -> None:
+    import shutil
+
+    shutil.copytree(source, target)
+
+
+def test_bad_input_fails_before_any_work_and_leaves_no_folder(tmp_path, capsys) -> None:  # type: ignore[no-untyped-def]
+    folder = tmp_path / "new"
+    # cl.study is callable although crane_lens.study, the package, is imported by now
+    with pytest.raises(cl.CraneLensError, match="xx"):
+        cl.study(cl.StudyConfig(**TINY | {"langs": ["en", "xx"]}), folder, progress=False)  # type: ignore[arg-type]
+    assert not folder.exists()
+    assert main(["study", "--langs", "en,zz", "--out", str(folder)]) == 2
+    assert "zz" in capsys.readouterr().err and not folder.exists()
+    with pytest.raises(ValueError, match="preset"):
+        StudyConfig(preset="everything")  # type: ignore[arg-type]
+    with pytest.raises(ValueError, match="stages"):
+        StudyConfig(stages=["stats", "plots"])
+    with pytest.raises(ValueError, match="budget"):
+        StudyConfig(budget=2.0)
+
+
+def test_a_folder_of_other_settings_is_refused(finished) -> None:  # type: ignore[no-untyped-def]
+    other = StudyConfig(**TINY | {"budget": 0.02}, stages=["stats"])  # type: ignore[arg-type]
+    with pytest.raises(cl.OutputExistsError, match="budget"):
+        study(other, finished.folder, progress=False)
+
+
+def test_the_page_keeps_hand_written_text_and_fills_every_finished_section(finished, tmp_path, monkeypatch) -> None:  # type: ignore[no-untyped-def]  # fmt: skip
+    exported: list[str] = []
+    monkeypatch.setattr("crane_lens.report.export.export_figures",
+                        lambda figures, folder, *a, **k: exported.extend(f.name for f in figures))  # fmt: skip
+    page = tmp_path / "results.md"
+    page.write_text("# Mine\n\nHand-written.\n\n<!-- command: x -->\nSTALE\n<!-- /command -->\n")
+    result = StudyResult.load(finished.folder)
+    write_page(result, page, "crane-lens study --model crane-tiny")
+    text = page.read_text()
+    assert text.startswith("# Mine\n\nHand-written.") and "STALE" not in text
+    assert "crane-lens study --model crane-tiny" in text and "Not finished yet: benchmarks" in text
+    for section in ("comparison", "crane-matrix", "layers", "stability", "sweep", "variants",
+                    "causality"):  # fmt: skip
+        assert f"<!-- {section}:" in text
+    assert "benchmarks:" not in text  # nothing measured, no empty section
+    assert "crane-tiny-ablation-matrices" in exported and "[" in text  # intervals in tables
+    write_page(result, page, "crane-lens study --model crane-tiny")
+    assert page.read_text() == text  # idempotent
+
+
+def test_study_help_and_command_line(tmp_path, capsys) -> None:  # type: ignore[no-untyped-def]
+    with pytest.raises(SystemExit) as exit_:
+        main(["study", "--help"])
+    assert exit_.value.code == 0
+    assert "--preset {paper,full}" in capsys.readouterr().out
+    from crane_lens.cli import build_parser
+    from crane_lens.study.cli import page_command
+
+    args = build_parser().parse_args(["study", "--model", "gemma-3-270m", "--preset", "full",
+                                      "--out", "/x", "--write-docs", "p.md", "-q"])  # fmt: skip
+    assert page_command(args) == ("crane-lens study --model gemma-3-270m --preset full "
+                                  "--write-docs p.md")  # fmt: skip
