@@ -41,7 +41,11 @@ def add_study_command(sub: Any, formatter: type[argparse.HelpFormatter], dtype_h
     add = parser.add_argument
     add("--model", default=d.model, help="built-in or installed name, folder or hub id")
     add("--preset", default=d.preset, choices=list(PRESETS), help="which languages")
-    add("--langs", default=None, help="comma-separated languages instead of the preset's")
+    add(
+        "--langs",
+        default=None,
+        help="comma-separated languages instead of the preset's (default: the preset's)",
+    )
     add("--budget", type=float, default=d.budget,
         help="main budget: neurons per language, a fraction of all MLP neurons")  # fmt: skip
     add("--sweep", default=",".join(f"{x:g}" for x in d.sweep),
@@ -73,6 +77,9 @@ def add_study_command(sub: Any, formatter: type[argparse.HelpFormatter], dtype_h
     add("--chat-model", default=None,
         help="a fine-tuned version of --model for the transfer stage (default: no transfer)")  # fmt: skip
     add("--stages", default=",".join(STAGES), help="stages to run, comma-separated")
+    add("--sets", default=None,
+        help="the sets whose matrices are measured, comma-separated labels as in the page's "
+        "tables, e.g. 'crane,lape,crane (CP-LRP)' (default: all; crane and lape always)")  # fmt: skip
     add("--dtype", default=d.dtype, help=dtype_help)
     add("--device", default=None, help="cpu, cuda, cuda:1... (default: CUDA when available)")
     add("--out", default=None,
@@ -103,6 +110,7 @@ def config_from_args(args: argparse.Namespace) -> Any:
         mc_origins=args.mc_origins.split(",") if args.mc_origins else None,
         chat_model=args.chat_model, dtype=args.dtype, device=args.device,
         stages=[s.strip() for s in args.stages.split(",") if s.strip()],
+        sets=[s.strip() for s in args.sets.split(",") if s.strip()] if args.sets else None,
     )  # fmt: skip
 
 
@@ -112,9 +120,10 @@ def page_command(args: argparse.Namespace) -> str:
     parser = argparse.ArgumentParser(add_help=False)
     add_study_command(parser.add_subparsers(), argparse.HelpFormatter, "")
     defaults = vars(parser.parse_args(["study"]))
-    shown = ["crane-lens", "study"]
+    shown = ["crane-lens", "study", "--model", args.model, "--preset", args.preset]
     for key, value in vars(args).items():
-        if key in ("out", "device", "quiet", "docs_only", "write_docs", "func", "verbose"):
+        if key in ("model", "preset", "out", "device", "quiet", "docs_only", "write_docs",
+                   "func", "verbose", "command"):  # fmt: skip
             continue
         if key in defaults and value != defaults[key]:
             shown += ["--" + key.replace("_", "-"), str(value)]

@@ -239,9 +239,9 @@ def blocks(result: StudyResult, command: str) -> dict[str, str]:
         ]  # fmt: skip
     if parts.get("transfer"):
         transfer = parts["transfer"]
-        lines = []
-        for label in ("base sets on base", "base sets on chat", "chat sets on chat"):
-            lines += [f"**{label}**:", "", fmt(summary_table({label: transfer[label]})), ""]
+        conditions = ("base sets on base", "base sets on chat", "chat sets on chat")
+        lines = ["Means over the languages (rows: which model's CRANE sets are masked in which "
+                 "model):", "", fmt(summary_table({c: transfer[c] for c in conditions})), ""]  # fmt: skip
         lines += ["Jaccard overlap of the base model's and the chat model's CRANE sets (rows: "
                   "base, columns: chat):", "", fmt(transfer["jaccard"], 2)]  # fmt: skip
         out["transfer"] = lines

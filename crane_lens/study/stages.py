@@ -193,13 +193,21 @@ class Study:
         return AblationMatrix.load(folder)
 
     # -- stages ---------------------------------------------------------------------------
+    @property
+    def variants(self) -> dict[str, Variant]:
+        """The sets this study measures: ``config.sets``, else all of :data:`VARIANTS`."""
+        chosen = self.config.sets
+        return {k: v for k, v in VARIANTS.items() if chosen is None or k in chosen}
+
     def statistics(self) -> dict[str, NeuronStats]:
-        return {key: self.stats(key) for key in STATISTICS}
+        """The main statistics, and the CP-LRP and log-probability passes where a set needs them."""
+        needed = {"main"} | {v.stats for v in self.variants.values()}
+        return {key: self.stats(key) for key in STATISTICS if key in needed}
 
     def matrices(self) -> dict[str, AblationMatrix]:
         """Every variant's matrix at the main budget; CRANE's and LAPE's with random sets."""
         b, out = self.config.budget, {}
-        for label, v in VARIANTS.items():
+        for label, v in self.variants.items():
             if v.matrix:
                 with self._partial():
                     out[label] = self.matrix(f"{slug(label)}_{b:g}", self.neurons(label),

@@ -16,7 +16,8 @@ pytestmark = pytest.mark.integration
 
 TINY = {"model": "crane-tiny", "max_tokens_per_lang": 512, "eval_tokens_per_lang": 320,
         "eval_seq_len": 64, "random_seeds": 2, "sweep": [0.03], "causal_neurons": 6,
-        "causal_layers": [3], "mc_items": 4, "mc_origins": ["libreoffice-help"]}  # fmt: skip
+        "causal_layers": [3], "mc_items": 4, "mc_origins": ["libreoffice-help"],
+        "sets": ["lape (top_rate 0.01)", "crane (CP-LRP)", "plnd"]}  # fmt: skip
 
 
 @pytest.fixture(scope="module")
@@ -63,6 +64,10 @@ def test_the_matrices_are_the_library_calls_with_the_studys_settings(finished) -
     # The CP-LRP row uses lxt's full rules, not the attention-only variant.
     assert finished.stats("cp").config["attention"] == "cp"
     assert set(finished.parts["sweep"]) == {0.01, 0.03}
+    # Only the sets asked for (CRANE and LAPE always), only the statistics they need.
+    assert set(finished.matrices) == {"crane", "lape", "lape (top_rate 0.01)", "crane (CP-LRP)",
+                                      "plnd"}  # fmt: skip
+    assert not (finished.folder / "stats_logprob").exists()
     assert finished.parts["mean"]["crane"].mode == "mean"
 
 
@@ -78,7 +83,7 @@ def test_an_interrupted_matrix_resumes_from_its_checkpoint(finished, tmp_path, m
         return real(*args, **kwargs)
 
     folder = tmp_path / "study"
-    for sub in ("study.json", "stats", "stats_cp", "stats_logprob"):
+    for sub in ("study.json", "stats", "stats_cp"):
         source = finished.folder / sub
         target = folder / sub
         target.parent.mkdir(parents=True, exist_ok=True)
@@ -113,6 +118,8 @@ def test_bad_input_fails_before_any_work_and_leaves_no_folder(tmp_path, capsys) 
         StudyConfig(stages=["stats", "plots"])
     with pytest.raises(ValueError, match="budget"):
         StudyConfig(budget=2.0)
+    with pytest.raises(ValueError, match="Unknown sets"):
+        StudyConfig(sets=["crane (CP)"])
 
 
 def test_a_folder_of_other_settings_is_refused(finished) -> None:  # type: ignore[no-untyped-def]
@@ -153,3 +160,17 @@ def test_study_help_and_command_line(tmp_path, capsys) -> None:  # type: ignore[
                                       "--out", "/x", "--write-docs", "p.md", "-q"])  # fmt: skip
     assert page_command(args) == ("crane-lens study --model gemma-3-270m --preset full "
                                   "--write-docs p.md")  # fmt: skip
+    args = build_parser().parse_args(["study", "--budget", "0.001", "--docs-only"])
+    assert page_command(args) == "crane-lens study --model crane-tiny --preset paper --budget 0.001"
+
+
+def test_docs_only_redraws_the_page_from_the_folder_without_computing(finished, tmp_path, monkeypatch) -> None:  # type: ignore[no-untyped-def]  # fmt: skip
+    monkeypatch.setattr("crane_lens.report.export.check_exporter", lambda: "chromium")
+    monkeypatch.setattr("crane_lens.report.export.export_figures", lambda *a, **k: [])
+    monkeypatch.setattr("crane_lens.study.run.study", None)  # computing would fail
+    page = tmp_path / "page.md"
+    argv = ["study", "--out", str(finished.folder), "--write-docs", str(page), "--docs-only",
+            "--max-tokens", "512", "--eval-tokens", "320", "--eval-seq-len", "64"]  # fmt: skip
+    assert main(argv) == 0
+    assert "crane-lens study --model crane-tiny --preset paper --max-tokens 512" in page.read_text()
+    assert main(["study", "--docs-only", "--out", str(finished.folder)]) == 2  # needs --write-docs
