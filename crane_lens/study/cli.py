@@ -88,7 +88,7 @@ def add_study_command(sub: Any, formatter: type[argparse.HelpFormatter], dtype_h
     add("--write-docs", default=None, metavar="PAGE",
         help="fill PAGE's generated blocks and export its figures beside it (default: none)")  # fmt: skip
     add("--docs-only", action="store_true",
-        help="with --write-docs: compute nothing, write what is finished")  # fmt: skip
+        help="with --write-docs: load no model, write what is finished")  # fmt: skip
     add("-q", "--quiet", action="store_true", help="no progress bars")
     parser.set_defaults(func=run_study_command)
 
@@ -114,21 +114,35 @@ def config_from_args(args: argparse.Namespace) -> Any:
     )  # fmt: skip
 
 
-def page_command(args: argparse.Namespace) -> str:
-    """The command a page quotes: every setting that differs from the defaults (not where
-    files go, the device or progress bars), then ``--write-docs PAGE``."""
-    parser = argparse.ArgumentParser(add_help=False)
-    add_study_command(parser.add_subparsers(), argparse.HelpFormatter, "")
-    defaults = vars(parser.parse_args(["study"]))
-    shown = ["crane-lens", "study", "--model", args.model, "--preset", args.preset]
-    for key, value in vars(args).items():
-        if key in ("model", "preset", "out", "device", "quiet", "docs_only", "write_docs",
-                   "func", "verbose", "command"):  # fmt: skip
+# StudyConfig field -> its option, where the two names differ.
+_FLAGS = {"max_tokens_per_lang": "--max-tokens", "eval_tokens_per_lang": "--eval-tokens"}
+
+
+def study_command(config: Any, page: str | Path | None = None) -> str:
+    """The ``crane-lens study`` command of ``config``: every setting that differs from the
+    defaults (the device aside), then ``--write-docs PAGE``; what a results page quotes, from the
+    study's own settings, so it reproduces the study whatever command redrew the page.
+
+    Example:
+        >>> from crane_lens.study import StudyConfig
+        >>> study_command(StudyConfig(model="gemma-3-270m", preset="full", sweep=[0.01]), "p.md")
+        'crane-lens study --model gemma-3-270m --preset full --sweep 0.01 --write-docs p.md'
+    """
+    from crane_lens.study.config import StudyConfig
+
+    default = StudyConfig()
+    shown = ["crane-lens", "study", "--model", config.model, "--preset", config.preset]
+    for name, value in config.to_dict().items():
+        if name in ("model", "preset", "device") or value == getattr(default, name):
             continue
-        if key in defaults and value != defaults[key]:
-            shown += ["--" + key.replace("_", "-"), str(value)]
-    if args.write_docs:
-        shown += ["--write-docs", str(args.write_docs)]
+        if name == "stages" and set(value) == set(default.stages):  # all of them, any order
+            continue
+        flag = _FLAGS.get(name, "--" + name.replace("_", "-"))
+        if isinstance(value, list):
+            value = ",".join(f"{v:g}" if isinstance(v, float) else str(v) for v in value)
+        shown += [flag, f"{value:g}" if isinstance(value, float) else str(value)]
+    if page is not None:
+        shown += ["--write-docs", str(page)]
     return shlex.join(shown)
 
 
@@ -151,7 +165,7 @@ def run_study_command(args: argparse.Namespace) -> int:
         study(config, folder, progress=not args.quiet)
         result = StudyResult.load(folder)
     if args.write_docs:
-        write_page(result, args.write_docs, page_command(args))
+        write_page(result, args.write_docs, study_command(result.config, args.write_docs))
     print(f"study in {folder}" + (f"; not finished: {', '.join(result.missing)}"  # noqa: T201
                                   if result.missing else ""))  # fmt: skip
     return 0

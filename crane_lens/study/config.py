@@ -90,7 +90,9 @@ class StudyConfig:
             unknown = sorted(set(self.sets) - set(VARIANTS))
             if unknown:
                 raise ValueError(f"Unknown sets {unknown}; choose from {', '.join(VARIANTS)}.")
-            self.sets = list(dict.fromkeys(["crane", "lape", *self.sets]))
+            chosen = {"crane", "lape", *self.sets}  # one order: a study folder compares lists
+            self.sets = [label for label in VARIANTS if label in chosen]
+        self.sweep = sorted(set(self.sweep))
         if self.preset not in PRESETS:
             raise ValueError(f"preset={self.preset!r}: choose one of {', '.join(PRESETS)}.")
         unknown = sorted(set(self.stages) - set(STAGES))

@@ -52,6 +52,7 @@ def study_figures(result: StudyResult) -> dict[str, list[NamedFigure]]:
                                  neurons=neurons["crane"]))  # fmt: skip
         add("layers", "method-overlap", "Jaccard overlap between the methods' sets",
             plots.method_overlap(neurons))  # fmt: skip
+    if "stability" in parts:
         add("stability", "stability", "How stable the sets are across samples of the training "
             "text", plots.stability_figure(parts["stability"]))  # fmt: skip
     if len(parts.get("sweep", {})) > 1:

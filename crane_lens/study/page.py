@@ -128,7 +128,7 @@ def blocks(result: StudyResult, command: str) -> dict[str, str]:
             "allow). LAPE's sets are matched to the others' mean size (the smallest total whose "
             "sets average k per language); 'top_rate 0.01' is LAPE's published budget.", "",
             fmt(summary_table(matrices)), "",
-            "Languages won (highest index among the six methods): "
+            "Languages won (highest index among the methods' main sets; a tie counts for each): "
             + ", ".join(f"{m} {n}" for m, n in zip(compared.columns, won, strict=True)) + ".", "",
             "Selectivity index per language:", "", fmt(index, 2), "",
             "Own-language ΔNLL per language:", "", fmt(own, 2),
@@ -143,7 +143,7 @@ def blocks(result: StudyResult, command: str) -> dict[str, str]:
             "ΔNLL (nats/token); rows: the language whose CRANE set is zero-ablated; columns: the "
             "evaluated language; in brackets: its 95 % interval includes 0.", "",
             fmt(bracketed(crane), 2), "",
-            "Per language: own ΔNLL and others' with 95 % intervals, the index, random sets of "
+            "Per language: own ΔNLL and the index with their 95 % intervals, the others' mean, random sets of "
             "the same per-layer sizes (mean), vs_random = own − random own, and the empirical "
             f"p-value (1 + #{{random ≥ own}}) / (1 + {c.random_seeds}):", "",
             fmt(sel[columns]),
@@ -170,18 +170,19 @@ def blocks(result: StudyResult, command: str) -> dict[str, str]:
             "Jaccard overlap of CRANE's set with each other set (mean over languages):", "",
             fmt(jaccard.to_frame(), 2),
         ]  # fmt: skip
+    if "stability" in parts:
         stability = parts["stability"]
         table = stability.summary().rename(columns={
-            "median": "split-half median", "min": "lowest", "min_lang": "lowest language",
-            "tokens": "tokens per half", "converged": "at 1/4 vs all"})  # fmt: skip
+                "median": "split-half median", "min": "lowest", "min_lang": "lowest language",
+                "tokens": "tokens per half", "converged": "at 1/4 vs all"})  # fmt: skip
         out["stability"] = [
-            "Each method selected again, at the same budget, on two disjoint halves of the "
-            "training text (interleaved blocks) and on its first 1/16 … 1/2, from the per-part "
-            "sums of the one statistics pass; Jaccard index of the sets (chance: random sets of "
-            "the same sizes):", "", *[f"* {line}" for line in stability.describe().splitlines()],
-            "", fmt(table, 3), "", "Split-half Jaccard per language:", "",
-            fmt(stability.split_half(), 2),
-        ]  # fmt: skip
+                "Each method selected again, at the same budget, on two disjoint halves of the "
+                "training text (interleaved blocks) and on its first 1/16 … 1/2, from the per-part "
+                "sums of the one statistics pass; Jaccard index of the sets (chance: random sets of "
+                "the same sizes):", "", *[f"* {line}" for line in stability.describe().splitlines()],
+                "", fmt(table, 3), "", "Split-half Jaccard per language:", "",
+                fmt(stability.split_half(), 2),
+            ]  # fmt: skip
     if len(parts.get("sweep", {})) > 1:
         rows = []
         for budget, by_label in sorted(parts["sweep"].items()):
@@ -193,7 +194,7 @@ def blocks(result: StudyResult, command: str) -> dict[str, str]:
                              "others ΔNLL [95 % CI]": with_interval(s["others"], s.get("others_low", nan), s.get("others_high", nan)),
                              "index [95 % CI]": with_interval(s["index"], s.get("index_low", nan), s.get("index_high", nan))})  # fmt: skip
         out["sweep"] = ["Means over the languages:", "",
-                        fmt(pd.DataFrame(rows).sort_values(["set", "budget"]).set_index("set"))]  # fmt: skip
+                        fmt(pd.DataFrame(rows).sort_values("set", kind="stable").set_index("set"))]  # fmt: skip
     variants = {f"{k} (zero-ablation)": matrices[k] for k in ("crane", "lape") if k in matrices}
     variants |= {f"{k} (mean-ablation)": m for k, m in parts.get("mean", {}).items()}
     variants |= {k: matrices[k] for k in ("crane (CP-LRP)", "crane (logprob target)")

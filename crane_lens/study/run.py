@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import logging
 import os
 import shutil
@@ -97,10 +98,13 @@ def _collect(study: Study, stages: list[str] | None = None) -> StudyResult:
         start = time.perf_counter()
         try:
             result.parts[stage] = calls[stage]()
-            if stage == "stats":
-                result.parts["stability"] = study.stability()
+            if stage == "stats" and (stability := study.stability()) is not None:
+                result.parts["stability"] = stability
         except NotFinished as missing:
             log.debug("not finished: %s", missing)
+            result.missing.append(stage)
+            continue
+        if stage in study.incomplete:  # read-only: some of its matrices are not finished
             result.missing.append(stage)
             continue
         if study.compute:
@@ -174,13 +178,29 @@ def study(
         split: load_corpus("builtin", split=split, langs=langs) for split in ("train", "eval")
     }
     check_enough_text(as_run, splits)  # tokenizer only
+    if "benchmarks" in config.stages and config.mc_origins:  # a typo would surface hours later
+        from crane_lens.evaluation.multiple_choice import builtin_multiple_choice
+
+        benchmark_langs = [x for x in ("en", "zh", "vi") if x in langs] or langs[:3]
+        try:
+            builtin_multiple_choice(benchmark_langs, origins=config.mc_origins,
+                                    max_items_per_lang=1)  # fmt: skip
+        except CraneLensError as exc:
+            raise CraneLensError(
+                f"--mc-origins {','.join(config.mc_origins)}: no multiple-choice items ({exc}). "
+                "Check the origin names (docs/data.md lists them) or drop the option."
+            ) from exc
     _check_folder(folder, config)
 
-    new = not folder.exists()
+    new = not folder.exists() or not any(folder.iterdir())
     folder.mkdir(parents=True, exist_ok=True)
     from crane_lens.stats.engine import _versions
 
-    write_json(folder / CONFIG_FILE, {"config": config.to_dict(), "versions": _versions()})
+    saved = folder / CONFIG_FILE
+    # The dtype the study computes in stays (Study.model records it on the first load).
+    kept = {k: v for k, v in (json.loads(saved.read_text("utf-8")) if saved.is_file() else {}).items()
+            if k == "dtype"}  # fmt: skip
+    write_json(saved, {"config": config.to_dict(), "versions": _versions()} | kept)
     try:
         result = _collect(Study(config, folder, progress=progress))
     except BaseException:

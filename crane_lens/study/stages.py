@@ -19,6 +19,7 @@ from typing import Any
 
 import torch
 
+from crane_lens.errors import CraneLensError
 from crane_lens.evaluation.ablation import AblationMatrix, ablation_matrix
 from crane_lens.selection.neurons import LanguageNeurons
 from crane_lens.selection.select import select_language_neurons
@@ -98,14 +99,34 @@ class Study:
     ) -> None:
         self.config, self.folder, self.progress = config, folder, progress
         self.compute = compute  # False: read what is finished, raise NotFinished for the rest
+        self.incomplete: set[str] = set()  # stages read with some part not finished
         self._stats: dict[str, NeuronStats] = {}
 
     # -- inputs, loaded on first use ----------------------------------------------------------
     @functools.cached_property
     def model(self) -> Any:
-        from crane_lens.model.loader import load_model
+        from crane_lens.model.loader import get_spec, load_model
 
-        return load_model(self.config.model, device=self.config.device, dtype=self.config.dtype)
+        model = load_model(self.config.model, device=self.config.device, dtype=self.config.dtype)
+        spec = get_spec(model)
+        # One dtype for the whole study: "auto" means bfloat16 on a GPU and float32 on most CPUs,
+        # and a matrix resumed in another dtype would mix both in its block sums.
+        path, dtype = self.folder / "study.json", str(spec.dtype)
+        saved = json.loads(path.read_text("utf-8"))
+        if saved.get("dtype", dtype) != dtype:
+            raise CraneLensError(
+                f"This study computes in {saved['dtype']}, and the model loaded in {dtype} here "
+                f"(--device {self.config.device or 'default'}, --dtype {self.config.dtype}); pass "
+                f"--dtype {saved['dtype'].removeprefix('torch.')} to continue it."
+            )
+        if "dtype" not in saved:
+            write_json(path, saved | {"dtype": dtype})
+        bad = [x for x in self.config.causal_layers or [] if not 0 <= x < spec.n_layers]
+        if bad:
+            raise ValueError(
+                f"--causal-layers {bad}: {spec.n_layers} layers (0-{spec.n_layers - 1})."
+            )
+        return model
 
     @functools.cached_property
     def train(self) -> Any:
@@ -209,26 +230,28 @@ class Study:
         b, out = self.config.budget, {}
         for label, v in self.variants.items():
             if v.matrix:
-                with self._partial():
+                with self._partial("matrices"):
                     out[label] = self.matrix(f"{slug(label)}_{b:g}", self.neurons(label),
                                              random=v.random)  # fmt: skip
         return out
 
     @contextlib.contextmanager
-    def _partial(self) -> Any:
-        """Read-only, a missing part of a stage is left out instead of ending the stage."""
+    def _partial(self, stage: str) -> Any:
+        """Read-only, a missing part of a stage is left out (the stage counts as incomplete)
+        instead of ending the stage."""
         try:
             yield
         except NotFinished:
             if self.compute:
                 raise
+            self.incomplete.add(stage)
 
     def sweep(self) -> dict[float, dict[str, AblationMatrix]]:
         """CRANE's and LAPE's matrices at every budget (random sets at the main one only)."""
         out: dict[float, dict[str, AblationMatrix]] = {}
         for label in ("crane", "lape"):
             for b in sorted({self.config.budget, *self.config.sweep}):
-                with self._partial():
+                with self._partial("sweep"):
                     out.setdefault(b, {})[label] = self.matrix(
                         f"{slug(label)}_{b:g}", self.neurons(label, b),
                         random=b == self.config.budget,
@@ -245,19 +268,24 @@ class Study:
             values = None
             if self.compute and not (self.folder / "matrices" / name / "matrix.json").is_file():
                 values = intervention_values(self.stats(), "mean")
-            with self._partial():
+            with self._partial("mean"):
                 out[label] = self.matrix(name, self.neurons(label), random=False, mode="mean",
                                          values=values)  # fmt: skip
         return out
 
     def stability(self) -> Any:
-        """How much each method's sets depend on the training text (from the per-part sums)."""
+        """How much each method's sets depend on the training text (from the per-part sums);
+        ``None`` where the statistics cannot say (e.g. one block per language)."""
         from crane_lens.selection.stability import SelectionStability, selection_stability
 
         folder = self.folder / "stability"
         if (folder / "stability.json").is_file():
             return SelectionStability.load(folder)
-        found = selection_stability(self.stats(), MAIN_METHODS, budget=self.config.budget)
+        try:
+            found = selection_stability(self.stats(), MAIN_METHODS, budget=self.config.budget)
+        except CraneLensError as exc:  # the statistics stay valid: the study goes on without
+            log.warning("no stability measure: %s", exc)
+            return None
         found.save(folder)
         return found
 
@@ -375,7 +403,10 @@ class Study:
             batch_size=self.config.batch_size, max_tokens_per_lang=self.config.max_tokens_per_lang,
             output_dir=chat_folder, progress=self.progress))  # fmt: skip
         chat_sets = select_language_neurons(chat_stats, "crane", budget=self.config.budget)
-        base_sets = self.neurons("crane").select_langs(langs)
+        # Selected against the same languages as the chat model's sets (all the study's would
+        # mix the effect of fine-tuning with that of a larger language pool).
+        base_sets = select_language_neurons(self.stats(), "crane", budget=self.config.budget,
+                                            langs=langs)  # fmt: skip
         held_out = self.held_out.select(langs=langs)
         out: dict[str, Any] = {}
         for label, name, model, sets in (

@@ -2,13 +2,15 @@
 
 from __future__ import annotations
 
+import json
 import math
+import shlex
 from pathlib import Path
 
 import pytest
 
 import crane_lens as cl
-from crane_lens.cli import main
+from crane_lens.cli import build_parser, main
 from crane_lens.study import StudyConfig, StudyResult, study, write_page
 from crane_lens.study import stages as stages_module
 
@@ -118,6 +120,9 @@ def test_bad_input_fails_before_any_work_and_leaves_no_folder(tmp_path, capsys) 
         StudyConfig(stages=["stats", "plots"])
     with pytest.raises(ValueError, match="budget"):
         StudyConfig(budget=2.0)
+    with pytest.raises(cl.CraneLensError, match="--mc-origins nope"):
+        cl.study(StudyConfig(**TINY | {"mc_origins": ["nope"]}), folder, progress=False)  # type: ignore[arg-type]
+    assert not folder.exists()
     with pytest.raises(ValueError, match="Unknown sets"):
         StudyConfig(sets=["crane (CP)"])
 
@@ -153,15 +158,17 @@ def test_study_help_and_command_line(tmp_path, capsys) -> None:  # type: ignore[
         main(["study", "--help"])
     assert exit_.value.code == 0
     assert "--preset {paper,full}" in capsys.readouterr().out
-    from crane_lens.cli import build_parser
-    from crane_lens.study.cli import page_command
+    from crane_lens.study.cli import study_command
 
-    args = build_parser().parse_args(["study", "--model", "gemma-3-270m", "--preset", "full",
-                                      "--out", "/x", "--write-docs", "p.md", "-q"])  # fmt: skip
-    assert page_command(args) == ("crane-lens study --model gemma-3-270m --preset full "
-                                  "--write-docs p.md")  # fmt: skip
-    args = build_parser().parse_args(["study", "--budget", "0.001", "--docs-only"])
-    assert page_command(args) == "crane-lens study --model crane-tiny --preset paper --budget 0.001"
+    config = StudyConfig(model="gemma-3-270m", preset="full", budget=0.001, sweep=[0.003, 0.01])
+    assert study_command(config, "p.md") == ("crane-lens study --model gemma-3-270m --preset full "
+                                             "--budget 0.001 --sweep 0.003,0.01 --write-docs p.md")  # fmt: skip
+    # The command quoted is the study's own: parsed back, it gives the same settings.
+    tiny = StudyConfig(**TINY)  # type: ignore[arg-type]
+    from crane_lens.study.cli import config_from_args
+
+    argv = shlex.split(study_command(tiny))[1:]
+    assert config_from_args(build_parser().parse_args(argv)) == tiny
 
 
 def test_docs_only_redraws_the_page_from_the_folder_without_computing(finished, tmp_path, monkeypatch) -> None:  # type: ignore[no-untyped-def]  # fmt: skip
@@ -172,5 +179,23 @@ def test_docs_only_redraws_the_page_from_the_folder_without_computing(finished, 
     argv = ["study", "--out", str(finished.folder), "--write-docs", str(page), "--docs-only",
             "--max-tokens", "512", "--eval-tokens", "320", "--eval-seq-len", "64"]  # fmt: skip
     assert main(argv) == 0
-    assert "crane-lens study --model crane-tiny --preset paper --max-tokens 512" in page.read_text()
+    text = page.read_text()  # the study's own settings, not the redrawing command's
+    assert "--max-tokens 512" in text and "--random-seeds 2" in text and "--causal-layers 3" in text
     assert main(["study", "--docs-only", "--out", str(finished.folder)]) == 2  # needs --write-docs
+
+
+def test_a_partial_study_names_its_unfinished_stages_and_keeps_its_dtype(finished, tmp_path) -> None:  # type: ignore[no-untyped-def]  # fmt: skip
+    import shutil
+
+    folder = tmp_path / "partial"
+    shutil.copytree(finished.folder, folder)
+    shutil.rmtree(folder / "matrices" / "plnd_0.01")  # one matrix of the stage not finished
+    partial = StudyResult.load(folder)
+    assert "matrices" in partial.missing and "plnd" not in partial.matrices
+    assert "crane" in partial.matrices  # what is finished is still shown
+    saved = json.loads((folder / "study.json").read_text())
+    assert saved["dtype"] == "torch.float32"  # recorded when the model was first loaded
+    (folder / "study.json").write_text(json.dumps(saved | {"dtype": "torch.bfloat16"}))
+    config = StudyConfig(**TINY, stages=["stats", "matrices"])  # type: ignore[arg-type]
+    with pytest.raises(cl.CraneLensError, match="--dtype bfloat16"):
+        study(config, folder, progress=False)
