@@ -39,9 +39,16 @@ warnings.filterwarnings("ignore", message="IProgress not found")
 
 if TYPE_CHECKING:
     from crane_lens.data import Corpus, TokenBlocks, canonical_lang, load_corpus, make_token_blocks
-    from crane_lens.evaluation import AblationMatrix, ablation_matrix
+    from crane_lens.evaluation import (
+        AblationMatrix,
+        SteeringMatrix,
+        ablation_matrix,
+        greedy_continuations,
+        steered_continuations,
+        steering_matrix,
+    )
     from crane_lens.explore import Explanation, TokenNLLChange, explain, token_nll_change
-    from crane_lens.intervention import ablate, ablation_hooks, intervention_values
+    from crane_lens.intervention import ablate, ablation_hooks, intervention_values, steer
     from crane_lens.model import ModelSpec, get_spec, load_model
     from crane_lens.pipeline import RunConfig, RunResult, run
     from crane_lens.selection import (
@@ -64,6 +71,10 @@ _LAZY = {
     "make_token_blocks": "crane_lens.data",
     "AblationMatrix": "crane_lens.evaluation",
     "ablation_matrix": "crane_lens.evaluation",
+    "SteeringMatrix": "crane_lens.evaluation",
+    "greedy_continuations": "crane_lens.evaluation",
+    "steered_continuations": "crane_lens.evaluation",
+    "steering_matrix": "crane_lens.evaluation",
     "Explanation": "crane_lens.explore",
     "TokenNLLChange": "crane_lens.explore",
     "explain": "crane_lens.explore",
@@ -71,6 +82,7 @@ _LAZY = {
     "ablate": "crane_lens.intervention",
     "ablation_hooks": "crane_lens.intervention",
     "intervention_values": "crane_lens.intervention",
+    "steer": "crane_lens.intervention",
     "ModelSpec": "crane_lens.model",
     "get_spec": "crane_lens.model",
     "load_model": "crane_lens.model",
@@ -128,6 +140,7 @@ __all__ = [
     "RunConfig",
     "RunResult",
     "SelectionStability",
+    "SteeringMatrix",
     "StudyConfig",
     "StudyResult",
     "TokenBlocks",
@@ -143,6 +156,7 @@ __all__ = [
     "compute_stats",
     "explain",
     "get_spec",
+    "greedy_continuations",
     "intervention_values",
     "load_corpus",
     "load_model",
@@ -151,6 +165,9 @@ __all__ = [
     "run",
     "select_language_neurons",
     "selection_stability",
+    "steer",
+    "steered_continuations",
+    "steering_matrix",
     "study",
     "token_nll_change",
 ]

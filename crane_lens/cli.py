@@ -132,6 +132,38 @@ def _figures(args: argparse.Namespace) -> int:
     return 0
 
 
+def _floats(value: str, option: str) -> list[float]:
+    try:
+        return [float(x) for x in value.split(",") if x.strip()]
+    except ValueError:
+        raise ValueError(f"{option} {value}: comma-separated numbers, e.g. 0.5,1,2.") from None
+
+
+def _steer(args: argparse.Namespace) -> int:
+    from crane_lens.pipeline.steer import steer_run, steering_folder
+
+    def names(value: str | None) -> list[str] | None:
+        return [x.strip() for x in value.split(",") if x.strip()] if value else None
+
+    found = steer_run(
+        args.run_dir, names(args.to) or [], sources=names(args.from_langs),
+        methods=names(args.methods), mode=args.mode,
+        strengths=_floats(args.strength, "--strength"), statistic=args.statistic,
+        deactivation=args.deactivation, random_seeds=args.random_seeds, n_prompts=args.prompts,
+        max_new_tokens=args.max_new_tokens, batch_size=args.batch_size, device=args.device,
+        progress=not args.quiet,
+    )  # fmt: skip
+    columns = ["condition", "strength", "success", "success_low", "success_high", "stay", "nll",
+               "distinct_2"]  # fmt: skip
+    for method, matrix in found.items():
+        summary = matrix.summary()
+        folder = steering_folder(args.run_dir, method, args.mode, args.statistic)
+        table = summary[summary.target == "all"][columns].to_markdown(index=False, floatfmt=".3f")
+        print(f"## {method} ({args.mode}): {folder}\n{table}\n")  # noqa: T201
+    print(f"Report updated: {Path(args.run_dir) / 'report.html'}")  # noqa: T201
+    return 0
+
+
 def _model_info(args: argparse.Namespace) -> int:
     from crane_lens.model import get_spec, load_model
 
@@ -315,6 +347,44 @@ def build_parser() -> argparse.ArgumentParser:
                          help="comma-separated: png, svg, pdf, jpg, webp")  # fmt: skip
     figures.add_argument("--scale", type=float, default=2.0,
                          help="pixels per figure point of raster formats")  # fmt: skip
+
+    from crane_lens.intervention.steering import STEER_MODES
+
+    steer = sub.add_parser(
+        "steer", help="steer prompts into a language with a finished run's sets",
+        formatter_class=_Formatter, description=
+        "Continue held-out prompts of each language greedily while the model is steered "
+        "towards each --to language with that language's set (replace: the set fixed to the "
+        "language's statistic; add: shifted by the difference of the mean activations of the "
+        "target and the prompt's language; swap: the prompt language's set deactivated and "
+        "the target's fixed), at each --strength, with random sets of the same sizes as a "
+        "control. Writes RUN_DIR/steering/<method>-<mode>/ and adds a steering section to the "
+        "report. Re-running the same command continues an interrupted one.",
+    )  # fmt: skip
+    steer.add_argument("run_dir", metavar="RUN_DIR", help="a folder written by crane-lens run")
+    steer.set_defaults(func=_steer)
+    steer.add_argument("--to", required=True, help="target languages, comma-separated")
+    steer.add_argument("--from", dest="from_langs", default=None,
+                       help="prompt languages, comma-separated (default: all the run's)")  # fmt: skip
+    steer.add_argument("--methods", default=None,
+                       help="the run's methods to steer with (default: all of them)")  # fmt: skip
+    steer.add_argument("--mode", default="replace", choices=STEER_MODES, help="steering mode")
+    steer.add_argument("--strength", default="0.5,1,2",
+                       help="strengths, comma-separated (each > 0; 1 = the statistic itself)")  # fmt: skip
+    steer.add_argument("--statistic", default="mean", choices=["mean", "median"],
+                       help="replace/swap value: mean activation or Kojima's median (needs a "
+                       "run with kojima)")  # fmt: skip
+    steer.add_argument("--deactivation", type=float, default=None,
+                       help="swap's deactivation strength (default: each --strength)")  # fmt: skip
+    steer.add_argument("--random-seeds", type=int, default=2,
+                       help="random control sets per target language")  # fmt: skip
+    steer.add_argument("--prompts", type=int, default=16, help="prompts per language")
+    steer.add_argument("--max-new-tokens", type=int, default=24,
+                       help="tokens generated per continuation at most")  # fmt: skip
+    steer.add_argument("--batch-size", type=int, default=16, help="prompts per forward pass")
+    steer.add_argument("--device", default=None,
+                       help="cpu, cuda... (default: the run's device)")  # fmt: skip
+    steer.add_argument("-q", "--quiet", action="store_true", help="no progress bars")
 
     corpus = sub.add_parser("corpus", help="corpus tools", formatter_class=_Formatter)
     corpus_sub = corpus.add_subparsers(dest="corpus_command", required=True)

@@ -35,6 +35,11 @@ from crane_lens.evaluation.nll import (
     stream_tokens,
     text_nll,
 )
+from crane_lens.evaluation.steering import (
+    SteeringMatrix,
+    steered_continuations,
+    steering_matrix,
+)
 
 __all__ = [
     "AblationMatrix",
@@ -45,6 +50,7 @@ __all__ = [
     "MultipleChoiceReport",
     "MultipleChoiceSet",
     "NLLReport",
+    "SteeringMatrix",
     "ablation_matrix",
     "builtin_multiple_choice",
     "conditions_nll",
@@ -59,6 +65,8 @@ __all__ = [
     "identify_language",
     "load_multiple_choice",
     "mc_accuracy",
+    "steered_continuations",
+    "steering_matrix",
     "stream_nll",
     "stream_tokens",
     "text_nll",

@@ -224,11 +224,38 @@ def ablate(
     """
     from crane_lens.model.loader import get_spec
 
+    kwargs.setdefault("d_mlp", get_spec(model).d_mlp)
+    with intervene(model, intervention(neurons, lang, **kwargs), neurons) as edited:
+        yield edited
+
+
+@contextmanager
+def intervene(
+    model: Any, edit: Intervention, neurons: LanguageNeurons | Sequence[Tensor] | None = None
+) -> Iterator[Any]:
+    """Run the model under one :class:`Intervention` (masking or steering), inside a ``with``
+    block: the one place where edits become active hooks.
+
+    Args:
+        model: A TransformerBridge.
+        edit: The condition (:func:`intervention`, :func:`~crane_lens.intervention.steering`).
+        neurons: The sets it came from, checked against the model first.
+
+    Raises:
+        NeuronSetMismatchError: ``neurons`` or the edit do not fit the model.
+    """
+    from crane_lens.errors import NeuronSetMismatchError
+    from crane_lens.model.loader import get_spec
+
     spec = get_spec(model)  # raises a clear error when the neuron hooks are missing
     if isinstance(neurons, LanguageNeurons):
         neurons.check_fits(spec)
-    kwargs.setdefault("d_mlp", spec.d_mlp)
-    edit = intervention(neurons, lang, **kwargs)
+    bad = [x for x in edit.layers if not 0 <= x < spec.n_layers or len(edit.keep[x]) != spec.d_mlp]
+    if bad:
+        raise NeuronSetMismatchError(
+            f"{edit.label or 'The edit'} changes layer {bad[0]} with {len(edit.keep[bad[0]])} "
+            f"neurons; the model has {spec.n_layers} layers of {spec.d_mlp}."
+        )
     with model.hooks(fwd_hooks=edit.hooks(spec.neuron_hook)):
         yield model
 

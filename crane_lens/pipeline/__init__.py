@@ -17,6 +17,7 @@ One job per module:
 * ``folder`` — the run folder: continue, refuse, replace, reuse another run's statistics.
 * ``ranks`` — data parallelism: rank 0 writes, an error on any rank ends every rank.
 * ``progress`` — :func:`saved_progress`, what an interrupted run saved.
+* ``steer`` — :func:`steer_run` (``crane-lens steer``): steering with a finished run's sets.
 
 The settings, the result and the folder's layout live one layer down, in :mod:`crane_lens.runs`
 (the report and the figures read them without importing the pipeline); they are re-exported
@@ -28,6 +29,7 @@ machine (:func:`check_model_source`, :func:`check_langs`, :func:`corpus_langs`,
 from crane_lens.pipeline.folder import STATS_SETTINGS
 from crane_lens.pipeline.job import run
 from crane_lens.pipeline.progress import saved_progress
+from crane_lens.pipeline.steer import steer_run, steering_folder
 from crane_lens.runs import (
     CONFIG_FILE,
     PAPER_LANGS,
@@ -57,4 +59,6 @@ __all__ = [
     "lape_budget",
     "run",
     "saved_progress",
+    "steer_run",
+    "steering_folder",
 ]

@@ -13,6 +13,7 @@ from crane_lens.plots.overlap import language_overlap, method_overlap
 from crane_lens.plots.run import NamedFigure, run_figures
 from crane_lens.plots.selectivity import random_selectivity, selectivity_chart
 from crane_lens.plots.stability import stability_figure
+from crane_lens.plots.steering import steering_strength, steering_success
 from crane_lens.plots.sweep import budget_sweep, sweep_table
 from crane_lens.plots.transfer import transfer_chart
 
@@ -33,6 +34,8 @@ __all__ = [
     "run_figures",
     "selectivity_chart",
     "stability_figure",
+    "steering_strength",
+    "steering_success",
     "sweep_table",
     "transfer_chart",
     "uncertain_cells",

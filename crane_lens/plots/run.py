@@ -94,6 +94,26 @@ def run_figures(result: RunResult) -> list[NamedFigure]:
                 f"Jaccard overlap between the languages' {method} sets (shared neurons / "
                 "neurons in either set).", language_overlap(neurons),
             ))  # fmt: skip
+    if result.steering:
+        from crane_lens.plots.steering import steering_strength, steering_success
+
+        for mode in dict.fromkeys(str(m.config.get("mode")) for m in result.steering.values()):
+            chosen = {m.method or label: m for label, m in result.steering.items()
+                      if m.config.get("mode") == mode}  # fmt: skip
+            figures.append(NamedFigure(
+                f"steering-success-{mode}",
+                f"Steering ({mode}): the share of greedy continuations of each prompt language "
+                "(rows) identified as the language whose set steers (columns), per method and "
+                "for random sets of the same sizes, at the largest strength.",
+                steering_success(chosen),
+            ))  # fmt: skip
+            figures.append(NamedFigure(
+                f"steering-strength-{mode}",
+                f"Steering ({mode}) as the strength grows: success (left) and the NLL of the "
+                "continuation under the unsteered model (right), means over every pair with "
+                "95 % intervals; random sets dashed, the unsteered model dotted.",
+                steering_strength(chosen),
+            ))  # fmt: skip
     if len(result.neurons) > 1:
         figures.append(NamedFigure(
             "method-overlap",

@@ -405,6 +405,47 @@ def _matrices(result: RunResult) -> str:
             + "".join(parts) + "</details>")  # fmt: skip
 
 
+def _steering(result: RunResult) -> str:
+    """Per steering result: success, staying in the prompt's language and fluency, means over
+    every (prompt language, target) pair with 95 % intervals, unsteered and at each strength."""
+    intro = (
+        "<p>Greedy continuations of held-out prompts in each language while the model is "
+        "steered towards another language with that language's set (<code>crane-lens "
+        "steer</code>). <em>success</em>: the continuation is identified as the target "
+        "language; <em>stay</em>: as the prompt's; <em>NLL</em>: nats per token of the "
+        "continuation as a text of its own under the unsteered model (lower = more fluent); "
+        "<em>distinct-2</em>: distinct token bigrams ÷ bigrams. <em>random</em>: random sets "
+        "of the same per-layer sizes steered the same way. Means over every (prompt language, "
+        "target) pair; 95 % intervals: bootstrap over prompts.</p>"
+    )  # fmt: skip
+    parts = [intro]
+    for label, m in result.steering.items():
+        summary = m.summary()
+        summary = summary[summary.target == "all"]
+
+        def interval(row: pd.Series, key: str) -> Cell:
+            low, high = float(row[f"{key}_low"]), float(row[f"{key}_high"])
+            text = f"{float(row[key]):.2f}"
+            if math.isfinite(low) and math.isfinite(high):
+                text += f" [{low:.2f}, {high:.2f}]"
+            return Cell(text, True)
+
+        rows = [[Cell(str(r["condition"])), Cell("–" if r["condition"] == "none" else
+                 f"{float(r['strength']):g}", True), interval(r, "success"), interval(r, "stay"),
+                 interval(r, "nll"), _num(r["distinct_2"], 2), Cell(f"{int(r['n']):,}", True)]
+                for _, r in summary.iterrows()]  # fmt: skip
+        c = m.config
+        parts.append(
+            f"<h3>{_e(label)}</h3><p>{_e(c.get('mode'))} steering with the {_e(m.method)} "
+            f"sets ({_e(c.get('statistic'))} statistic), targets {_e(', '.join(m.targets))}, "
+            f"prompts in {_e(', '.join(m.sources))}; {c.get('random_seeds', 0)} random "
+            "set(s) per target.</p>"
+            + _table([("condition", False), ("strength", True), ("success [95 % CI]", True),
+                      ("stay", True), ("NLL", True), ("distinct-2", True), ("n", True)], rows)
+        )  # fmt: skip
+    return "".join(parts)
+
+
 def _figure_html(figure: NamedFigure, number: int, div_id: str) -> str:
     import plotly.io as pio
 
@@ -536,6 +577,8 @@ def report_html(result: RunResult, figures: Sequence[NamedFigure] | None = None)
         ("overlap", "Exclusive and shared neurons", _overlap(result)),
         ("jaccard", "Overlap between methods (Jaccard)", _jaccard(result)),
         ("matrices", "ΔNLL matrices", _matrices(result)),
+        *([("steering", "Steering: switching prompts into a language", _steering(result))]
+          if result.steering else []),
         ("figures", "Figures", "".join(_figure_html(f, i + 1, ids[i])
                                         for i, f in enumerate(figures))
          or '<p class="muted">No figures.</p>'),

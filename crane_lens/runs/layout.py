@@ -8,6 +8,7 @@ and the figure export read it::
     eval_stats/              CRANE relevance on the held-out split (for the relevance metric)
     neurons/<method>.json    LanguageNeurons (+ <method>.lape.pt, LAPE's torch format)
     stability/               SelectionStability of every method's sets
+    steering/<method>-<mode>/  SteeringMatrix of ``crane-lens steer`` (steering.json)
     ablation/<method>/       AblationMatrix: matrix.json, delta.csv, relative.csv, ...
     selectivity.csv          every method's selectivity table, one row per (method, language)
     relevance_share.csv      relevance-based metric per (method, language)
@@ -31,6 +32,7 @@ if TYPE_CHECKING:
 
 CONFIG_FILE = "run_config.json"
 STABILITY_DIR = "stability"
+STEERING_DIR = "steering"
 
 
 def read_config(folder: Path) -> dict[str, Any] | None:

@@ -12,8 +12,9 @@ from typing import Any
 from crane_lens.errors import CraneLensError
 from crane_lens.evaluation.ablation import AblationMatrix
 from crane_lens.evaluation.relevance import relevance_selectivity
+from crane_lens.evaluation.steering import STEERING_FILE, SteeringMatrix
 from crane_lens.runs.config import RunConfig
-from crane_lens.runs.layout import STABILITY_DIR, read_config, saved
+from crane_lens.runs.layout import STABILITY_DIR, STEERING_DIR, read_config, saved
 from crane_lens.selection.neurons import LanguageNeurons
 from crane_lens.selection.stability import STABILITY_FILE, SelectionStability
 from crane_lens.stats.results import NeuronStats
@@ -40,6 +41,8 @@ class RunResult:
     """How much each method's sets depend on the training text (split halves, nested
     fractions; :func:`crane_lens.selection_stability`); ``None`` where the statistics have no
     per-part sums (a run begun by an older crane_lens)."""
+    steering: dict[str, SteeringMatrix] = field(default_factory=dict)
+    """``crane-lens steer``'s results, by folder name (``"crane-replace"``...; empty: none)."""
 
     def selectivity(self) -> Any:
         """Every method's selectivity table stacked (index: method, masked language)."""
@@ -155,7 +158,15 @@ class RunResult:
             dict(meta.get("resolved") or {}),
             stability=SelectionStability.load(folder / STABILITY_DIR)
             if saved(folder / STABILITY_DIR / STABILITY_FILE) else None,
+            steering=load_steering(folder),
         )  # fmt: skip
+
+
+def load_steering(folder: str | os.PathLike[str]) -> dict[str, SteeringMatrix]:
+    """Every steering result in a run folder, by its folder name (``crane-replace``...)."""
+    root = Path(folder) / STEERING_DIR
+    found = sorted(root.glob(f"*/{STEERING_FILE}")) if root.is_dir() else []
+    return {path.parent.name: SteeringMatrix.load(path.parent) for path in found}
 
 
 def lape_budget(config: RunConfig, neurons: LanguageNeurons) -> str:
