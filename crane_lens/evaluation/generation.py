@@ -1,7 +1,8 @@
 """Does the model still write in the prompt's language? Greedy continuations, language-identified.
 
-:func:`greedy_continuations` decodes greedily with one plain forward pass per new token,
-``model(tokens, return_type="logits")``, so intervention hooks the caller has activated
+:func:`greedy_continuations` decodes greedily with one plain forward pass per new token
+(:func:`~crane_lens.model.runner.last_logits`: the whole sequence through the model, the last
+position alone through the unembedding), so intervention hooks the caller has activated
 (``with model.hooks(fwd_hooks=...)``) act on every step. Prompts are ``[BOS] + tokens``. Prompts
 of equal token length share a batch and are never padded: the continuations are exactly those of
 one prompt at a time (tested), with no attention mask to get wrong. A sequence stops at EOS; the
@@ -37,6 +38,7 @@ from torch import Tensor
 from crane_lens.data.languages import canonical_lang
 from crane_lens.errors import CraneLensError, TokenizerError
 from crane_lens.evaluation.language_id import LanguageIdentifier, detect_script, identifier_for
+from crane_lens.model.runner import last_logits
 from crane_lens.utils.io import write_json
 from crane_lens.utils.progress import tqdm
 
@@ -61,8 +63,8 @@ def greedy_tokens(
 ) -> list[list[int]]:
     """Greedy continuation of a batch of equal-length, unpadded prompts.
 
-    Each step runs ``model(tokens, return_type="logits")`` on the whole sequence (no KV cache),
-    so active hooks see every position of every step.
+    Each step runs the model on the whole sequence (no KV cache), so active hooks see every
+    position of every step; only the last position is projected onto the vocabulary.
 
     Args:
         model: A TransformerBridge.
@@ -77,7 +79,7 @@ def greedy_tokens(
     active = torch.arange(tokens.shape[0])
     sequence = tokens
     for _ in range(max_new_tokens):
-        logits = model(sequence, return_type="logits")[:, -1]
+        logits = last_logits(model, sequence)
         chosen = logits.argmax(dim=-1)  # ties: the lowest id, deterministically
         for row, token in zip(active.tolist(), chosen.tolist(), strict=True):
             outputs[row].append(token)

@@ -282,6 +282,21 @@ def _logits_chunk(x: Tensor, head: _Head, start: int, stop: int) -> Tensor:
     return head.softcap * torch.tanh(z / head.softcap) if head.softcap else z
 
 
+def last_logits(model: Any, tokens: Int[Tensor, "batch pos"]) -> Float[Tensor, "batch vocab"]:
+    """The logits of the last position only (float32 for half-precision models).
+
+    Runs the model up to the unembedding and projects the last position alone: on a large
+    vocabulary the projection of every position is most of a short sequence's cost (Gemma 3:
+    262 144 entries). Falls back to the model's own logits where the head is not a plain
+    (soft-capped) linear map. Active hooks apply.
+    """
+    head = _head(model, tokens)
+    if not head.exact:
+        return model(tokens.to(input_device(model)), return_type="logits")[:, -1].float()
+    x = unembed_input(model, tokens)[:, -1].to(head.weight.device)
+    return _logits_chunk(x, head, 0, head.weight.shape[0])
+
+
 def _wide(dtype: torch.dtype) -> torch.dtype:
     """float32 for half-precision models; float64 stays float64 (gradient checks)."""
     return torch.promote_types(dtype, torch.float32)

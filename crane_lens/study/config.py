@@ -20,7 +20,10 @@ PAPER_LANGS = ["en", "zh", "vi"]
 STATS_METHODS = ["crane", "attribution", "grad_act", "lape", "kojima", "plnd"]
 # The stages in the order they run: the paper's comparison first, then the cheaper checks, then
 # the costly sweep (on a real LLM on CPUs each matrix costs about an hour).
-STAGES = ["stats", "matrices", "causality", "benchmarks", "mean", "sweep", "transfer"]
+STAGES = ["stats", "matrices", "causality", "benchmarks", "steering", "mean", "sweep", "transfer"]
+# Whose sets the steering stage steers with: the paper's method, LAPE and Kojima et al.'s units
+# (whose own recipe is steering), each against random sets of the same sizes.
+STEER_METHODS = ["crane", "lape", "kojima"]
 CONFIG_FILE = "study.json"
 
 
@@ -50,6 +53,9 @@ class StudyConfig:
         causal_neurons: Neurons sampled per causal layer.
         mc_items: Multiple-choice items per language (en, zh, vi).
         mc_origins: Corpus origins of the multiple-choice items (``None``: all).
+        steer_strengths: Strengths of the steering stage (``replace`` mode: T's set fixed to
+            ``strength`` × its mean activation, interpolated from the unsteered value).
+        steer_prompts: Held-out prompts per language of the steering stage.
         chat_model: A fine-tuned version of ``model``: the transfer stage masks the base
             model's sets in it (``None``: no transfer stage).
         dtype: Compute dtype (``"auto"``: :func:`crane_lens.load_model`'s choice).
@@ -77,6 +83,8 @@ class StudyConfig:
     causal_neurons: int = 64
     mc_items: int = 60
     mc_origins: list[str] | None = None
+    steer_strengths: list[float] = field(default_factory=lambda: [1.0, 2.0, 4.0, 8.0])
+    steer_prompts: int = 16
     chat_model: str | None = None
     dtype: str = "auto"
     device: str | None = None
@@ -93,6 +101,9 @@ class StudyConfig:
             chosen = {"crane", "lape", *self.sets}  # one order: a study folder compares lists
             self.sets = [label for label in VARIANTS if label in chosen]
         self.sweep = sorted(set(self.sweep))
+        self.steer_strengths = sorted({float(x) for x in self.steer_strengths})
+        if not self.steer_strengths or min(self.steer_strengths) <= 0:
+            raise ValueError(f"steer_strengths must be > 0, not {self.steer_strengths}.")
         if self.preset not in PRESETS:
             raise ValueError(f"preset={self.preset!r}: choose one of {', '.join(PRESETS)}.")
         unknown = sorted(set(self.stages) - set(STAGES))
@@ -105,7 +116,8 @@ class StudyConfig:
             if not (isinstance(value, float | int) and 0 < value < 1 and math.isfinite(value)):
                 raise ValueError(f"{name} = {value!r}: a fraction of all MLP neurons, in (0, 1).")
         for name in ("max_tokens_per_lang", "eval_tokens_per_lang", "seq_len", "eval_seq_len",
-                     "batch_size", "eval_batch_size", "causal_neurons", "mc_items"):  # fmt: skip
+                     "batch_size", "eval_batch_size", "causal_neurons", "mc_items",
+                     "steer_prompts"):  # fmt: skip
             if int(getattr(self, name)) < 1:
                 raise ValueError(f"{name} must be at least 1, not {getattr(self, name)!r}.")
         if self.random_seeds < 1:

@@ -67,6 +67,12 @@ def study_figures(result: StudyResult) -> dict[str, list[NamedFigure]]:
             plots.accuracy_chart(bench, key="mc"))  # fmt: skip
         add("benchmarks", "generation", "Language of greedy continuations under masking",
             plots.accuracy_chart(bench, key="generation"))  # fmt: skip
+    if parts.get("steering"):
+        steered = parts["steering"]
+        add("steering", "steering-success", "Steering: share of continuations in the target "
+            "language", plots.steering_success(steered))  # fmt: skip
+        add("steering", "steering-strength", "Steering strength: success against fluency",
+            plots.steering_strength(steered))  # fmt: skip
     if parts.get("transfer"):
         transfer = parts["transfer"]
         conditions = ("base sets on base", "base sets on chat", "chat sets on chat")

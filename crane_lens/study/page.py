@@ -30,6 +30,7 @@ SECTIONS = {
     "variants": "Zero- vs mean-ablation, LRP rules and targets",
     "causality": "Causality: scores vs exact single-neuron ablation",
     "benchmarks": "Benchmarks under masking",
+    "steering": "Steering: are the sets enough to switch the language?",
     "transfer": "Base → chat transfer",
 }
 
@@ -237,6 +238,34 @@ def blocks(result: StudyResult, command: str) -> dict[str, str]:
             fmt(pd.DataFrame(bench["mc"]).T), "",
             "Share of greedy continuations identified as the prompt's language (8 prompts per "
             "language):", "", fmt(pd.DataFrame(bench["generation"]).T),
+        ]  # fmt: skip
+    if parts.get("steering"):
+        rows = []
+        for label, m in parts["steering"].items():
+            summary = m.summary()
+            for _, r in summary[summary.target == "all"].iterrows():
+                if r["condition"] == "none" and rows:
+                    continue  # the unsteered model: once
+                iv = {k: with_interval(r[k], r[f"{k}_low"], r[f"{k}_high"], 2)
+                      for k in ("success", "stay", "nll")}  # fmt: skip
+                rows.append({"set": "unsteered" if r["condition"] == "none" else
+                             label if r["condition"] == "selected" else f"random ({label}'s sizes)",
+                             "strength": "–" if r["condition"] == "none" else f"{r['strength']:g}",
+                             "success [95 % CI]": iv["success"], "stay [95 % CI]": iv["stay"],
+                             "NLL [95 % CI]": iv["nll"], "distinct-2": f"{r['distinct_2']:.2f}",
+                             "n": int(r["n"])})  # fmt: skip
+        first = next(iter(parts["steering"].values()))
+        out["steering"] = [
+            f"Greedy continuations ({first.config['max_new_tokens']} tokens at most) of "
+            f"{first.config['n_prompts']} held-out prompts per language in "
+            f"{', '.join(first.sources)}, steered towards each other one of them by fixing the "
+            "target's set to `strength` × its mean activation (`replace` mode; 1 = the mean "
+            "itself). success: the continuation is identified as the target language; stay: as "
+            "the prompt's; NLL: nats per token of the continuation as a text of its own under "
+            "the unsteered model (fluency); distinct-2: distinct token bigrams ÷ bigrams. Random "
+            f"sets: {c.random_seeds} per target, of the same per-layer sizes, steered the same "
+            "way. Means over every (prompt language, target) pair; 95 % intervals: bootstrap "
+            "over prompts.", "", fmt(pd.DataFrame(rows).set_index("set")),
         ]  # fmt: skip
     if parts.get("transfer"):
         transfer = parts["transfer"]

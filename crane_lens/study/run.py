@@ -19,7 +19,7 @@ from crane_lens.utils.io import write_json
 log = logging.getLogger(__name__)
 
 # What a study folder holds; any other entry means the folder is not a study's.
-_ENTRIES = {CONFIG_FILE, "neurons", "matrices", "stability", "causality.json",
+_ENTRIES = {CONFIG_FILE, "neurons", "matrices", "stability", "causality.json", "steering",
             "benchmarks.json", "stats_chat", *(s.folder for s in STATISTICS.values())}  # fmt: skip
 
 
@@ -93,7 +93,8 @@ def _collect(study: Study, stages: list[str] | None = None) -> StudyResult:
     result = StudyResult(study.folder, study.config, study.langs, study=study)
     calls = {"stats": study.statistics, "matrices": study.matrices, "sweep": study.sweep,
              "mean": study.mean_ablation, "causality": study.causality,
-             "benchmarks": study.benchmarks, "transfer": study.transfer}  # fmt: skip
+             "benchmarks": study.benchmarks, "steering": study.steering,
+             "transfer": study.transfer}  # fmt: skip
     for stage in stages if stages is not None else study.config.stages:
         start = time.perf_counter()
         try:
@@ -140,7 +141,8 @@ def study(
     budget, CRANE and both LAPE budgets with random control sets), ``sweep`` (CRANE and LAPE
     at the other budgets), ``mean`` (mean- instead of zero-ablation), ``causality`` (exact
     single-neuron ablations against every score), ``benchmarks`` (multiple-choice accuracy and
-    the language of greedy continuations under masking), ``transfer`` (the base model's sets in
+    the language of greedy continuations under masking), ``steering`` (prompts steered into
+    each other language with CRANE's, LAPE's and Kojima's sets), ``transfer`` (the base model's sets in
     ``chat_model``). Every setting is checked before any model is loaded.
 
     Args:

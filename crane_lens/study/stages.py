@@ -24,7 +24,7 @@ from crane_lens.evaluation.ablation import AblationMatrix, ablation_matrix
 from crane_lens.selection.neurons import LanguageNeurons
 from crane_lens.selection.select import select_language_neurons
 from crane_lens.stats.results import NeuronStats
-from crane_lens.study.config import PAPER_LANGS, STATS_METHODS, StudyConfig
+from crane_lens.study.config import PAPER_LANGS, STATS_METHODS, STEER_METHODS, StudyConfig
 from crane_lens.utils.io import write_json
 
 log = logging.getLogger(__name__)
@@ -378,6 +378,30 @@ class Study:
             rows.setdefault("n_neurons", {})[label] = neurons.count(lang) if neurons and lang else 0
             write_json(path, rows)
         return rows
+
+    def steering(self) -> dict[str, Any]:
+        """Prompts of each of :attr:`paper_langs` steered towards each other one with CRANE's,
+        LAPE's and Kojima et al.'s sets (``replace``: fixed to ``strength`` × the target's mean
+        activation), each against random sets of the same sizes."""
+        from crane_lens.evaluation.steering import STEERING_FILE, SteeringMatrix, steering_matrix
+
+        out: dict[str, Any] = {}
+        for label in STEER_METHODS:
+            folder = self.folder / "steering" / label
+            if (folder / STEERING_FILE).is_file():
+                out[label] = SteeringMatrix.load(folder)
+                continue
+            with self._partial("steering"):
+                if not self.compute:
+                    raise NotFinished(f"steering {label}")
+                log.info("steering with %s's sets", label)
+                out[label] = steering_matrix(
+                    self.model, self.neurons(label), self.stats(), targets=self.paper_langs,
+                    strengths=self.config.steer_strengths, random_seeds=self.config.random_seeds,
+                    n_prompts=self.config.steer_prompts, output_dir=folder,
+                    progress=self.progress,
+                )  # fmt: skip
+        return out
 
     def transfer(self) -> dict[str, Any]:
         """The base model's CRANE sets masked in ``chat_model``, against the chat model's own

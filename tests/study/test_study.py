@@ -19,13 +19,14 @@ pytestmark = pytest.mark.integration
 TINY = {"model": "crane-tiny", "max_tokens_per_lang": 512, "eval_tokens_per_lang": 320,
         "eval_seq_len": 64, "random_seeds": 2, "sweep": [0.03], "causal_neurons": 6,
         "causal_layers": [3], "mc_items": 4, "mc_origins": ["libreoffice-help"],
-        "sets": ["lape (top_rate 0.01)", "crane (CP-LRP)", "plnd"]}  # fmt: skip
+        "sets": ["lape (top_rate 0.01)", "crane (CP-LRP)", "plnd"], "steer_strengths": [4.0],
+        "steer_prompts": 2}  # fmt: skip
 
 
 @pytest.fixture(scope="module")
 def finished(tmp_path_factory):  # type: ignore[no-untyped-def]
     folder = tmp_path_factory.mktemp("study")
-    stages = ["stats", "matrices", "sweep", "mean", "causality"]
+    stages = ["stats", "matrices", "sweep", "mean", "causality", "steering"]
     return study(StudyConfig(**TINY, stages=stages), folder, progress=False)  # type: ignore[arg-type]
 
 
@@ -35,14 +36,17 @@ def test_every_stage_is_saved_and_read_back_without_computing(finished, monkeypa
 
     for name in ("ablation_matrix", "select_language_neurons"):
         monkeypatch.setattr(stages_module, name, refuse)
+    monkeypatch.setattr("crane_lens.evaluation.steering.greedy_generate", refuse)
     monkeypatch.setattr("crane_lens.stats.engine.compute_stats", refuse)
     monkeypatch.setattr("crane_lens.evaluation.ablation.conditions_nll", refuse)
-    config = StudyConfig(**TINY, stages=["stats", "matrices", "sweep", "mean", "causality"])  # type: ignore[arg-type]
+    config = StudyConfig(**TINY, stages=["stats", "matrices", "sweep", "mean", "causality", "steering"])  # type: ignore[arg-type]
     again = study(config, finished.folder, progress=False)
     assert again.missing == []
     for label, matrix in finished.matrices.items():
         assert again.matrices[label].to_dict() == matrix.to_dict()
     assert again.parts["causality"] == finished.parts["causality"]
+    for label, steered in finished.parts["steering"].items():
+        assert again.parts["steering"][label].records.equals(steered.records)
     loaded = StudyResult.load(finished.folder)  # read-only: the stages not run are missing
     assert loaded.missing == ["benchmarks"]  # transfer: no chat model, nothing to do
     assert loaded.summary().equals(finished.summary())
@@ -71,6 +75,17 @@ def test_the_matrices_are_the_library_calls_with_the_studys_settings(finished) -
                                       "plnd"}  # fmt: skip
     assert not (finished.folder / "stats_logprob").exists()
     assert finished.parts["mean"]["crane"].mode == "mean"
+
+
+def test_the_steering_stage_is_the_library_call_with_the_studys_settings(finished) -> None:  # type: ignore[no-untyped-def]
+    steered = finished.parts["steering"]
+    assert list(steered) == ["crane", "lape", "kojima"]
+    model = cl.load_model("crane-tiny")
+    direct = cl.steering_matrix(model, finished.neurons("kojima"), finished.stats(),
+                                targets=["en", "zh", "vi"], strengths=[4.0], random_seeds=2,
+                                n_prompts=2, progress=False)  # fmt: skip
+    assert direct.records.equals(steered["kojima"].records)
+    assert set(steered["crane"].records.condition) == {"none", "selected", "random-0", "random-1"}
 
 
 def test_an_interrupted_matrix_resumes_from_its_checkpoint(finished, tmp_path, monkeypatch) -> None:  # type: ignore[no-untyped-def]
@@ -145,7 +160,7 @@ def test_the_page_keeps_hand_written_text_and_fills_every_finished_section(finis
     assert text.startswith("# Mine\n\nHand-written.") and "STALE" not in text
     assert "crane-lens study --model crane-tiny" in text and "Not finished yet: benchmarks" in text
     for section in ("comparison", "crane-matrix", "layers", "stability", "sweep", "variants",
-                    "causality"):  # fmt: skip
+                    "causality", "steering"):  # fmt: skip
         assert f"<!-- {section}:" in text
     assert "benchmarks:" not in text  # nothing measured, no empty section
     assert "crane-tiny-ablation-matrices" in exported and "[" in text  # intervals in tables
