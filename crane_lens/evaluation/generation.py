@@ -159,14 +159,20 @@ def _bos(model: Any) -> int:
 
 
 def _continuation_text(model: Any, prompt: Sequence[int], new: Sequence[int]) -> str:
-    """Decoded new tokens (without EOS), decoded in context so split characters join up."""
+    """Decoded new tokens (without EOS), decoded in context so split characters join up.
+
+    Special tokens are left out (a model pushed off its text, e.g. by steering, may emit
+    ``<start_of_image>`` markers: they are not text in any language)."""
     tokenizer = model.tokenizer
     eos = getattr(tokenizer, "eos_token_id", None)
     new = list(new[:-1] if new and new[-1] == eos else new)
-    head = tokenizer.decode(list(prompt[1:]))
-    full = tokenizer.decode([*prompt[1:], *new])
-    head = head.rstrip("\ufffd")  # a prompt that ends inside a character
-    return full[len(head) :] if full.startswith(head) else tokenizer.decode(new)
+
+    def decode(ids: Sequence[int]) -> str:
+        return str(tokenizer.decode(list(ids), skip_special_tokens=True))
+
+    head = decode(prompt[1:]).rstrip("\ufffd")  # a prompt that ends inside a character
+    full = decode([*prompt[1:], *new])
+    return full[len(head) :] if full.startswith(head) else decode(new)
 
 
 def greedy_continuations(

@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import json
 import logging
+import math
 import os
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -42,7 +43,13 @@ from crane_lens.evaluation.generation import (
 from crane_lens.evaluation.intervals import DEFAULT_LEVEL, block_bootstrap
 from crane_lens.evaluation.language_id import LanguageIdentifier, identifier_for
 from crane_lens.intervention.hooks import intervene
-from crane_lens.intervention.steering import STEER_MODES, Statistic, SteerMode, steering
+from crane_lens.intervention.steering import (
+    STEER_MODES,
+    Statistic,
+    SteerMode,
+    steering,
+    steering_values,
+)
 from crane_lens.model.runner import gold_scores, length_batches, pad_rows
 from crane_lens.selection.neurons import LanguageNeurons
 from crane_lens.utils.io import write_json
@@ -56,6 +63,7 @@ log = logging.getLogger(__name__)
 STEERING_FILE = "steering.json"
 FORMAT_VERSION = 1
 METRICS = ("success", "stay", "nll", "distinct_2", "repetition")
+DIFFERENCE = "selected − random"  # summary rows: the set against random sets of its sizes
 
 
 # -- one continuation's fluency ---------------------------------------------------------------
@@ -131,8 +139,10 @@ class SteeringMatrix:
         records: One row per (condition, strength, target, source, prompt): ``condition``
             (``none`` / ``selected`` / ``random-<seed>``), ``strength``, ``target``,
             ``source``, ``prompt`` (index within the source), ``text`` (the continuation),
-            ``identified`` (its language, ``None`` if unidentifiable) and :data:`METRICS`
-            (``success`` and ``stay`` as 0/1). ``none`` rows (strength 0) repeat the unsteered
+            ``identified`` (its language, ``None`` if unidentifiable), :data:`METRICS`
+            (``success`` and ``stay`` as 0/1), ``n_tokens``, ``nll_in_context`` and
+            ``no_tokens`` (1: nothing but special tokens or EOS, its NLL set to the worst
+            measured). ``none`` rows (strength 0) repeat the unsteered
             continuation once per target, so its success is the base rate of writing in T.
         config: How it was measured (method, mode, statistic, strengths, prompts...).
     """
@@ -195,11 +205,13 @@ class SteeringMatrix:
         """Means over every (source ≠ target) pair with their bootstrap intervals.
 
         One row per (condition, strength, target) and per (condition, strength) over all
-        targets (``target = "all"``); ``condition`` is ``none``, ``selected`` or ``random``
-        (the random seeds pooled). Columns: each of :data:`METRICS`, its ``_low`` and
-        ``_high``; ``n`` continuations. The bootstrap resamples prompts within each source
-        language, the same draw for every row (a prompt's difficulty is shared by all cells).
-        Sources with a single prompt get no interval (NaN bounds).
+        targets (``target = "all"``); ``condition`` is ``none``, ``selected``, ``random``
+        (the random seeds pooled) or ``"selected − random"`` (the paired difference: what the
+        set does beyond random sets of its sizes; its interval excluding 0 is the test).
+        Columns: each of :data:`METRICS`, its ``_low`` and ``_high``; ``n`` continuations.
+        The bootstrap resamples prompts within each source language, the same draw for every
+        row (a prompt's difficulty is shared by all cells). With a single prompt in any
+        source language no interval is given (NaN bounds).
         """
         key = (level, n_resamples, seed)
         if key not in self._summaries:
@@ -239,6 +251,15 @@ class SteeringMatrix:
         counts = np.einsum("sqc,s->q", weights, np.asarray(sizes, dtype=float))
         # each quantity: the mean over its (source, cell) pairs of the per-prompt means
         weights /= np.maximum(weights.sum(axis=(0, 2), keepdims=True), 1)
+        # selected − random, paired (the same prompts): what the set does beyond its size
+        index = {q: i for i, q in enumerate(quantities)}
+        for g, strength, target in list(quantities):
+            if g == "selected" and ("random", strength, target) in index:
+                quantities.append((DIFFERENCE, strength, target))
+                weights = np.concatenate([weights, (
+                    weights[:, index[(g, strength, target)]]
+                    - weights[:, index[("random", strength, target)]])[:, None]], axis=1)  # fmt: skip
+                counts = np.append(counts, counts[index[(g, strength, target)]])
 
         def statistic(*parts: np.ndarray, axis: int = -1) -> np.ndarray:
             total: Any = 0.0
@@ -264,7 +285,7 @@ class SteeringMatrix:
                 row[metric], row[f"{metric}_low"], row[f"{metric}_high"] = (
                     estimate[qi, mi], low[qi, mi], high[qi, mi])  # fmt: skip
             rows.append(row)
-        order = {"none": 0, "selected": 1, "random": 2}
+        order = {"none": 0, "selected": 1, "random": 2, DIFFERENCE: 3}
         frame = pd.DataFrame(rows)
         frame["_o"] = frame.condition.map(order)
         frame["_t"] = frame.target.map({t: i for i, t in enumerate([*self.targets, "all"])})
@@ -410,15 +431,20 @@ def steering_matrix(
             without statistics, or prompts missing.
         CraneLensError: ``output_dir`` holds a steering result of other settings.
     """
+    from crane_lens.model.loader import get_spec
     from crane_lens.selection.select import random_neurons
 
-    targets = list(targets or neurons.langs)
-    sources = list(sources or targets)
+    targets = list(dict.fromkeys(targets or neurons.langs))
+    sources = list(dict.fromkeys(sources or targets))
     if mode not in STEER_MODES:
         raise ValueError(f"Unknown steering mode {mode!r}; choose from {STEER_MODES}.")
+    if statistic not in ("mean", "median"):
+        raise ValueError(f"statistic={statistic!r}: choose 'mean' or 'median'.")
     if not strengths or any(not (float(s) > 0) for s in strengths):
         raise ValueError(f"strengths must be > 0 (the unsteered model is measured anyway), not "
                          f"{list(strengths)}.")  # fmt: skip
+    if deactivation is not None and (mode != "swap" or not math.isfinite(deactivation)):
+        raise ValueError(f"deactivation={deactivation!r}: a finite number, for mode='swap' only.")
     need_sets = targets + (sources if mode == "swap" else [])
     missing = sorted({x for x in need_sets if x not in neurons.langs})
     if missing:
@@ -427,16 +453,25 @@ def steering_matrix(
     missing = sorted({x for x in need_stats if x not in stats.langs})
     if missing:
         raise ValueError(f"No statistics for {missing}; they cover {stats.langs}.")
+    if not any(s != t for s in sources for t in targets):
+        raise ValueError(f"No prompt language differs from the targets ({', '.join(targets)}); "
+                         "add a source language.")  # fmt: skip
+    if statistic == "median" and mode != "add":
+        steering_values(stats, targets[0], "median")  # raises where Kojima's were not computed
     if random_seeds < 0:
         raise ValueError(f"random_seeds must be ≥ 0, not {random_seeds}.")
     neurons.check_fits(model)
-    strengths = sorted(float(s) for s in strengths)
+    spec = get_spec(model)
+    identifier = identifier or identifier_for(sorted({*targets, *sources}))
+    strengths = sorted({float(s) for s in strengths})
     config = {
-        "method": neurons.method, "model": neurons.model, "mode": mode, "statistic": statistic,
+        "method": neurons.method, "model": spec.name, "dtype": str(spec.dtype),
+        "sets_model": neurons.model, "mode": mode, "statistic": statistic,
         "strengths": strengths, "deactivation": deactivation, "targets": targets,
         "sources": sources, "random_seeds": random_seeds, "n_prompts": n_prompts,
         "prompt_tokens": prompt_tokens if prompts is None else None,
-        "max_new_tokens": max_new_tokens, "prompts": prompts,
+        "max_new_tokens": max_new_tokens, "prompts": prompts, "identifier": repr(identifier),
+        "stats_tokens": {x: int(stats.n_tokens[x]) for x in stats.langs},
         "sets": {x: neurons.ranked[x].tolist() for x in sorted(set(need_sets))},
     }  # fmt: skip
     folder = Path(output_dir) if output_dir is not None else None
@@ -444,17 +479,21 @@ def steering_matrix(
     done: dict[str, list[dict[str, Any]]] = {}
     if folder is not None and (folder / STEERING_FILE).is_file():
         found = SteeringMatrix.load(folder)
-        if {k: v for k, v in found.config.items() if k != "identifier"} == config:
+        if found.config == json.loads(json.dumps(config)):
             return found
-        raise CraneLensError(f"{folder} holds a steering result of other settings; choose "
-                             "another output_dir or delete it.")  # fmt: skip
+        differ = sorted(
+            k for k in config if found.config.get(k) != json.loads(json.dumps(config[k]))
+        )
+        raise CraneLensError(f"{folder} holds a steering result of other settings ({', '.join(differ)} "
+                             "differ); choose another output_dir or delete it.")  # fmt: skip
     if checkpoint is not None and checkpoint.is_file():
         saved = json.loads(checkpoint.read_text(encoding="utf-8"))
-        if saved.get("config") == config:
+        if saved.get("config") == json.loads(json.dumps(config)):
             done = saved["done"]
             log.info("steering: resuming, %d conditions done", len(done))
+        else:
+            log.warning("steering: %s was written with other settings; starting over", checkpoint)
     ids = _prompt_ids(model, prompts, sources, n_prompts, prompt_tokens)
-    identifier = identifier or identifier_for(sorted({*targets, *sources}))
     controls = [random_neurons(neurons, seed) for seed in range(random_seeds)]
     # One job per (condition, strength, target) and the source prompts it steers; "replace"
     # edits do not depend on the source, so all sources share one generation call.
@@ -467,9 +506,10 @@ def steering_matrix(
                     jobs.append((condition, strength, target, others))
                 else:
                     jobs += [(condition, strength, target, [s]) for s in others]
+    special = set(getattr(model.tokenizer, "all_special_ids", []) or [])
     for condition, strength, target, langs in tqdm(jobs, desc="steering", disable=not progress):
-        key = f"{condition}|{strength:g}|{target}|{','.join(langs)}"
-        if key in done:
+        key = f"{condition}|{strength!r}|{target}|{','.join(langs)}"
+        if key in done or not langs:
             continue
         sets = neurons if condition in ("none", "selected") else controls[
             int(condition.split("-")[1])]  # fmt: skip
@@ -479,16 +519,18 @@ def steering_matrix(
                                   batch_size=batch_size)  # fmt: skip
         else:
             source = langs[0] if mode != "replace" else None
-            # Random sets are steered with the statistics of their own neurons (values are
-            # per neuron, so the control edits its neurons exactly as T's set edits T's).
+            # A random control steers its own neurons with their own statistics, exactly as
+            # the method's set is steered (swap: the random S set deactivated, the random T
+            # set activated).
             edit = steering(sets, target, stats=stats, source=source, mode=mode,
                             strength=strength, deactivation=deactivation, statistic=statistic,
                             source_neurons=sets if mode == "swap" else None)  # fmt: skip
             with intervene(model, edit, sets):
                 new = greedy_generate(model, [p for _, _, p in flat],
                                       max_new_tokens=max_new_tokens, batch_size=batch_size)  # fmt: skip
-        eos = getattr(model.tokenizer, "eos_token_id", None)
-        own = [list(n[:-1] if n and n[-1] == eos else n) for n in new]
+        # The text and the fluency measures see the same tokens: special tokens (EOS...) are
+        # not text (_continuation_text leaves them out too).
+        own = [[t for t in n if t not in special] for n in new]
         nll = continuation_nll(model, [p for _, _, p in flat], own)
         nll_context = continuation_nll(model, [p for _, _, p in flat], own, in_context=True)
         rows = []
@@ -497,11 +539,29 @@ def steering_matrix(
             text = _continuation_text(model, prompt, tokens)
             rows.append({"source": lang, "prompt": i, "text": text,
                          "identified": identifier.predict(text), "n_tokens": len(tok),
-                         "nll": a, "nll_in_context": b, "distinct_2": distinct_n(tok, 2),
-                         "repetition": repetition(tok, 3)})  # fmt: skip
+                         "no_tokens": float(not tok), "nll": a, "nll_in_context": b,
+                         "distinct_2": distinct_n(tok, 2), "repetition": repetition(tok, 3)})  # fmt: skip
         done[key] = rows
         if checkpoint is not None:
             write_json(checkpoint, {"config": config, "done": done}, indent=None)
+    import pandas as pd
+
+    frame = pd.DataFrame(_records(done, targets))
+    # An empty continuation has no NLL: it counts as unfluent as the worst one measured
+    # (flagged in the "no_tokens" column).
+    worst = float(np.nanmax(frame.nll)) if frame.nll.notna().any() else 0.0
+    frame["nll"] = frame.nll.fillna(worst)
+    frame["nll_in_context"] = frame.nll_in_context.fillna(worst)
+    result = SteeringMatrix(frame, json.loads(json.dumps(config)))
+    if folder is not None:
+        result.save(folder)
+        checkpoint.unlink(missing_ok=True)  # type: ignore[union-attr]
+    return result
+
+
+def _records(done: dict[str, list[dict[str, Any]]], targets: list[str]) -> list[dict[str, Any]]:
+    """One record per (condition, strength, target, source, prompt) from the finished jobs;
+    the unsteered continuations once per target, judged against that target."""
     records = []
     for key, rows in done.items():
         condition, strength_text, target, _ = key.split("|")
@@ -512,17 +572,7 @@ def steering_matrix(
                 records.append({"condition": condition, "strength": float(strength_text),
                                 "target": t, **row, "success": float(row["identified"] == t),
                                 "stay": float(row["identified"] == row["source"])})  # fmt: skip
-    import pandas as pd
-
-    frame = pd.DataFrame(records)
-    # An empty continuation has no NLL; it is scored as unfluent as the worst one measured.
-    worst = float(np.nanmax(frame.nll)) if frame.nll.notna().any() else 0.0
-    frame["nll"] = frame.nll.fillna(worst)
-    result = SteeringMatrix(frame, config | {"identifier": repr(identifier)})
-    if folder is not None:
-        result.save(folder)
-        checkpoint.unlink(missing_ok=True)  # type: ignore[union-attr]
-    return result
+    return records
 
 
 __all__ = [

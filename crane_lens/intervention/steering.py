@@ -17,9 +17,11 @@ mode         neurons edited               edit
                                           ``d = 1``), T's as in ``replace``
 ===========  ===========================  ==================================================
 
-``d`` (``deactivation``) is the strength of the deactivation, ``s`` by default. A neuron in
-both S's and T's set gets T's edit. ``s > 1`` extrapolates past the statistic, as the steering
-literature's strength sweeps do.
+``d`` (``deactivation``) is the strength of the deactivation, ``s`` by default (with ``d``
+given, ``swap`` edits S's set even at ``s = 0``). A neuron in both S's and T's set gets T's
+edit. ``s > 1`` extrapolates past the statistic, away from the current activation
+(``s = 2``: ``2 v_T − h``), as the steering literature's strength sweeps do; it is not
+``s × v_T``.
 
 Where the recipes come from: Kojima et al. (2024) fix a target language's top expert units to
 their median activation on that language (``replace`` with ``statistic="median"``); Tang et al.
@@ -133,7 +135,8 @@ def steering(
         return given.detach().float().cpu()
 
     if mode == "swap":
-        deactivated = (source_neurons or neurons).mask(source)  # type: ignore[arg-type]
+        chosen_sets = neurons if source_neurons is None else source_neurons
+        deactivated = chosen_sets.mask(source)  # type: ignore[arg-type]
         keep[deactivated] = 1.0 - (strength if deactivation is None else deactivation)
     chosen = neurons.mask(target)
     if mode == "add":

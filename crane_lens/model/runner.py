@@ -292,7 +292,8 @@ def last_logits(model: Any, tokens: Int[Tensor, "batch pos"]) -> Float[Tensor, "
     """
     head = _head(model, tokens)
     if not head.exact:
-        return model(tokens.to(input_device(model)), return_type="logits")[:, -1].float()
+        logits = model(tokens.to(input_device(model)), return_type="logits")[:, -1]
+        return logits.to(_wide(logits.dtype))
     x = unembed_input(model, tokens)[:, -1].to(head.weight.device)
     return _logits_chunk(x, head, 0, head.weight.shape[0])
 

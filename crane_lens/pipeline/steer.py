@@ -13,7 +13,7 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from crane_lens.errors import CraneLensError
-from crane_lens.evaluation.steering import SteeringMatrix, steering_matrix
+from crane_lens.evaluation.steering import STEERING_FILE, SteeringMatrix, steering_matrix
 from crane_lens.intervention.steering import STEER_MODES, Statistic, SteerMode
 from crane_lens.runs.layout import STEERING_DIR
 from crane_lens.runs.result import RunResult
@@ -104,6 +104,22 @@ def steer_run(
     if statistic == "median" and "kojima" not in result.stats.methods:
         raise CraneLensError("--statistic median needs Kojima's per-block responses: a run with "
                              "--methods including kojima, or --statistic mean.")  # fmt: skip
+    # A folder of other settings is refused now, not after the model has loaded.
+    asked = {"targets": list(dict.fromkeys(targets)), "sources": list(dict.fromkeys(sources)),
+             "mode": mode, "statistic": statistic, "deactivation": deactivation,
+             "strengths": sorted({float(s) for s in strengths}), "random_seeds": random_seeds,
+             "n_prompts": n_prompts, "max_new_tokens": max_new_tokens}  # fmt: skip
+    for method in methods:
+        folder = steering_folder(result.folder, method, mode, statistic)
+        if (folder / STEERING_FILE).is_file():
+            found = SteeringMatrix.load(folder).config
+            differ = [k for k, v in asked.items() if found.get(k) != v]
+            if differ:
+                raise CraneLensError(
+                    f"{folder} holds {method}'s steering with other settings "
+                    f"({', '.join(differ)} differ); repeat its options to read it, or delete the "
+                    "folder to measure again."
+                )
     from crane_lens.model.loader import load_model
 
     dtype = result.resolved.get("dtype", result.config.dtype).removeprefix("torch.")

@@ -98,7 +98,7 @@ def run_figures(result: RunResult) -> list[NamedFigure]:
         from crane_lens.plots.steering import steering_strength, steering_success
 
         for mode in dict.fromkeys(str(m.config.get("mode")) for m in result.steering.values()):
-            chosen = {m.method or label: m for label, m in result.steering.items()
+            chosen = {label: m for label, m in result.steering.items()
                       if m.config.get("mode") == mode}  # fmt: skip
             figures.append(NamedFigure(
                 f"steering-success-{mode}",

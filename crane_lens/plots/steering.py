@@ -16,7 +16,7 @@ if TYPE_CHECKING:
     from crane_lens.evaluation.steering import SteeringMatrix
 
 _COLOURS = ["#d62728", "#1f77b4", "#2ca02c", "#9467bd", "#ff7f0e", "#8c564b"]
-RANDOM, UNSTEERED = "#7f7f7f", "#404040"
+UNSTEERED = "#404040"
 
 
 def steering_success(
@@ -97,8 +97,8 @@ def steering_strength(
     matrices: Mapping[str, SteeringMatrix], summaries: Mapping[str, pd.DataFrame] | None = None
 ) -> go.Figure:
     """Success (left) and fluency (right: the continuation's NLL under the unsteered model) as
-    the strength grows, means over every (source, target) pair with 95 % intervals; random
-    sets dashed, the unsteered model dotted.
+    the strength grows, means over every (source, target) pair with 95 % intervals; each
+    method's random sets of its sizes dashed in its colour, the unsteered model dotted.
 
     Args:
         matrices: ``{label: SteeringMatrix}``.
@@ -109,21 +109,21 @@ def steering_strength(
 
     fig = make_subplots(rows=1, cols=2, horizontal_spacing=0.13, subplot_titles=[
         "success: continuation in the target language", "NLL of the continuation (nats/token)"])  # fmt: skip
-    shown_random = False
     for i, (label, m) in enumerate(matrices.items()):
         colour = _COLOURS[i % len(_COLOURS)]
         s = summaries[label] if summaries is not None else m.summary()
         s = s[s.target == "all"]
-        for condition, name, dash, c in (("selected", label, "solid", colour),
-                                         ("random", f"random sets ({label})", "dash", RANDOM)):  # fmt: skip
+        # each method's own random sets (their sizes differ between methods), dashed
+        for condition, name, dash in (("selected", label, "solid"),
+                                      ("random", f"random sets of {label}'s sizes", "dash")):  # fmt: skip
             rows = s[s.condition == condition].sort_values("strength")
-            if rows.empty or (condition == "random" and shown_random):
+            if rows.empty:
                 continue
-            shown_random |= condition == "random"
             for col, metric in ((1, "success"), (2, "nll")):
                 fig.add_scatter(
                     x=rows.strength, y=rows[metric], name=name, legendgroup=name,
-                    showlegend=col == 1, mode="lines+markers", line={"color": c, "dash": dash},
+                    showlegend=col == 1, mode="lines+markers",
+                    line={"color": colour, "dash": dash, "width": 2 if dash == "solid" else 1.2},
                     error_y=_band(rows, metric), row=1, col=col,
                 )  # fmt: skip
         base = s[s.condition == "none"]

@@ -415,8 +415,10 @@ def _steering(result: RunResult) -> str:
         "language; <em>stay</em>: as the prompt's; <em>NLL</em>: nats per token of the "
         "continuation as a text of its own under the unsteered model (lower = more fluent); "
         "<em>distinct-2</em>: distinct token bigrams ÷ bigrams. <em>random</em>: random sets "
-        "of the same per-layer sizes steered the same way. Means over every (prompt language, "
-        "target) pair; 95 % intervals: bootstrap over prompts.</p>"
+        "of the same per-layer sizes steered the same way; <em>selected − random</em>: the "
+        "paired difference, what the set does beyond its size (an interval excluding 0 is the "
+        "test). Means over every (prompt language, target) pair; 95 % intervals: bootstrap over "
+        "prompts.</p>"
     )  # fmt: skip
     parts = [intro]
     for label, m in result.steering.items():
@@ -441,7 +443,8 @@ def _steering(result: RunResult) -> str:
             f"prompts in {_e(', '.join(m.sources))}; {c.get('random_seeds', 0)} random "
             "set(s) per target.</p>"
             + _table([("condition", False), ("strength", True), ("success [95 % CI]", True),
-                      ("stay", True), ("NLL", True), ("distinct-2", True), ("n", True)], rows)
+                      ("stay [95 % CI]", True), ("NLL [95 % CI]", True), ("distinct-2", True),
+                      ("n", True)], rows)
         )  # fmt: skip
     return "".join(parts)
 

@@ -75,9 +75,11 @@ def add_study_command(sub: Any, formatter: type[argparse.HelpFormatter], dtype_h
     add("--mc-origins", default=None,
         help="corpus origins of the multiple-choice items, comma-separated (default: all)")  # fmt: skip
     add("--steer-strengths", default=",".join(f"{x:g}" for x in d.steer_strengths),
-        help="strengths of the steering stage, comma-separated (× the target's mean activation)")  # fmt: skip
+        help="strengths s of the steering stage, comma-separated (replace: h' = (1-s)h + s*mean)")  # fmt: skip
     add("--steer-prompts", type=int, default=d.steer_prompts,
         help="held-out prompts per language of the steering stage")  # fmt: skip
+    add("--steer-random-seeds", type=int, default=d.steer_random_seeds,
+        help="random control sets per target of the steering stage")  # fmt: skip
     add("--chat-model", default=None,
         help="a fine-tuned version of --model for the transfer stage (default: no transfer)")  # fmt: skip
     add("--stages", default=",".join(STAGES), help="stages to run, comma-separated")
@@ -113,6 +115,7 @@ def config_from_args(args: argparse.Namespace) -> Any:
         causal_neurons=args.causal_neurons, mc_items=args.mc_items,
         mc_origins=args.mc_origins.split(",") if args.mc_origins else None,
         steer_strengths=_floats(args.steer_strengths), steer_prompts=args.steer_prompts,
+        steer_random_seeds=args.steer_random_seeds,
         chat_model=args.chat_model, dtype=args.dtype, device=args.device,
         stages=[s.strip() for s in args.stages.split(",") if s.strip()],
         sets=[s.strip() for s in args.sets.split(",") if s.strip()] if args.sets else None,

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 import math
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any, Literal
 
@@ -53,9 +53,12 @@ class StudyConfig:
         causal_neurons: Neurons sampled per causal layer.
         mc_items: Multiple-choice items per language (en, zh, vi).
         mc_origins: Corpus origins of the multiple-choice items (``None``: all).
-        steer_strengths: Strengths of the steering stage (``replace`` mode: T's set fixed to
-            ``strength`` × its mean activation, interpolated from the unsteered value).
+        steer_strengths: Strengths ``s`` of the steering stage (``replace`` mode:
+            ``h' = (1 − s)·h + s·v``, ``v`` the target's mean activation — Kojima's median for
+            Kojima's sets; 1 fixes the set to ``v``, larger values push past it).
         steer_prompts: Held-out prompts per language of the steering stage.
+        steer_random_seeds: Random control sets per target of the steering stage (a success
+            rate against random sets needs fewer than a p-value against them).
         chat_model: A fine-tuned version of ``model``: the transfer stage masks the base
             model's sets in it (``None``: no transfer stage).
         dtype: Compute dtype (``"auto"``: :func:`crane_lens.load_model`'s choice).
@@ -64,6 +67,8 @@ class StudyConfig:
         sets: The sets whose matrices the study measures, by label
             (:data:`~crane_lens.study.stages.VARIANTS`; ``None``: all). CRANE and LAPE are always
             measured (the sweep, benchmarks and transfer use them); fewer sets, a shorter study.
+            A study folder measures the union of every command's sets: a later ``--sets``
+            adds matrices to a study and recomputes none.
     """
 
     model: str = "crane-tiny"
@@ -85,6 +90,7 @@ class StudyConfig:
     mc_origins: list[str] | None = None
     steer_strengths: list[float] = field(default_factory=lambda: [1.0, 2.0, 4.0, 8.0])
     steer_prompts: int = 16
+    steer_random_seeds: int = 2
     chat_model: str | None = None
     dtype: str = "auto"
     device: str | None = None
@@ -120,6 +126,8 @@ class StudyConfig:
                      "steer_prompts"):  # fmt: skip
             if int(getattr(self, name)) < 1:
                 raise ValueError(f"{name} must be at least 1, not {getattr(self, name)!r}.")
+        if self.steer_random_seeds < 0:
+            raise ValueError(f"steer_random_seeds must be ≥ 0, not {self.steer_random_seeds}.")
         if self.random_seeds < 1:
             raise ValueError("random_seeds must be at least 1: the p-values need random sets.")
 
@@ -150,9 +158,18 @@ class StudyConfig:
         )  # fmt: skip
 
     def comparable(self) -> dict[str, Any]:
-        """The settings that determine the results (what to run, device and batch sizes aside)."""
-        skip = ("stages", "device", "eval_batch_size")
+        """The settings that determine the results (what to run — stages and sets —, device
+        and batch sizes aside)."""
+        skip = ("stages", "sets", "device", "eval_batch_size")
         return {k: v for k, v in asdict(self).items() if k not in skip}
+
+    def with_sets_of(self, saved: StudyConfig) -> StudyConfig:
+        """These settings with the sets of ``saved`` added: what a study folder records, the
+        union of every command's sets (``None``: all of them), so a later ``--sets`` extends
+        it (each command measures only the sets it asks for)."""
+        if self.sets is None or saved.sets is None:
+            return replace(self, sets=None)
+        return replace(self, sets=[*saved.sets, *self.sets])  # ordered and deduplicated
 
     # -- persistence ------------------------------------------------------------------------
     def to_dict(self) -> dict[str, Any]:

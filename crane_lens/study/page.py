@@ -248,8 +248,10 @@ def blocks(result: StudyResult, command: str) -> dict[str, str]:
                     continue  # the unsteered model: once
                 iv = {k: with_interval(r[k], r[f"{k}_low"], r[f"{k}_high"], 2)
                       for k in ("success", "stay", "nll")}  # fmt: skip
-                rows.append({"set": "unsteered" if r["condition"] == "none" else
-                             label if r["condition"] == "selected" else f"random ({label}'s sizes)",
+                names = {"none": "unsteered", "selected": label,
+                         "random": f"random ({label}'s sizes)",
+                         "selected − random": f"{label} − random"}  # fmt: skip
+                rows.append({"set": names[r["condition"]],
                              "strength": "–" if r["condition"] == "none" else f"{r['strength']:g}",
                              "success [95 % CI]": iv["success"], "stay [95 % CI]": iv["stay"],
                              "NLL [95 % CI]": iv["nll"], "distinct-2": f"{r['distinct_2']:.2f}",
@@ -258,9 +260,11 @@ def blocks(result: StudyResult, command: str) -> dict[str, str]:
         out["steering"] = [
             f"Greedy continuations ({first.config['max_new_tokens']} tokens at most) of "
             f"{first.config['n_prompts']} held-out prompts per language in "
-            f"{', '.join(first.sources)}, steered towards each other one of them by fixing the "
-            "target's set to `strength` × its mean activation (`replace` mode; 1 = the mean "
-            "itself). success: the continuation is identified as the target language; stay: as "
+            f"{', '.join(first.sources)}, steered towards each other one of them with the "
+            "target's set (`replace` mode: h' = (1 − s)·h + s·v, v the target's mean "
+            "activation — Kojima's median for Kojima's sets; s = 1 fixes the neurons to v, "
+            "larger s pushes past it). success: the continuation is identified as the target "
+            "language; stay: as "
             "the prompt's; NLL: nats per token of the continuation as a text of its own under "
             "the unsteered model (fluency); distinct-2: distinct token bigrams ÷ bigrams. Random "
             f"sets: {c.random_seeds} per target, of the same per-layer sizes, steered the same "

@@ -193,6 +193,13 @@ def study(
                 "Check the origin names (docs/data.md lists them) or drop the option."
             ) from exc
     _check_folder(folder, config)
+    # The folder records every set measured so far (its page shows them all); this command
+    # measures the sets it asks for.
+    recorded = (
+        config.with_sets_of(StudyConfig.load(folder))
+        if (folder / CONFIG_FILE).is_file()
+        else config
+    )
 
     new = not folder.exists() or not any(folder.iterdir())
     folder.mkdir(parents=True, exist_ok=True)
@@ -202,7 +209,7 @@ def study(
     # The dtype the study computes in stays (Study.model records it on the first load).
     kept = {k: v for k, v in (json.loads(saved.read_text("utf-8")) if saved.is_file() else {}).items()
             if k == "dtype"}  # fmt: skip
-    write_json(saved, {"config": config.to_dict(), "versions": _versions()} | kept)
+    write_json(saved, {"config": recorded.to_dict(), "versions": _versions()} | kept)
     try:
         result = _collect(Study(config, folder, progress=progress))
     except BaseException:

@@ -381,8 +381,9 @@ class Study:
 
     def steering(self) -> dict[str, Any]:
         """Prompts of each of :attr:`paper_langs` steered towards each other one with CRANE's,
-        LAPE's and Kojima et al.'s sets (``replace``: fixed to ``strength`` × the target's mean
-        activation), each against random sets of the same sizes."""
+        LAPE's and Kojima et al.'s sets (``replace``: ``h' = (1 − s)·h + s·v``, ``v`` the
+        target's mean activation, Kojima's median for Kojima's sets as in their recipe), each
+        against ``steer_random_seeds`` random sets of the same sizes."""
         from crane_lens.evaluation.steering import STEERING_FILE, SteeringMatrix, steering_matrix
 
         out: dict[str, Any] = {}
@@ -397,7 +398,9 @@ class Study:
                 log.info("steering with %s's sets", label)
                 out[label] = steering_matrix(
                     self.model, self.neurons(label), self.stats(), targets=self.paper_langs,
-                    strengths=self.config.steer_strengths, random_seeds=self.config.random_seeds,
+                    strengths=self.config.steer_strengths,
+                    statistic="median" if label == "kojima" else "mean",
+                    random_seeds=self.config.steer_random_seeds,
                     n_prompts=self.config.steer_prompts, output_dir=folder,
                     progress=self.progress,
                 )  # fmt: skip

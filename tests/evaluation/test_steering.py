@@ -87,7 +87,8 @@ def test_summary_means_and_intervals(setup):  # type: ignore[no-untyped-def]
     m = steering_matrix(model, neurons, stats, strengths=[1.0, 3.0], random_seeds=1, **SMALL)
     summary = m.summary(n_resamples=999)
     r = m.records
-    for row in summary.itertuples():
+    plain = summary[summary.condition != "selected − random"]
+    for row in plain.itertuples():
         rows = r[r.strength == row.strength]
         rows = rows[rows.condition.str.startswith("random-")] if row.condition == "random" else (
             rows[rows.condition == row.condition])  # fmt: skip
@@ -98,7 +99,13 @@ def test_summary_means_and_intervals(setup):  # type: ignore[no-untyped-def]
         assert row.nll == pytest.approx(rows.nll.mean())
         assert row.n == len(rows)
         assert row.success_low <= row.success + 1e-9 and row.success <= row.success_high + 1e-9
-    assert set(summary.condition) == {"none", "selected", "random"}
+    keyed = summary.set_index(["condition", "strength", "target"])
+    for strength in (1.0, 3.0):
+        for target in [*LANGS, "all"]:
+            assert keyed.loc[("selected − random", strength, target), "success"] == pytest.approx(
+                keyed.loc[("selected", strength, target), "success"]
+                - keyed.loc[("random", strength, target), "success"])  # fmt: skip
+    assert set(summary.condition) == {"none", "selected", "random", "selected − random"}
     assert set(summary.target) == {*LANGS, "all"}
 
 
@@ -115,8 +122,8 @@ def test_fluency_nll_equals_scoring_by_hand(setup):  # type: ignore[no-untyped-d
             assert got[0] == pytest.approx(sum(nats) / 3, rel=1e-5)
 
 
-# Hand-labelled continuations, as steering produces them: switched, stayed, code-mixed,
-# unidentifiable. Labelled by reading them (None: no language a person could name).
+# Hand-labelled continuations, as steering produces them: switched, stayed, unidentifiable.
+# Labelled by reading them (None: no language a person could name).
 HAND_LABELLED = [
     ("Chọn lệnh Định dạng - Ô để mở hộp thoại.", "vi"),
     ("nhấn vào nút OK.", "vi"),
@@ -131,22 +138,72 @@ HAND_LABELLED = [
 ]
 
 
-def test_success_rate_against_hand_labelled_continuations() -> None:
+def test_success_rate_against_hand_labelled_continuations(setup, monkeypatch) -> None:  # type: ignore[no-untyped-def]
+    """steering_matrix's verdicts on continuations a person labelled: the generator is replaced
+    by one that "continues" each English prompt with a hand-labelled text."""
+    model, stats, neurons = setup
     identifier = identifier_for(LANGS)
-    labels = [identifier.predict(text) for text, _ in HAND_LABELLED]
-    assert labels == [label for _, label in HAND_LABELLED]
-    records = pd.DataFrame([
-        {"condition": "selected", "strength": 1.0, "target": "vi", "source": "en", "prompt": i,
-         "text": text, "identified": identifier.predict(text), "n_tokens": 1, "nll": 1.0,
-         "nll_in_context": 1.0, "distinct_2": 1.0, "repetition": 0.0,
-         "success": float(identifier.predict(text) == "vi"),
-         "stay": float(identifier.predict(text) == "en")}
-        for i, (text, _) in enumerate(HAND_LABELLED)
-    ])  # fmt: skip
-    m = SteeringMatrix(records, {"targets": ["vi"], "sources": ["en"], "strengths": [1.0]})
-    by_hand = sum(label == "vi" for _, label in HAND_LABELLED) / len(HAND_LABELLED)
-    assert m.rates("success").loc["en", "vi"] == pytest.approx(by_hand) == 0.3
-    assert m.rates("stay").loc["en", "vi"] == pytest.approx(0.3)
+    assert [identifier.predict(text) for text, _ in HAND_LABELLED] == [
+        label for _, label in HAND_LABELLED]  # fmt: skip
+    prompts = {"en": [f"Prompt number {i} says" for i in range(len(HAND_LABELLED))]}
+    continuations = [model.tokenizer(text, add_special_tokens=False)["input_ids"]
+                     for text, _ in HAND_LABELLED]  # fmt: skip
+    monkeypatch.setattr(steering_module, "greedy_generate",
+                        lambda model, ids, **kw: [list(c) for c in continuations])  # fmt: skip
+    m = steering_matrix(model, neurons, stats, targets=["vi", "zh"], sources=["en"],
+                        strengths=[1.0], prompts=prompts, progress=False)  # fmt: skip
+    for target in ("vi", "zh"):
+        by_hand = sum(label == target for _, label in HAND_LABELLED) / len(HAND_LABELLED)
+        assert m.rates("success").loc["en", target] == pytest.approx(by_hand)
+    stayed = sum(label == "en" for _, label in HAND_LABELLED) / len(HAND_LABELLED)
+    assert m.rates("stay").loc["en", "vi"] == pytest.approx(stayed) == 0.3
+    assert m.records[m.records.text == ""].no_tokens.eq(1.0).all()  # the empty one is flagged
+
+
+def test_unequal_prompt_counts_weigh_each_source_equally_and_the_difference_is_paired(setup):  # type: ignore[no-untyped-def]
+    model, stats, neurons = setup
+    prompts = {"en": ["You can choose the", "The file is", "Click the button to"],
+               "zh": ["选择", "单击"]}  # fmt: skip
+    m = steering_matrix(model, neurons, stats, targets=["vi"], sources=["en", "zh"],
+                        strengths=[4.0], random_seeds=1, prompts=prompts, max_new_tokens=6,
+                        progress=False)  # fmt: skip
+    summary = m.summary(n_resamples=999).set_index(["condition", "target"])
+    r = m.records
+    for condition in ("selected", "random"):
+        rows = r[r.condition.str.startswith(condition[:6])]
+        by_source = rows.groupby("source").nll.mean()
+        assert summary.loc[(condition, "vi"), "nll"] == pytest.approx(by_source.mean())
+    difference = summary.loc[("selected − random", "vi")]
+    assert difference.nll == pytest.approx(summary.loc[("selected", "vi"), "nll"]
+                                           - summary.loc[("random", "vi"), "nll"])  # fmt: skip
+    assert difference.nll_low <= difference.nll <= difference.nll_high
+
+
+def test_random_controls_steer_their_own_sets_in_every_mode(setup, monkeypatch):  # type: ignore[no-untyped-def]
+    model, stats, neurons = setup
+    seen: list[tuple[str, str, str]] = []
+    real = steering_module.steering
+
+    def spy(sets, target, **kwargs):  # type: ignore[no-untyped-def]
+        source_sets = kwargs.get("source_neurons")
+        seen.append((sets.method, target, source_sets.method if source_sets else ""))
+        return real(sets, target, **kwargs)
+
+    monkeypatch.setattr(steering_module, "steering", spy)
+    steering_matrix(model, neurons, stats, targets=["vi"], sources=["en"], mode="swap",
+                    strengths=[1.0], random_seeds=1, n_prompts=2, max_new_tokens=3,
+                    progress=False)  # fmt: skip
+    assert seen == [("crane", "vi", "crane"), ("random", "vi", "random")]
+
+
+def test_strengths_are_kept_exactly(setup) -> None:  # type: ignore[no-untyped-def]
+    model, stats, neurons = setup
+    third = 1 / 3
+    m = steering_matrix(model, neurons, stats, targets=["vi", "vi"], sources=["en"],
+                        strengths=[third], n_prompts=2, max_new_tokens=3, progress=False)  # fmt: skip
+    assert m.strengths == [third] and m.targets == ["vi"]  # duplicates dropped
+    assert set(m.records.strength) == {0.0, third}
+    assert m.rates(strength=third).shape == (1, 1)
 
 
 def test_an_interrupted_matrix_resumes_without_redoing_work(setup, tmp_path, monkeypatch):  # type: ignore[no-untyped-def]
@@ -195,6 +252,9 @@ def test_bad_input_fails_before_any_generation(setup, monkeypatch):  # type: ign
         ({"mode": "boost"}, "choose from"),
         ({"random_seeds": -1}, "random_seeds"),
         ({"sources": ["en"], "prompts": {"vi": ["x"]}}, "No prompts for en"),
+        ({"statistic": "medain"}, "choose 'mean' or 'median'"),
+        ({"deactivation": 1.0}, "for mode='swap' only"),
+        ({"targets": ["vi"], "sources": ["vi"]}, "add a source language"),
     ]:
         with pytest.raises(ValueError, match=message):
             steering_matrix(model, neurons, stats, **kwargs, progress=False)

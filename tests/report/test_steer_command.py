@@ -75,3 +75,18 @@ def test_bad_options_fail_before_the_model_loads(tiny_run: Path, options: list[s
 def test_steer_needs_a_finished_run(tmp_path: Path, capsys: Any) -> None:
     assert main(["steer", str(tmp_path), "--to", "vi"]) == 2
     assert "holds no complete crane-lens run" in capsys.readouterr().err
+
+
+def test_other_settings_on_a_steered_folder_are_refused_before_the_model_loads(
+    steered: Path, monkeypatch: Any, capsys: Any
+) -> None:
+    import crane_lens.model.loader
+
+    def never(*args: Any, **kwargs: Any) -> Any:
+        raise AssertionError("loaded the model before checking the folder")
+
+    monkeypatch.setattr(crane_lens.model.loader, "load_model", never)
+    other = [x if x != "1,3" else "2" for x in STEER]
+    assert main(["steer", str(steered), *other]) == 2
+    err = capsys.readouterr().err
+    assert "crane's steering with other settings (strengths differ)" in err

@@ -39,7 +39,9 @@ def test_every_stage_is_saved_and_read_back_without_computing(finished, monkeypa
     monkeypatch.setattr("crane_lens.evaluation.steering.greedy_generate", refuse)
     monkeypatch.setattr("crane_lens.stats.engine.compute_stats", refuse)
     monkeypatch.setattr("crane_lens.evaluation.ablation.conditions_nll", refuse)
-    config = StudyConfig(**TINY, stages=["stats", "matrices", "sweep", "mean", "causality", "steering"])  # type: ignore[arg-type]
+    config = StudyConfig(
+        **TINY, stages=["stats", "matrices", "sweep", "mean", "causality", "steering"]
+    )  # type: ignore[arg-type]
     again = study(config, finished.folder, progress=False)
     assert again.missing == []
     for label, matrix in finished.matrices.items():
@@ -77,13 +79,35 @@ def test_the_matrices_are_the_library_calls_with_the_studys_settings(finished) -
     assert finished.parts["mean"]["crane"].mode == "mean"
 
 
+def test_a_later_command_adds_sets_and_recomputes_nothing(finished, tmp_path, monkeypatch) -> None:  # type: ignore[no-untyped-def]  # fmt: skip
+    import shutil
+
+    folder = tmp_path / "study"
+    shutil.copytree(finished.folder, folder)
+    real, measured = stages_module.ablation_matrix, []
+
+    def counted(model, corpus, sets, **kwargs):  # type: ignore[no-untyped-def]
+        measured.append(sets.method)
+        return real(model, corpus, sets, **kwargs)
+
+    monkeypatch.setattr(stages_module, "ablation_matrix", counted)
+    more = study(StudyConfig(**TINY | {"sets": ["kojima"]}, stages=["matrices"]), folder,  # type: ignore[arg-type]
+                 progress=False)  # fmt: skip
+    assert measured == ["kojima"]  # the earlier sets are read back, not measured again
+    assert set(more.matrices) == {"crane", "lape", "kojima"}  # this command's sets
+    # the folder holds them all, and its page shows them all
+    assert set(StudyResult.load(folder).matrices) == set(finished.matrices) | {"kojima"}
+    assert StudyConfig.load(folder).sets == ["crane", "lape", "lape (top_rate 0.01)",
+                                             "crane (CP-LRP)", "kojima", "plnd"]  # fmt: skip
+
+
 def test_the_steering_stage_is_the_library_call_with_the_studys_settings(finished) -> None:  # type: ignore[no-untyped-def]
     steered = finished.parts["steering"]
     assert list(steered) == ["crane", "lape", "kojima"]
     model = cl.load_model("crane-tiny")
     direct = cl.steering_matrix(model, finished.neurons("kojima"), finished.stats(),
                                 targets=["en", "zh", "vi"], strengths=[4.0], random_seeds=2,
-                                n_prompts=2, progress=False)  # fmt: skip
+                                statistic="median", n_prompts=2, progress=False)  # fmt: skip
     assert direct.records.equals(steered["kojima"].records)
     assert set(steered["crane"].records.condition) == {"none", "selected", "random-0", "random-1"}
 
