@@ -47,7 +47,16 @@ if TYPE_CHECKING:
         steered_continuations,
         steering_matrix,
     )
-    from crane_lens.explore import Explanation, TokenNLLChange, explain, token_nll_change
+    from crane_lens.explore import (
+        Explanation,
+        NeuronCard,
+        RelevanceCache,
+        TokenNLLChange,
+        explain,
+        neuron_card,
+        relevance_cache,
+        token_nll_change,
+    )
     from crane_lens.intervention import ablate, ablation_hooks, intervention_values, steer
     from crane_lens.model import ModelSpec, get_spec, load_model
     from crane_lens.pipeline import RunConfig, RunResult, run
@@ -78,6 +87,10 @@ _LAZY = {
     "Explanation": "crane_lens.explore",
     "TokenNLLChange": "crane_lens.explore",
     "explain": "crane_lens.explore",
+    "RelevanceCache": "crane_lens.explore",
+    "NeuronCard": "crane_lens.explore",
+    "neuron_card": "crane_lens.explore",
+    "relevance_cache": "crane_lens.explore",
     "token_nll_change": "crane_lens.explore",
     "ablate": "crane_lens.intervention",
     "ablation_hooks": "crane_lens.intervention",
@@ -134,9 +147,11 @@ __all__ = [
     "MissingLanguageError",
     "ModelLoadError",
     "ModelSpec",
+    "NeuronCard",
     "NeuronSetMismatchError",
     "NeuronStats",
     "OutputExistsError",
+    "RelevanceCache",
     "RunConfig",
     "RunResult",
     "SelectionStability",
@@ -161,7 +176,9 @@ __all__ = [
     "load_corpus",
     "load_model",
     "make_token_blocks",
+    "neuron_card",
     "random_neurons",
+    "relevance_cache",
     "run",
     "select_language_neurons",
     "selection_stability",

@@ -164,6 +164,16 @@ def _steer(args: argparse.Namespace) -> int:
     return 0
 
 
+def _neurons(args: argparse.Namespace) -> int:
+    from crane_lens.pipeline.neuron_pages import neuron_pages
+
+    index = neuron_pages(args.run_dir, top=args.top, n_contexts=args.contexts,
+                         max_tokens=args.max_tokens, device=args.device,
+                         progress=not args.quiet)  # fmt: skip
+    print(f"Neuron pages: {index}\nReport updated: {Path(args.run_dir) / 'report.html'}")  # noqa: T201
+    return 0
+
+
 def _model_info(args: argparse.Namespace) -> int:
     from crane_lens.model import get_spec, load_model
 
@@ -385,6 +395,28 @@ def build_parser() -> argparse.ArgumentParser:
     steer.add_argument("--device", default=None,
                        help="cpu, cuda... (default: the run's device)")  # fmt: skip
     steer.add_argument("-q", "--quiet", action="store_true", help="no progress bars")
+
+    pages = sub.add_parser(
+        "neurons", help="offline pages for a finished run's selected neurons",
+        description=(
+            "Write RUN_DIR/neuron_pages/: a sortable index of the highest-scored neurons of "
+            "every selected set and one card per neuron (statistics per language, the sets "
+            "that hold it, its top contexts with every token coloured by its activation), "
+            "linked from the run's report. Contexts come from the run's statistics when they "
+            "kept them, else from a resumable pass over its training text (RUN_DIR/contexts/)."
+        ),
+        formatter_class=_Formatter,
+    )  # fmt: skip
+    pages.add_argument("run_dir", metavar="RUN_DIR", help="a folder written by crane-lens run")
+    pages.set_defaults(func=_neurons)
+    pages.add_argument("--top", type=int, default=10,
+                       help="neurons per method and language (the highest-scored of each set)")  # fmt: skip
+    pages.add_argument("--contexts", type=int, default=5, help="top contexts per language (1-32)")
+    pages.add_argument("--max-tokens", type=int, default=None,
+                       help="training tokens per language for the contexts pass (default: the "
+                            "run's)")  # fmt: skip
+    pages.add_argument("--device", default=None, help="where to run (default: the run's device)")
+    pages.add_argument("-q", "--quiet", action="store_true", help="no progress bars")
 
     corpus = sub.add_parser("corpus", help="corpus tools", formatter_class=_Formatter)
     corpus_sub = corpus.add_subparsers(dest="corpus_command", required=True)

@@ -231,10 +231,46 @@ def explain(
         >>> result.relevance.shape[1:], len(result.pieces) == len(result.tokens)
         (torch.Size([4, 1024]), True)
     """
+    tokens = prompt_tokens(model, text_or_tokens)
+    acts, relevance, scores = relevance_pass(
+        model, tokens[None], torch.tensor([len(tokens)]), method, target=target,
+        attention=attention, objective=objective,
+    )  # fmt: skip
+    spec = get_spec(model)
+    return Explanation(
+        tokens=tokens, pieces=readable_tokens(model.tokenizer, tokens.tolist()),
+        relevance=relevance[0], activations=acts[0], scores=scores[0],
+        method=method, target=target if method == "crane" else objective,
+        config={"attention": attention, "model": spec.name},
+        groups=display_groups(model.tokenizer, tokens),
+    )  # fmt: skip
+
+
+def relevance_pass(
+    model: Any,
+    tokens: Int[Tensor, "batch pos"],
+    lengths: Int[Tensor, " batch"],
+    method: Method = "crane",
+    *,
+    target: Literal["logit", "logprob"] = "logit",
+    attention: AttentionRule = "attnlrp",
+    objective: Literal["nll", "logit"] = "nll",
+) -> tuple[
+    Float[Tensor, "batch pos layer neuron"],
+    Float[Tensor, "batch pos layer neuron"],
+    Float[Tensor, "batch pred"],
+]:  # fmt: skip
+    """One forward and one backward pass over right-padded prompts: every neuron's activation
+    and relevance at every token (zero at padded positions), and the explained scores.
+
+    Each row's target is its own scores summed over its real predicted positions; rows do not
+    interact (causal attention, per-token norms), so a batch gives each prompt's
+    :func:`explain` up to floating-point rounding. The one implementation behind
+    :func:`explain` and :func:`relevance_cache`.
+    """
     if method not in ("crane", "attribution"):
         raise ValueError(f"method must be 'crane' or 'attribution', not {method!r}.")
     spec = get_spec(model)
-    tokens = prompt_tokens(model, text_or_tokens)
     posts: list[Tensor | None] = [None] * spec.n_layers
 
     def keep(layer: int) -> Any:
@@ -251,17 +287,16 @@ def explain(
     else:
         kind = "logit" if objective == "logit" else "logprob"
     hooks += [(spec.hook_name(layer), keep(layer)) for layer in range(spec.n_layers)]
+    # Position t >= 1 predicts token t: real when t < the row's length.
+    real = torch.arange(1, tokens.shape[1])[None, :] < lengths[:, None]
     with frozen_weights(model), torch.enable_grad(), quiet_norm_edits():
-        scores = score_kinds(model, tokens[None], [kind], hooks=hooks)[kind][0]
-        explained = scores.sum() if method == "crane" else -scores.sum()
+        scores = score_kinds(model, tokens, [kind], hooks=hooks)[kind]
+        explained = (scores * real.to(scores.device)).sum()
+        # Attribution: -h·∂NLL/∂h = h·∂(log p)/∂h, so both read h·∂(explained score)/∂h.
         grads = torch.autograd.grad(explained, posts)  # type: ignore[arg-type]
-    acts = torch.stack([h.detach()[0].float().cpu() for h in posts if h is not None], dim=1)
-    grad = torch.stack([g[0].float().cpu() for g in grads], dim=1)
-    relevance = acts * grad if method == "crane" else -(acts * grad)
-    return Explanation(
-        tokens=tokens, pieces=readable_tokens(model.tokenizer, tokens.tolist()),
-        relevance=relevance, activations=acts, scores=scores.detach().float().cpu(),
-        method=method, target=target if method == "crane" else objective,
-        config={"attention": attention, "model": spec.name},
-        groups=display_groups(model.tokenizer, tokens),
-    )  # fmt: skip
+    acts = torch.stack([h.detach().float().cpu() for h in posts if h is not None], dim=2)
+    grad = torch.stack([g.float().cpu() for g in grads], dim=2)
+    on_token = (torch.arange(tokens.shape[1])[None, :] < lengths[:, None])[:, :, None, None]
+    relevance = torch.where(on_token, acts * grad, 0.0)
+    scores = torch.where(real, scores.detach().float().cpu(), 0.0)
+    return torch.where(on_token, acts, 0.0), relevance, scores

@@ -243,23 +243,29 @@ def coloured_tokens(
     unit: str,
     scale: float | None = None,
     notes: Sequence[str] | None = None,
+    focus: int | None = None,
+    legend: bool = True,
 ) -> str:
     """HTML: each piece of text on a background coloured by its value (red positive, blue
     negative), full colour at ``scale`` (default: the largest absolute value shown).
 
     Every piece is shown by :func:`visible_text`, so no coloured span is empty or invisible;
-    ``notes`` (one per piece) are added to the hover text.
+    ``notes`` (one per piece) are added to the hover text; piece ``focus`` is outlined;
+    ``legend=False`` leaves out how to read the colours (a page that says it once).
     """
     scale = scale or max((abs(v) for v in values), default=0.0) or 1.0
     notes = notes if notes is not None else [""] * len(pieces)
     spans = []
-    for piece, value, note in zip(pieces, values, notes, strict=True):
+    for i, (piece, value, note) in enumerate(zip(pieces, values, notes, strict=True)):
         alpha = min(1.0, abs(value) / scale)
+        outline = ";outline:2px solid #222" if i == focus else ""
         rgb = "214,39,40" if value > 0 else "31,119,180"
         hover = html.escape(f"{value:+.4g} {unit}" + (f" · {note}" if note else ""))
         text = html.escape(visible_text(piece))
         spans.append(f'<span title="{hover}" style="background:'
-                     f'rgba({rgb},{alpha:.2f});padding:1px 0;white-space:pre">{text}</span>')  # fmt: skip
-    return (f'<div style="font-family:monospace;line-height:1.8"><b>{html.escape(title)}</b> '
-            f"(hover the text for its value; red +, blue −, scale ±{scale:.3g} {html.escape(unit)})"
-            f"<br>{''.join(spans)}</div>")  # fmt: skip
+                     f'rgba({rgb},{alpha:.2f});padding:1px 0;white-space:pre{outline}">'
+                     f"{text}</span>")  # fmt: skip
+    how = (f" (hover the text for its value; red +, blue −, scale ±{scale:.3g} "
+           f"{html.escape(unit)})" if legend else "")  # fmt: skip
+    return (f'<div style="font-family:monospace;line-height:1.8"><b>{html.escape(title)}</b>'
+            f"{how}<br>{''.join(spans)}</div>")  # fmt: skip

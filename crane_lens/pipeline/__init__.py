@@ -18,6 +18,7 @@ One job per module:
 * ``ranks`` — data parallelism: rank 0 writes, an error on any rank ends every rank.
 * ``progress`` — :func:`saved_progress`, what an interrupted run saved.
 * ``steer`` — :func:`steer_run` (``crane-lens steer``): steering with a finished run's sets.
+* ``neuron_pages`` — :func:`neuron_pages` (``crane-lens neurons``): a page per selected neuron.
 
 The settings, the result and the folder's layout live one layer down, in :mod:`crane_lens.runs`
 (the report and the figures read them without importing the pipeline); they are re-exported
@@ -28,6 +29,7 @@ machine (:func:`check_model_source`, :func:`check_langs`, :func:`corpus_langs`,
 
 from crane_lens.pipeline.folder import STATS_SETTINGS
 from crane_lens.pipeline.job import run
+from crane_lens.pipeline.neuron_pages import neuron_pages
 from crane_lens.pipeline.progress import saved_progress
 from crane_lens.pipeline.steer import steer_run, steering_folder
 from crane_lens.runs import (
@@ -57,6 +59,7 @@ __all__ = [
     "check_output",
     "corpus_langs",
     "lape_budget",
+    "neuron_pages",
     "run",
     "saved_progress",
     "steer_run",

@@ -32,6 +32,7 @@ from crane_lens.evaluation.findings import (
 from crane_lens.evaluation.intervals import DEFAULT_LEVEL
 from crane_lens.report.run_folder import check_run_folder
 from crane_lens.runs import CONFIG_FILE, RunConfig, RunResult, lape_budget
+from crane_lens.runs.layout import NEURON_PAGES_DIR
 from crane_lens.utils.io import write_text
 
 if TYPE_CHECKING:
@@ -405,6 +406,13 @@ def _matrices(result: RunResult) -> str:
             + "".join(parts) + "</details>")  # fmt: skip
 
 
+def _neuron_pages() -> str:
+    """A link to ``crane-lens neurons``' pages (relative: the folder moves as a whole)."""
+    return (f'<p><a href="{NEURON_PAGES_DIR}/index.html">Open the neuron pages</a>: the '
+            "highest-scored neurons of every set, each with its statistics per language and the "
+            "contexts that drive it (written by <code>crane-lens neurons</code>).</p>")  # fmt: skip
+
+
 def _steering(result: RunResult) -> str:
     """Per steering result: success, staying in the prompt's language and fluency, means over
     every (prompt language, target) pair with 95 % intervals, unsteered and at each strength."""
@@ -582,6 +590,8 @@ def report_html(result: RunResult, figures: Sequence[NamedFigure] | None = None)
         ("matrices", "ΔNLL matrices", _matrices(result)),
         *([("steering", "Steering: switching prompts into a language", _steering(result))]
           if result.steering else []),
+        *([("neurons", "Neuron pages", _neuron_pages())]
+          if (result.folder / NEURON_PAGES_DIR / "index.html").is_file() else []),
         ("figures", "Figures", "".join(_figure_html(f, i + 1, ids[i])
                                         for i, f in enumerate(figures))
          or '<p class="muted">No figures.</p>'),

@@ -9,6 +9,9 @@ and the figure export read it::
     neurons/<method>.json    LanguageNeurons (+ <method>.lape.pt, LAPE's torch format)
     stability/               SelectionStability of every method's sets
     steering/<method>-<mode>/  SteeringMatrix of ``crane-lens steer`` (steering.json)
+    contexts/                top contexts of ``crane-lens neurons`` (NeuronStats), when the
+                             statistics kept none
+    neuron_pages/            ``crane-lens neurons``: index.html and one card per neuron
     ablation/<method>/       AblationMatrix: matrix.json, delta.csv, relative.csv, ...
     selectivity.csv          every method's selectivity table, one row per (method, language)
     relevance_share.csv      relevance-based metric per (method, language)
@@ -33,6 +36,7 @@ if TYPE_CHECKING:
 CONFIG_FILE = "run_config.json"
 STABILITY_DIR = "stability"
 STEERING_DIR = "steering"
+NEURON_PAGES_DIR = "neuron_pages"
 
 
 def read_config(folder: Path) -> dict[str, Any] | None:

@@ -66,6 +66,14 @@ from crane_lens.stats.lrp import (
 from crane_lens.stats.methods import METHODS, check_methods
 from crane_lens.stats.model_parts import activation_function, down_projection_rows
 from crane_lens.stats.results import META_FILE, MIN_FIELDS, N_PARTS, NeuronStats, block_parts
+from crane_lens.stats.top_contexts import (
+    TOP_KINDS,
+    TopKind,
+    batch_top,
+    check_top_contexts,
+    empty_top,
+    merge_top,
+)
 from crane_lens.utils import distributed as dist
 from crane_lens.utils.io import atomic_path, write_json
 from crane_lens.utils.progress import tqdm
@@ -99,6 +107,7 @@ def compute_stats(
     checkpoint_every: int = 20,
     progress: bool = True,
     parts: bool = True,
+    top_contexts: int = 0,
 ) -> NeuronStats:
     """Score every MLP neuron of ``model`` for every language of ``data``.
 
@@ -144,6 +153,11 @@ def compute_stats(
             and 17 languages, but 14 GB for a 70B model (80 × 28,672 neurons) with ``crane``,
             ``attribution`` and ``lape``: pass ``parts=False`` at that scale. The per-block
             reductions add no measurable time on crane-tiny (17 languages, CPU).
+        top_contexts: Also keep, per language, layer and neuron, the ``k`` tokens with the
+            highest activation and (with ``crane``) the highest relevance, with where they are
+            in the blocks (:mod:`~crane_lens.stats.top_contexts`; ``0 <= k <= 32``; 0: none).
+            Read them with :meth:`NeuronStats.contexts` or :func:`crane_lens.neuron_card`.
+            Costs ``layers × neurons × k × 12`` bytes per language and kind.
 
     Returns:
         :class:`NeuronStats` over the requested languages (the same on every rank).
@@ -170,6 +184,7 @@ def compute_stats(
     if batch_size < 1 or checkpoint_every < 1 or kojima_max_blocks < 1:
         raise ValueError("batch_size, checkpoint_every and kojima_max_blocks must be >= 1.")
     check_attention(attention)
+    check_top_contexts(top_contexts)
     config = {
         "methods": list(methods), "langs": blocks.langs, "seq_len": blocks.seq_len,
         "batch_size": batch_size, "seed": blocks.seed, "target": target, "attention": attention,
@@ -179,6 +194,7 @@ def compute_stats(
         "max_tokens_per_lang": max_tokens_per_lang, "blocks_sha256": _fingerprint(blocks),
         "model_fingerprint": model_fingerprint(model),
         "tokenizer_sha256": tokenizer_fingerprint(model.tokenizer), "parts": bool(parts),
+        "top_contexts": top_contexts,
     }  # fmt: skip
     folder = Path(output_dir) if output_dir is not None else None
     if folder is not None and (folder / META_FILE).is_file():
@@ -223,8 +239,9 @@ def compute_stats(
 
 
 def _saved_config(config: dict[str, Any]) -> dict[str, Any]:
-    """A saved run's config in today's terms: results from before per-part sums had none."""
-    return {"parts": False} | upgrade_config(config)
+    """A saved run's config in today's terms: results from before per-part sums (or top
+    contexts) had none."""
+    return {"parts": False, "top_contexts": 0} | upgrade_config(config)
 
 
 def _blocks(
@@ -463,6 +480,15 @@ class _Engine:
         self.kojima_cpu: dict[str, list[tuple[Tensor, Tensor]]] = {
             lang: [] for lang in blocks.langs
         }
+        # Top contexts: lang -> kind -> per layer (values, index) [k, neuron] on its device.
+        self.top_k = int(config.get("top_contexts") or 0)
+        self.top_kinds: tuple[TopKind, ...] = (
+            tuple(k for k in TOP_KINDS if k == "activation" or "crane" in wanted)
+            if self.top_k else ()
+        )  # fmt: skip
+        self.top_contexts: dict[str, dict[str, list[tuple[Tensor, Tensor] | None]]] = {
+            lang: {kind: [None] * spec.n_layers for kind in self.top_kinds} for lang in blocks.langs
+        }
         self.kept: dict[str, Tensor] = {}
         if "kojima" in wanted:
             max_blocks, seed = int(config["kojima_max_blocks"]), int(config["seed"])
@@ -574,10 +600,14 @@ class _Engine:
             def hook(x: Tensor, hook: Any) -> Tensor:
                 h = x.detach()
                 part = self.part_rows(lang, batch, rows, h.device) if self.parts else None
+                if "activation" in self.top_kinds:
+                    self._keep_top(lang, "activation", layer, batch, h)
                 if grad:
                     if not first_post:
                         first_post.append(x)
-                    x.register_hook(lambda g: self._reduce_grad(sums, layer, h, g, part))
+                    x.register_hook(
+                        lambda g: self._reduce_grad(sums, layer, h, g, part, (lang, batch))
+                    )
                 self._reduce_activations(sums, layer, h, pre_on.pop(layer, None),
                                          methods, take, kojima_rows, part)  # fmt: skip
                 return x
@@ -634,14 +664,29 @@ class _Engine:
         if take is not None:
             kojima_rows.append(block_sum[take[1].to(h.device)] / n_pred)
 
+    def _keep_top(self, lang: str, kind: TopKind, layer: int, batch: int, x: Tensor) -> None:
+        """Merge this batch's top tokens of one layer into the language's top list."""
+        found = batch_top(x, batch * self.batch_size, self.blocks.seq_len, self.top_k)
+        slots = self.top_contexts[lang][kind]
+        current = slots[layer]
+        if current is None:
+            current = empty_top(self.top_k, x.shape[-1], x.device)
+        elif current[0].device != x.device:  # read back from a checkpoint: moved once
+            current = (current[0].to(x.device), current[1].to(x.device))
+        slots[layer] = merge_top(current, found, self.top_k)
+
     def _reduce_grad(
-        self, sums: _Sums, layer: int, h: Tensor, g: Tensor, part: Tensor | None = None
-    ) -> None:
+        self, sums: _Sums, layer: int, h: Tensor, g: Tensor, part: Tensor | None = None,
+        where: tuple[str, int] | None = None,
+    ) -> None:  # fmt: skip
         """Gradient sums over all positions; with ``part``, per block too, into its part (the
-        totals stay the same reductions as without parts)."""
+        totals stay the same reductions as without parts); ``where`` (language, batch) for the
+        top relevance contexts."""
         hg = h.float() * g.float()
         hg_abs = hg.abs()
         if self.switch.mode == "lrp":
+            if where is not None and "relevance" in self.top_kinds:
+                self._keep_top(where[0], "relevance", layer, where[1], hg)
             total, total_abs = hg.sum(dim=(0, 1)), hg_abs.sum(dim=(0, 1))
             sums.add("rel_sum", layer, total)
             sums.add("rel_abs_sum", layer, total_abs)
@@ -710,6 +755,8 @@ class _Engine:
                     for name in self.fields
                 }
                 stats.part_tokens[lang] = dist.all_reduce(self.part_tokens[lang]).tolist()
+            for kind in self.top_kinds:
+                stats.top_contexts.setdefault(lang, {})[kind] = self._gathered_top(lang, kind)
             if "kojima" in self.methods:
                 self._offload_kojima(lang)
                 mine = self.kojima_cpu[lang]
@@ -728,6 +775,17 @@ class _Engine:
                     else []
                 )
         return stats
+
+    def _gathered_top(self, lang: str, kind: str) -> tuple[Tensor, Tensor]:
+        """``(values, index)`` ``[layer, k, neuron]`` of every rank's tokens (collective)."""
+        n, k = self.spec.d_mlp, self.top_k
+        mine = [empty_top(k, n) if slot is None else (slot[0].cpu(), slot[1].cpu())
+                for slot in self.top_contexts[lang][kind]]  # fmt: skip
+        local = (torch.stack([v for v, _ in mine]), torch.stack([i for _, i in mine]))
+        merged, *others = dist.all_gather_objects(local)
+        for other in others:  # the order of merging does not matter (ties: earlier token)
+            merged = merge_top(merged, other, k)
+        return merged
 
     def checkpoint(self, folder: Path, done: int) -> None:
         """Save what all ranks accumulated after ``done`` work items (rank 0 writes). The
@@ -776,6 +834,11 @@ class _Engine:
                         self.sums[lang].load_parts(name, tensors[f"{lang}/part/{name}"])
                 if self.parts:
                     self.part_tokens[lang] = tensors[f"{lang}/part_tokens"].clone()
+                for kind in self.top_kinds:
+                    values = tensors[f"{lang}/top/{kind}/values"]
+                    index = tensors[f"{lang}/top/{kind}/index"]
+                    self.top_contexts[lang][kind] = list(zip(values.unbind(0), index.unbind(0),
+                                                    strict=True))  # fmt: skip
                 if f"{lang}/block_means" in tensors:
                     self.kojima_cpu[lang].append(
                         (tensors[f"{lang}/block_ids"], tensors[f"{lang}/block_means"])

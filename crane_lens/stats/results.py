@@ -20,6 +20,7 @@ from crane_lens.errors import CraneLensError, UnknownLanguageError
 from crane_lens.model.spec import ModelSpec
 from crane_lens.stats.lrp import upgrade_config
 from crane_lens.stats.methods import METHODS, STATISTICS, primary_statistic
+from crane_lens.stats.top_contexts import TOP_KINDS, TopKind, merge_top, shift_blocks
 from crane_lens.utils.io import atomic_path, write_json
 
 if TYPE_CHECKING:
@@ -121,6 +122,10 @@ class NeuronStats:
         part_tokens: ``lang -> [tokens of each part]``.
         block_parts: ``lang -> Int[Tensor, " block"]``: the part of each row of
             ``block_means[lang]`` (``kojima`` with parts only).
+        top_contexts: ``lang -> kind -> (values, index)``, both ``[layer, k, neuron]``: each neuron's
+            ``k`` highest activations (``"activation"``) and CRANE relevances
+            (``"relevance"``) and where they are (``block · seq_len + position``), best first
+            (``compute_stats(..., top_contexts=k)``; see :meth:`contexts`). Empty otherwise.
         config: The settings of the run (seq_len, target, attention rule, seed...); after a
             :meth:`merge`, the settings all shards share plus ``"shards"`` (their provenance).
         versions: Package versions the run used (after a merge: those all shards share).
@@ -138,6 +143,7 @@ class NeuronStats:
     part_sums: dict[str, dict[str, Tensor]] = field(default_factory=dict)
     part_tokens: dict[str, list[int]] = field(default_factory=dict)
     block_parts: dict[str, Tensor] = field(default_factory=dict)
+    top_contexts: dict[str, dict[str, tuple[Tensor, Tensor]]] = field(default_factory=dict)
     # statistic -> scores of every language; not an init field, so copies start empty.
     _cache: dict[str, Tensor] = field(default_factory=dict, init=False, repr=False, compare=False)
 
@@ -229,6 +235,60 @@ class NeuronStats:
         for name in names:  # lang-major, then layer, then neuron: the order of .flatten()
             frame[name] = self.scores(name).flatten().numpy()
         return frame
+
+    def contexts(
+        self, layer: int, neuron: int, kind: TopKind = "activation",
+        langs: Sequence[str] | None = None,
+    ) -> pd.DataFrame:  # fmt: skip
+        """Where neuron ``(layer, neuron)`` fired (or mattered) most in each language's text.
+
+        Args:
+            layer: Layer of the neuron.
+            neuron: Index of the neuron in its layer.
+            kind: ``"activation"`` (``hook_post``) or ``"relevance"`` (CRANE, per token).
+            langs: Languages (default: all of these statistics).
+
+        Returns:
+            DataFrame with columns ``lang``, ``rank`` (0 = highest), ``value``, ``block`` and
+            ``position`` (in the language's token blocks of the statistics pass; BOS is never
+            a context), best first; fewer than ``k`` rows where a language had fewer tokens.
+
+        Raises:
+            CraneLensError: The statistics kept no top contexts of that kind.
+
+        Example:
+            >>> import crane_lens as cl
+            >>> model = cl.load_model("crane-tiny")
+            >>> corpus = cl.load_corpus("builtin", langs=["en", "vi"])
+            >>> stats = cl.compute_stats(model, corpus, "lape", max_tokens_per_lang=1024,
+            ...                          top_contexts=4, progress=False)
+            >>> stats.contexts(3, 17).columns.tolist(), len(stats.contexts(3, 17))
+            (['lang', 'rank', 'value', 'block', 'position'], 8)
+        """
+        import pandas as pd
+
+        if not 0 <= layer < self.spec.n_layers or not 0 <= neuron < self.spec.d_mlp:
+            raise ValueError(f"No neuron ({layer}, {neuron}) in a model of "
+                             f"{self.spec.n_layers} × {self.spec.d_mlp} neurons.")  # fmt: skip
+        chosen = list(langs) if langs is not None else self.langs
+        missing = [lang for lang in chosen if kind not in self.top_contexts.get(lang, {})]
+        if missing:
+            what = "relevance (it needs the crane method)" if kind == "relevance" else kind
+            raise CraneLensError(
+                f"These statistics kept no top {what} contexts for {missing}: compute them with "
+                "compute_stats(..., top_contexts=k) (for activations a forward pass over any "
+                "text does: methods='activation_probability'), and pass those statistics to "
+                "neuron_card(..., contexts=...) with their blocks."
+            )
+        seq_len = int(self.config["seq_len"])
+        rows = []
+        for lang in chosen:
+            values, index = self.top_contexts[lang][kind]
+            for rank, (value, at) in enumerate(zip(values[layer, :, neuron].tolist(),
+                                                   index[layer, :, neuron].tolist(), strict=True)):  # fmt: skip
+                if at >= 0:
+                    rows.append((lang, rank, value, at // seq_len, at % seq_len))
+        return pd.DataFrame(rows, columns=["lang", "rank", "value", "block", "position"])
 
     # -- kojima's block responses ------------------------------------------------------------
     def block_ids_of(self, lang: str) -> Int[Tensor, " block"]:
@@ -458,7 +518,25 @@ class NeuronStats:
                     merged.add_block_means(lang, s.block_ids_of(lang) + offset, s.block_means[lang],
                                            s.block_parts.get(lang) if with_parts else None)  # fmt: skip
                 offset += s.n_blocks(lang)
+            merged._merge_top(lang, shards)
         return merged
+
+    def _merge_top(self, lang: str, shards: list[NeuronStats]) -> None:
+        """Top contexts of ``lang`` over ``shards`` (kinds every shard has; the k of the
+        smallest), each shard's blocks after the previous shards' ones."""
+        kinds = [
+            kind for kind in TOP_KINDS if all(kind in s.top_contexts.get(lang, {}) for s in shards)
+        ]
+        for kind in kinds:
+            k = min(s.top_contexts[lang][kind][0].shape[1] for s in shards)
+            merged, offset = None, 0
+            for s in shards:
+                values, index = s.top_contexts[lang][kind]
+                pair = (values, shift_blocks(index, offset, int(s.config["seq_len"])))
+                merged = pair if merged is None else merge_top(merged, pair, k)
+                offset += s.n_blocks(lang)
+            assert merged is not None
+            self.top_contexts.setdefault(lang, {})[kind] = (merged[0][:, :k], merged[1][:, :k])
 
     def __add__(self, other: NeuronStats) -> NeuronStats:
         return self.merge(other)
@@ -475,6 +553,9 @@ class NeuronStats:
                 for lang, fields in self.part_sums.items() for name, t in fields.items()}  # fmt: skip
         out |= {f"{lang}/part_tokens": torch.tensor(counts, dtype=torch.long)
                 for lang, counts in self.part_tokens.items()}  # fmt: skip
+        for lang, kinds in self.top_contexts.items():
+            for kind, (values, index) in kinds.items():
+                out[f"{lang}/top/{kind}/values"], out[f"{lang}/top/{kind}/index"] = values, index
         if self.w_down_norm is not None:
             out["w_down_norm"] = self.w_down_norm
         return {k: v.detach().cpu().contiguous() for k, v in out.items()}
@@ -539,6 +620,12 @@ class NeuronStats:
                 stats.block_parts[lang] = tensor
             elif name == "part_tokens":
                 stats.part_tokens[lang] = [int(n) for n in tensor.tolist()]
+            elif name.startswith("top/"):
+                _, kind, what = name.split("/")
+                pair = stats.top_contexts.setdefault(lang, {}).setdefault(kind, (tensor, tensor))
+                stats.top_contexts[lang][kind] = (
+                    (tensor, pair[1]) if what == "values" else (pair[0], tensor)
+                )
             elif name.startswith("part/"):
                 stats.part_sums.setdefault(lang, {})[name.removeprefix("part/")] = tensor
             else:

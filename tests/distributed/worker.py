@@ -33,6 +33,7 @@ STATS_KWARGS: dict[str, Any] = {
     "max_tokens_per_lang": 1024,
     "seed": 0,
     "checkpoint_every": 2,
+    "top_contexts": 4,  # merged across ranks and checkpoints like every sum
 }
 # 10 conditions (baseline, 3 sets, 2 random controls each) × 3 languages in stacks of 4 rows.
 ABLATION_KWARGS: dict[str, Any] = {
