@@ -3,8 +3,9 @@
 A card shows what the statistics know about one MLP neuron in every language — how often it
 fires, its mean activation, its CRANE relevance, Kojima et al.'s average precision, which
 selected sets hold it, optionally the exact ΔNLL of zeroing it — and the contexts that drive
-it: the top tokens the statistics pass kept (``compute_stats(..., top_contexts=k)``), each shown
-in its block with every token coloured by the neuron's activation (or relevance) there.
+it: the top tokens the statistics pass kept (``compute_stats(..., top_contexts=k)``: the largest
+activations in magnitude, or the highest relevances), each shown in its block with every token
+coloured by the neuron's activation (or relevance) there.
 """
 
 from __future__ import annotations
@@ -32,6 +33,7 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 UNITS = {"activation": "activation", "relevance": "relevance"}
+KIND_TITLES = {"activation": "|activation|", "relevance": "relevance"}
 
 
 @dataclass
@@ -119,7 +121,7 @@ class NeuronCard:
                f"blue −, full colour at ±{scale or 1:.3g}; hover for the value); the top token "
                "outlined.")  # fmt: skip
         return (f'<div class="neuron-card"><h3>{html.escape(title)}</h3>{table}'
-                f"<h4>Top contexts by {html.escape(self.kind)}</h4><p>{how}</p>{contexts}</div>")  # fmt: skip
+                f"<h4>Top contexts by {html.escape(KIND_TITLES[self.kind])}</h4><p>{how}</p>{contexts}</div>")  # fmt: skip
 
     def _repr_html_(self) -> str:
         return self.to_html()
@@ -161,7 +163,8 @@ def neuron_card(
             forward pass over some text, ``compute_stats(model, text, "activation_probability",
             top_contexts=8)`` (``blocks`` are then that pass's).
         neurons: Selected sets by name (``{"crane": ..., "lape": ...}``): the ``sets`` column.
-        kind: Rank and colour the contexts by ``"activation"`` or ``"relevance"``.
+        kind: Rank and colour the contexts by ``"activation"`` (magnitude: a gated MLP's
+            neuron is often strongly negative where it matters) or ``"relevance"``.
         n_contexts: Contexts per language (at most the statistics' ``top_contexts``).
         window: Tokens shown before and after the top token.
         langs: Languages (default: all of ``stats``).

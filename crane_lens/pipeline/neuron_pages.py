@@ -3,7 +3,7 @@
 ``RUN_DIR/neuron_pages/index.html`` lists every shown neuron (sortable: click a column) and
 links one card per neuron (``L<layer>-N<neuron>.html``, :func:`~crane_lens.neuron_card`): its
 statistics per language, the sets that hold it, and its top contexts with every token coloured
-by its activation. The top contexts come from the run's statistics when they kept them, else
+by its activation (the top ones by magnitude). The top contexts come from the run's statistics when they kept them, else
 from a pass over the run's training text into ``RUN_DIR/contexts/`` (resumable; forward and
 CRANE backward, as the run's own statistics). The run's report links the pages.
 """
@@ -221,7 +221,7 @@ def _card_page(card: NeuronCard, result: RunResult, source: NeuronStats, n_conte
     tokens = ", ".join(f"{lang}: {n:,}" for lang, n in source.n_tokens.items())
     body = (f'<p><a href="index.html">← all neurons</a> · <a href="../report.html">report</a></p>'
             f"{card.to_html()}<p class=\"muted\">Top {n_contexts} contexts per language by "
-            f"activation, from {tokens} training tokens; every token coloured by the neuron's "
+            f"|activation|, from {tokens} training tokens; every token coloured by the neuron's "
             "activation (hover for the value), the top token outlined. Columns: activation "
             "probability and mean activation per token; crane: mean relevance per token; kojima: "
             "average precision as a language detector; sets: the run's selected sets that hold "

@@ -67,6 +67,7 @@ from crane_lens.stats.methods import METHODS, check_methods
 from crane_lens.stats.model_parts import activation_function, down_projection_rows
 from crane_lens.stats.results import META_FILE, MIN_FIELDS, N_PARTS, NeuronStats, block_parts
 from crane_lens.stats.top_contexts import (
+    BY_MAGNITUDE,
     TOP_KINDS,
     TopKind,
     batch_top,
@@ -154,7 +155,7 @@ def compute_stats(
             ``attribution`` and ``lape``: pass ``parts=False`` at that scale. The per-block
             reductions add no measurable time on crane-tiny (17 languages, CPU).
         top_contexts: Also keep, per language, layer and neuron, the ``k`` tokens with the
-            highest activation and (with ``crane``) the highest relevance, with where they are
+            largest activation in magnitude and (with ``crane``) the highest relevance, with where they are
             in the blocks (:mod:`~crane_lens.stats.top_contexts`; ``0 <= k <= 32``; 0: none).
             Read them with :meth:`NeuronStats.contexts` or :func:`crane_lens.neuron_card`.
             Costs ``layers × neurons × k × 12`` bytes per language and kind.
@@ -666,14 +667,15 @@ class _Engine:
 
     def _keep_top(self, lang: str, kind: TopKind, layer: int, batch: int, x: Tensor) -> None:
         """Merge this batch's top tokens of one layer into the language's top list."""
-        found = batch_top(x, batch * self.batch_size, self.blocks.seq_len, self.top_k)
+        magnitude = BY_MAGNITUDE[kind]
+        found = batch_top(x, batch * self.batch_size, self.blocks.seq_len, self.top_k, magnitude)
         slots = self.top_contexts[lang][kind]
         current = slots[layer]
         if current is None:
             current = empty_top(self.top_k, x.shape[-1], x.device)
         elif current[0].device != x.device:  # read back from a checkpoint: moved once
             current = (current[0].to(x.device), current[1].to(x.device))
-        slots[layer] = merge_top(current, found, self.top_k)
+        slots[layer] = merge_top(current, found, self.top_k, magnitude)
 
     def _reduce_grad(
         self, sums: _Sums, layer: int, h: Tensor, g: Tensor, part: Tensor | None = None,
@@ -784,7 +786,7 @@ class _Engine:
         local = (torch.stack([v for v, _ in mine]), torch.stack([i for _, i in mine]))
         merged, *others = dist.all_gather_objects(local)
         for other in others:  # the order of merging does not matter (ties: earlier token)
-            merged = merge_top(merged, other, k)
+            merged = merge_top(merged, other, k, BY_MAGNITUDE[kind])
         return merged
 
     def checkpoint(self, folder: Path, done: int) -> None:

@@ -20,7 +20,13 @@ from crane_lens.errors import CraneLensError, UnknownLanguageError
 from crane_lens.model.spec import ModelSpec
 from crane_lens.stats.lrp import upgrade_config
 from crane_lens.stats.methods import METHODS, STATISTICS, primary_statistic
-from crane_lens.stats.top_contexts import TOP_KINDS, TopKind, merge_top, shift_blocks
+from crane_lens.stats.top_contexts import (
+    BY_MAGNITUDE,
+    TOP_KINDS,
+    TopKind,
+    merge_top,
+    shift_blocks,
+)
 from crane_lens.utils.io import atomic_path, write_json
 
 if TYPE_CHECKING:
@@ -123,7 +129,7 @@ class NeuronStats:
         block_parts: ``lang -> Int[Tensor, " block"]``: the part of each row of
             ``block_means[lang]`` (``kojima`` with parts only).
         top_contexts: ``lang -> kind -> (values, index)``, both ``[layer, k, neuron]``: each neuron's
-            ``k`` highest activations (``"activation"``) and CRANE relevances
+            ``k`` activations largest in magnitude (``"activation"``, signed) and highest CRANE relevances
             (``"relevance"``) and where they are (``block · seq_len + position``), best first
             (``compute_stats(..., top_contexts=k)``; see :meth:`contexts`). Empty otherwise.
         config: The settings of the run (seq_len, target, attention rule, seed...); after a
@@ -245,11 +251,12 @@ class NeuronStats:
         Args:
             layer: Layer of the neuron.
             neuron: Index of the neuron in its layer.
-            kind: ``"activation"`` (``hook_post``) or ``"relevance"`` (CRANE, per token).
+            kind: ``"activation"`` (``hook_post``, ranked by magnitude, signed values) or
+                ``"relevance"`` (CRANE, per token, highest first).
             langs: Languages (default: all of these statistics).
 
         Returns:
-            DataFrame with columns ``lang``, ``rank`` (0 = highest), ``value``, ``block`` and
+            DataFrame with columns ``lang``, ``rank`` (0 = first), ``value``, ``block`` and
             ``position`` (in the language's token blocks of the statistics pass; BOS is never
             a context), best first; fewer than ``k`` rows where a language had fewer tokens.
 
@@ -533,7 +540,7 @@ class NeuronStats:
             for s in shards:
                 values, index = s.top_contexts[lang][kind]
                 pair = (values, shift_blocks(index, offset, int(s.config["seq_len"])))
-                merged = pair if merged is None else merge_top(merged, pair, k)
+                merged = pair if merged is None else merge_top(merged, pair, k, BY_MAGNITUDE[kind])
                 offset += s.n_blocks(lang)
             assert merged is not None
             self.top_contexts.setdefault(lang, {})[kind] = (merged[0][:, :k], merged[1][:, :k])

@@ -12,9 +12,11 @@ from crane_lens.stats.top_contexts import batch_top, merge_top, ordered
 from tests.stats.test_engine import _blocks
 
 
-def _brute_force(values: torch.Tensor, k: int) -> tuple[torch.Tensor, torch.Tensor]:
+def _brute_force(
+    values: torch.Tensor, k: int, magnitude: bool
+) -> tuple[torch.Tensor, torch.Tensor]:
     """``values [block, pos, layer, neuron]`` → top ``k`` per (layer, neuron) by a plain
-    Python scan: sort each neuron's (value, index) pairs, BOS excluded."""
+    Python scan: sort each neuron's (value, index) pairs by value (or |value|), BOS excluded."""
     n_blocks, seq_len, n_layers, n = values.shape
     top_v = torch.empty(n_layers, k, n)
     top_i = torch.empty(n_layers, k, n, dtype=torch.long)
@@ -23,7 +25,7 @@ def _brute_force(values: torch.Tensor, k: int) -> tuple[torch.Tensor, torch.Tens
         index = (torch.arange(n_blocks)[:, None] * seq_len + torch.arange(1, seq_len)).reshape(-1)
         for neuron in range(n):
             pairs = sorted(zip(column[:, neuron].tolist(), index.tolist(), strict=True),
-                           key=lambda p: (-p[0], p[1]))[:k]  # fmt: skip
+                           key=lambda p: (-abs(p[0]) if magnitude else -p[0], p[1]))[:k]  # fmt: skip
             top_v[layer, :, neuron] = torch.tensor([v for v, _ in pairs])
             top_i[layer, :, neuron] = torch.tensor([i for _, i in pairs])
     return top_v, top_i
@@ -40,6 +42,17 @@ def test_ordered_breaks_ties_towards_the_earlier_token_in_any_merge_order() -> N
         for c in order[1:]:
             merged = merge_top(merged, chunks[c], 5)
         assert torch.equal(merged[0], whole[0]) and torch.equal(merged[1], whole[1])
+
+
+def test_activations_rank_by_magnitude_and_empty_slots_rank_last() -> None:
+    x = torch.tensor([[[0.0], [-3.0], [2.0]]])  # one block: BOS, then -3 and 2
+    values, index = batch_top(x, first_block=0, seq_len=3, k=2, magnitude=True)
+    assert values[:, 0].tolist() == [-3.0, 2.0] and index[:, 0].tolist() == [1, 2]
+    # Fewer tokens than k: the empty slots (value -inf, index -1) stay behind real tokens.
+    from crane_lens.stats.top_contexts import empty_top
+
+    merged = merge_top(empty_top(4, 1), (values, index), 4, magnitude=True)
+    assert merged[0][:2, 0].tolist() == [-3.0, 2.0] and merged[1][2:, 0].tolist() == [-1, -1]
 
 
 def test_batch_top_skips_bos_and_indexes_blocks_and_positions() -> None:
@@ -143,11 +156,15 @@ def test_top_contexts_equal_a_brute_force_scan_on_crane_tiny() -> None:
             acts.append(found.activations)
             rels.append(found.relevance)
         for kind, per_token in (("activation", acts), ("relevance", rels)):
-            expected_v, expected_i = _brute_force(torch.stack(per_token), 5)
+            magnitude = kind == "activation"
+            expected_v, expected_i = _brute_force(torch.stack(per_token), 5, magnitude)
             values, index = stats.top_contexts[lang][kind]
             torch.testing.assert_close(values, expected_v, rtol=1e-5, atol=1e-6)
-            # Positions: the same tokens wherever the values are not tied within rounding.
-            gaps = (expected_v[:, :-1] - expected_v[:, 1:]).abs()
+            if magnitude:  # signed values kept: gated MLPs give both signs
+                assert (values < 0).any() and (values > 0).any()
+            # Positions: the same tokens wherever the ranks are not tied within rounding.
+            key = expected_v.abs() if magnitude else expected_v
+            gaps = (key[:, :-1] - key[:, 1:]).abs()
             clear = torch.cat([gaps[:, :1], torch.minimum(gaps[:, 1:], gaps[:, :-1]),
                                gaps[:, -1:]], dim=1) > 1e-4  # fmt: skip
             assert clear.float().mean() > 0.9, kind
