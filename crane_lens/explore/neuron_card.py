@@ -120,7 +120,10 @@ class NeuronCard:
         how = (f"Each token on a background coloured by the neuron's {self.kind} there (red +, "
                f"blue −, full colour at ±{scale or 1:.3g}; hover for the value); the top token "
                "outlined.")  # fmt: skip
-        return (f'<div class="neuron-card"><h3>{html.escape(title)}</h3>{table}'
+        style = ("<style>.neuron-card table{border-collapse:collapse}.neuron-card th,"
+                 ".neuron-card td{padding:2px 10px;text-align:right;border-bottom:1px solid #ddd}"
+                 "</style>")  # fmt: skip
+        return (f'{style}<div class="neuron-card"><h3>{html.escape(title)}</h3>{table}'
                 f"<h4>Top contexts by {html.escape(KIND_TITLES[self.kind])}</h4><p>{how}</p>{contexts}</div>")  # fmt: skip
 
     def _repr_html_(self) -> str:
