@@ -453,6 +453,23 @@ def _fingerprint(parts: Any) -> str:
     return hashlib.sha256(json.dumps(parts, sort_keys=True).encode()).hexdigest()[:16]
 
 
+def _checkpointed(checkpoint: Path | None, fingerprint: str) -> dict[str, list[float]]:
+    """The per-block results an earlier run of the same settings saved (``{}``: none)."""
+    if checkpoint is None or not checkpoint.is_file():
+        return {}
+    saved = json.loads(checkpoint.read_text(encoding="utf-8"))
+    if saved["fingerprint"] != fingerprint:
+        raise OutputExistsError(
+            f"{checkpoint} belongs to an ablation run with other settings or neuron sets; "
+            "use another folder or delete it to start over."
+        )
+    if "per_block" not in saved:  # its language totals cannot give intervals
+        log.info("%s holds language totals only (an older crane_lens): recomputing", checkpoint)
+        return {}
+    log.info("resuming the ablation matrix: %d results already computed", len(saved["per_block"]))
+    return dict(saved["per_block"])
+
+
 def ablation_matrix(
     model: Any,
     corpus: Corpus,
@@ -549,20 +566,11 @@ def ablation_matrix(
         "tokens": {b: hashlib.sha256(blk.tokens.numpy().tobytes()).hexdigest() for b, blk in blocks.items()},
     })  # fmt: skip
 
-    done: dict[str, list[float]] = {}  # "condition|@language" -> summed NLL of each block
     checkpoint = Path(checkpoint_dir) / CHECKPOINT_FILE if checkpoint_dir is not None else None
-    if checkpoint is not None and checkpoint.is_file():
-        saved = json.loads(checkpoint.read_text(encoding="utf-8"))
-        if saved["fingerprint"] != fingerprint:
-            raise OutputExistsError(
-                f"{checkpoint} belongs to an ablation run with other settings or neuron sets; "
-                "use another folder or delete it to start over."
-            )
-        if "per_block" in saved:
-            done = saved["per_block"]
-            log.info("resuming the ablation matrix: %d results already computed", len(done))
-        else:  # written before per-block results: its language totals cannot give intervals
-            log.info("%s holds language totals only (an older crane_lens): recomputing", checkpoint)
+    # "condition|@language" -> summed NLL of each block; rank 0 reads it, every rank follows.
+    done: dict[str, list[float]] = dist.decided_by_main(
+        lambda: _checkpointed(checkpoint, fingerprint)
+    )
     names = list(conditions)
     chunk = max(1, max_batch_rows)
 

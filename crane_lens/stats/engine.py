@@ -198,26 +198,14 @@ def compute_stats(
         "top_contexts": top_contexts,
     }  # fmt: skip
     folder = Path(output_dir) if output_dir is not None else None
-    if folder is not None and (folder / META_FILE).is_file():
-        done = NeuronStats.load(folder)
-        saved = _saved_config(done.config)
-        if saved != config or done.spec.to_dict() != spec.to_dict():
-            differ = sorted(k for k in config.keys() | saved.keys()
-                            if config.get(k) != saved.get(k))  # fmt: skip
-            if done.spec.to_dict() != spec.to_dict():
-                differ.append("model spec")
-            hint = (" (those statistics have no per-part sums: pass parts=False to reuse them)"
-                    if differ == ["parts"] and not saved["parts"] else "")  # fmt: skip
-            raise CraneLensError(
-                f"{folder} already holds statistics of a different run ({', '.join(differ)} "
-                "differ; a key missing there was added by a later crane_lens); choose another "
-                f"output_dir or delete that folder{hint}."
-            )
+    # Rank 0 decides from its folder and every rank follows (ranks may see different files).
+    done = dist.decided_by_main(lambda: _finished(folder, config, spec)) if folder else None
+    if done is not None:
         log.info("statistics already complete in %s", folder)
         return done
     engine = _Engine(model, spec, methods, blocks, config, ablation_batch_tokens)
     items = engine.work_items()
-    start = engine.resume(folder) if folder is not None else 0
+    start = dist.decided_by_main(lambda: engine.resume(folder)) if folder is not None else 0
     todo, world, rank = items[start:], dist.world_size(), dist.rank()
     show = progress and dist.is_main()
     bar = tqdm(total=len(items), initial=start, disable=not show, desc="neuron stats")
@@ -237,6 +225,27 @@ def compute_stats(
             (folder / name).unlink(missing_ok=True)
     dist.barrier()  # no rank looks at output_dir before rank 0 has written it
     return stats
+
+
+def _finished(folder: Path, config: dict[str, Any], spec: Any) -> NeuronStats | None:
+    """The statistics already complete in ``folder`` (``None``: none), refused when they are
+    of a different run."""
+    if not (folder / META_FILE).is_file():
+        return None
+    done = NeuronStats.load(folder)
+    saved = _saved_config(done.config)
+    if saved != config or done.spec.to_dict() != spec.to_dict():
+        differ = sorted(k for k in config.keys() | saved.keys() if config.get(k) != saved.get(k))
+        if done.spec.to_dict() != spec.to_dict():
+            differ.append("model spec")
+        hint = (" (those statistics have no per-part sums: pass parts=False to reuse them)"
+                if differ == ["parts"] and not saved["parts"] else "")  # fmt: skip
+        raise CraneLensError(
+            f"{folder} already holds statistics of a different run ({', '.join(differ)} "
+            "differ; a key missing there was added by a later crane_lens); choose another "
+            f"output_dir or delete that folder{hint}."
+        )
+    return done
 
 
 def _saved_config(config: dict[str, Any]) -> dict[str, Any]:
@@ -809,8 +818,9 @@ class _Engine:
     def resume(self, folder: Path) -> int:
         """Load a checkpoint from ``folder`` if there is one; return the work items done.
 
-        Rank 0 continues from the checkpoint's sums, the other ranks from zero, so the
-        all-reduce at the end counts the checkpoint once.
+        Run by rank 0 alone (:func:`~crane_lens.utils.distributed.decided_by_main` gives its
+        answer to every rank): rank 0 continues from the checkpoint's sums, the other ranks
+        from zero, so the all-reduce at the end counts the checkpoint once.
         """
         from safetensors import safe_open
         from safetensors.torch import load_file
@@ -827,26 +837,25 @@ class _Engine:
         with safe_open(str(folder / CHECKPOINT_FILE), "pt") as handle:
             state = handle.metadata() or {}
         done = int(state.get("done", meta["done"]))
-        if dist.is_main():
-            tensors = load_file(str(folder / CHECKPOINT_FILE))
-            for lang in self.blocks.langs:
-                for name in self.fields:
-                    self.sums[lang].load(name, tensors[f"{lang}/{name}"])
-                    if self.parts:
-                        self.sums[lang].load_parts(name, tensors[f"{lang}/part/{name}"])
+        tensors = load_file(str(folder / CHECKPOINT_FILE))
+        for lang in self.blocks.langs:
+            for name in self.fields:
+                self.sums[lang].load(name, tensors[f"{lang}/{name}"])
                 if self.parts:
-                    self.part_tokens[lang] = tensors[f"{lang}/part_tokens"].clone()
-                for kind in self.top_kinds:
-                    values = tensors[f"{lang}/top/{kind}/values"]
-                    index = tensors[f"{lang}/top/{kind}/index"]
-                    self.top_contexts[lang][kind] = list(zip(values.unbind(0), index.unbind(0),
-                                                    strict=True))  # fmt: skip
-                if f"{lang}/block_means" in tensors:
-                    self.kojima_cpu[lang].append(
-                        (tensors[f"{lang}/block_ids"], tensors[f"{lang}/block_means"])
-                    )
-            counts = json.loads(state["n_tokens"]) if "n_tokens" in state else meta["n_tokens"]
-            self.n_tokens = {lang: int(n) for lang, n in counts.items()}
+                    self.sums[lang].load_parts(name, tensors[f"{lang}/part/{name}"])
+            if self.parts:
+                self.part_tokens[lang] = tensors[f"{lang}/part_tokens"].clone()
+            for kind in self.top_kinds:
+                values = tensors[f"{lang}/top/{kind}/values"]
+                index = tensors[f"{lang}/top/{kind}/index"]
+                self.top_contexts[lang][kind] = list(zip(values.unbind(0), index.unbind(0),
+                                                strict=True))  # fmt: skip
+            if f"{lang}/block_means" in tensors:
+                self.kojima_cpu[lang].append(
+                    (tensors[f"{lang}/block_ids"], tensors[f"{lang}/block_means"])
+                )
+        counts = json.loads(state["n_tokens"]) if "n_tokens" in state else meta["n_tokens"]
+        self.n_tokens = {lang: int(n) for lang, n in counts.items()}
         log.info("resuming after %d work items from %s", done, folder)
         return done
 

@@ -19,7 +19,7 @@ from __future__ import annotations
 import contextlib
 import logging
 import os
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from typing import Any, TypeVar
 
 import torch
@@ -139,6 +139,32 @@ def broadcast_object(value: T) -> T:
     box: list[Any] = [value]
     dist.broadcast_object_list(box, src=0)
     return box[0]
+
+
+def decided_by_main(decide: Callable[[], T]) -> T:
+    """``decide()`` run on rank 0 alone; its result — or the error it raised — on every rank.
+
+    For decisions read from the file system (resume from a checkpoint, reuse a finished
+    result): ranks may see different files (node-local output folders, NFS attribute caches),
+    and ranks that decide differently get different work lists and wait in different
+    collective calls. One process: ``decide()``.
+
+    Example:
+        >>> decided_by_main(lambda: 3)
+        3
+    """
+    if not active():
+        return decide()
+    outcome: tuple[bool, Any] = (True, None)
+    if is_main():
+        try:
+            outcome = (True, decide())
+        except Exception as exc:  # raised on every rank below
+            outcome = (False, exc)
+    ok, value = broadcast_object(outcome)
+    if not ok:
+        raise value
+    return value
 
 
 def init_from_env(device: str | None = None) -> bool:

@@ -263,6 +263,31 @@ def test_an_interrupted_launch_resumes(
     assert all(0 < r["engine_runs"] < n for r, n in zip(resumed, full, strict=True))
 
 
+def test_rank_zero_decides_every_resume_when_ranks_see_different_folders(
+    launched: dict[str, Any], reference: dict[str, Any], tmp_path: Path
+) -> None:
+    """Each rank's output folder on its own disk (OUT/node<r>): only rank 0's holds the
+    checkpoint (rank 0 alone writes), so a rank deciding from its own folder would start over
+    while rank 0 resumes — different work lists, a hang or sums counted twice. Rank 0 decides
+    and broadcasts: the interrupted launch resumes, and a finished one is read back, on every
+    rank, to the single-process result."""
+    out, local = tmp_path / "out", {worker.NODE_LOCAL_ENV: "1"}
+    crash, _ = launch_worker(out, reference["neurons_file"], {**local, worker.CRASH_ENV: "3"})
+    assert crash.returncode != 0 and "simulated interruption" in crash.stdout
+    assert (out / "node0" / "stats" / "checkpoint.json").is_file()
+    assert not (out / "node1").exists() or not any((out / "node1").rglob("*.json"))
+    full = [r["engine_runs"] for r in launched["records"]]
+    for _ in ("resumed", "finished"):
+        launch, record = launch_worker(out, reference["neurons_file"], local)
+        succeeded(launch)
+        ranks = records(record)
+        assert_matches_reference(ranks, reference)
+        runs = [r["engine_runs"] for r in ranks]
+        assert all(n < f for n, f in zip(runs, full, strict=True)), runs
+    assert runs == [0, 0]  # the finished statistics and matrix read back on both ranks
+    assert not (out / "node1").exists() or not any((out / "node1").rglob("*.json"))
+
+
 def test_crane_lens_run_under_torchrun_equals_one_process(tmp_path: Path) -> None:
     """``crane-lens run`` on two ranks (``crane_lens.cli.main`` inside the worker, which records
     the files written): the single-process results, one folder and one summary, written by

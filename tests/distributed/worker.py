@@ -5,7 +5,8 @@ NEURONS``: every rank loads crane-tiny on the CPU, joins the gloo group, calls t
 ``compute_stats`` (output in ``OUT/stats``) and ``ablation_matrix`` (checkpoint in
 ``OUT/ablation``) with the same arguments, and saves what it returned, the files it wrote and how
 many statistics work items it ran to ``RECORD/rank<r>.pt``. With ``CRANE_LENS_TEST_CRASH_AFTER=N``
-in the environment, ``_Engine.run`` raises on its (N+1)-th call on every rank (an interruption).
+in the environment, ``_Engine.run`` raises on its (N+1)-th call on every rank (an interruption);
+with ``CRANE_LENS_TEST_NODE_LOCAL_OUT=1``, rank ``r`` uses ``OUT/node<r>`` (a node-local disk).
 
 ``worker.py --command RECORD run ...`` runs ``crane-lens run ...`` on every rank and records
 which files each rank wrote (:func:`command`); ``worker.py --refusals OUT RECORD`` checks that
@@ -43,6 +44,9 @@ ABLATION_KWARGS: dict[str, Any] = {
     "max_batch_rows": 4,
 }
 CRASH_ENV = "CRANE_LENS_TEST_CRASH_AFTER"
+# With this set, each rank writes and reads its own OUT/node<r>: an output folder on a
+# node-local disk, which the other ranks cannot see.
+NODE_LOCAL_ENV = "CRANE_LENS_TEST_NODE_LOCAL_OUT"
 
 
 def statistics(model: Any, out: Path) -> Any:
@@ -188,6 +192,8 @@ def main(argv: list[str]) -> int:
     torch.set_num_threads(1)
     assert distributed.init_from_env("cpu"), "not started by torchrun with several processes"
     rank = distributed.rank()
+    if os.environ.get(NODE_LOCAL_ENV):
+        out = out / f"node{rank}"
     crash = os.environ.get(CRASH_ENV)
     written = record_writes(out)
     calls = count_engine_runs(int(crash) if crash else None)
