@@ -3,12 +3,16 @@
 from __future__ import annotations
 
 import json
+import logging
 from dataclasses import asdict, dataclass
 from typing import Any
 
 import torch
 
 from crane_lens.errors import UnsupportedModelError
+from crane_lens.model.mlp import check_mlp, gated_from_hooks
+
+log = logging.getLogger(__name__)
 
 NEURON_HOOK = "blocks.{layer}.mlp.hook_post"  # input of the MLP's down projection (TL 4)
 
@@ -74,22 +78,31 @@ class ModelSpec:
 def model_spec(model: Any, name: str) -> ModelSpec:
     """Derive and validate the :class:`ModelSpec` of a TransformerBridge.
 
-    Runs one forward pass over a single BOS token that caches only the neuron hooks, and checks
-    that ``blocks.{l}.mlp.hook_post`` exists for every layer with last dimension ``d_mlp``.
+    Runs one forward pass over BOS and a few tokens that caches only the MLP hooks, checks
+    that ``blocks.{l}.mlp.hook_post`` exists for every layer with last dimension ``d_mlp``,
+    reads whether the MLPs are gated from the hooks (``hook_pre_linear``; an adapter's
+    ``cfg.gated_mlp`` that disagrees is logged and overruled), and verifies that every layer
+    computes ``act(hook_pre) [· hook_pre_linear] == hook_post``
+    (:func:`crane_lens.model.mlp.check_mlp`).
 
     Raises:
-        UnsupportedModelError: The architecture has no MLP neuron hooks of that shape.
+        UnsupportedModelError: The architecture has no MLP neuron hooks of that shape, or an MLP
+            does not compute what its hooks say.
     """
     cfg = model.cfg
     architecture = str(getattr(cfg, "architecture", None) or type(model).__name__)
     n_layers, d_mlp = int(cfg.n_layers), getattr(cfg, "d_mlp", None)
     names = [NEURON_HOOK.format(layer=layer) for layer in range(n_layers)]
+    probed = {f"blocks.{layer}.mlp.{hook}" for layer in range(n_layers)
+              for hook in ("hook_pre", "hook_pre_linear", "hook_post")}  # fmt: skip
     bos = getattr(model.tokenizer, "bos_token_id", None) if model.tokenizer is not None else None
     param = next(model.parameters())
-    tokens = torch.tensor([[0 if bos is None else bos]], device=param.device)
+    vocab = int(getattr(cfg, "d_vocab", 2) or 2)
+    ids = [0 if bos is None else bos] + [(7 * i + 3) % vocab for i in range(1, 8)]
+    tokens = torch.tensor([ids], device=param.device)
     try:
         with torch.no_grad():
-            _, cache = model.run_with_cache(tokens, names_filter=lambda n: n in names)
+            _, cache = model.run_with_cache(tokens, names_filter=lambda n: n in probed)
     except Exception as exc:  # an adapter without these hooks fails inside TransformerLens
         raise UnsupportedModelError(
             f"{architecture} ({name}): running with the neuron hooks failed ({exc}). crane_lens "
@@ -110,13 +123,20 @@ def model_spec(model: Any, name: str) -> ModelSpec:
             f"d_mlp={d_mlp}: its MLP (e.g. a mixture of experts) has no single neuron layer "
             "crane_lens can analyse. Use a dense-MLP model."
         )
+    gated = gated_from_hooks(model, n_layers)
+    if gated != bool(getattr(cfg, "gated_mlp", False)):
+        log.warning("%s (%s): cfg.gated_mlp=%s, but its MLP hooks say %s; using the hooks",
+                    architecture, name, getattr(cfg, "gated_mlp", None),
+                    "gated" if gated else "not gated")  # fmt: skip
+    if all(f"blocks.{layer}.mlp.hook_pre" in cache for layer in range(n_layers)):
+        check_mlp(model, cache, n_layers, gated, f"{architecture} ({name})")
     return ModelSpec(
         name=name,
         architecture=architecture,
         n_layers=n_layers,
         d_model=int(cfg.d_model),
         d_mlp=int(d_mlp),
-        gated=bool(getattr(cfg, "gated_mlp", False)),
+        gated=gated,
         dtype=str(param.dtype),
         device=str(param.device),
         neuron_hook=NEURON_HOOK,
