@@ -14,7 +14,11 @@ summed gold next-token logit. Printed: the relative L2 distance per layer.
 lxt 2.1 is not a crane_lens dependency: its ``lxt.efficient`` package imports its BERT patches,
 which need names transformers 5 removed, so :func:`load_lxt_patches` loads only the two modules
 used here (``lxt/efficient/rules.py``, ``lxt/efficient/patches.py``) from an installed lxt or a
-source folder on ``sys.path``. Llama-type models only (crane-tiny, the tests' tiny llama / qwen2).
+source folder on ``sys.path``. Llama-type models (crane-tiny, the tests' tiny llama / qwen2) and
+Gemma 3 (gemma-3-270m, the tests' tiny Gemma 3): lxt's RMSNorm rule — the normalising factor
+detached — is applied to Gemma's own norm, ``x · rsqrt(mean(x²) + eps) · (1 + w)`` computed in
+float32 (:func:`gemma_rms_norm_forward`; also its query and key norms), whose weight enters as
+``1 + w``, not lxt's Llama ``w``.
 """
 
 from __future__ import annotations
@@ -67,11 +71,20 @@ def load_lxt_patches() -> Any | None:
     return sys.modules["lxt.efficient.patches"]
 
 
+def gemma_rms_norm_forward(self: Any, hidden_states: Tensor) -> Tensor:
+    """lxt's RMSNorm rule (the factor ``rsqrt(mean(x²) + eps)`` detached: the norm is linear
+    for relevance) on Gemma's norm: float32, weight ``1 + w``, cast back at the end."""
+    x = hidden_states.float()
+    x = x * torch.rsqrt(x.pow(2).mean(-1, keepdim=True) + self.eps).detach()
+    return (x * (1.0 + self.weight.float())).type_as(hidden_states)
+
+
 @contextlib.contextmanager
 def lxt_rules(hf_model: Any, patches: Any, attention: AttentionRule) -> Iterator[None]:
-    """``hf_model`` (a Llama-type model, eager attention) with lxt's rules bound to its modules:
-    exactly lxt's ``attnLRP`` / ``cp_LRP`` patch maps for Llama, applied per instance (and the
-    modelling module's ``eager_attention_forward``) and undone on exit."""
+    """``hf_model`` (a Llama-type or Gemma 3 model, eager attention) with lxt's rules bound to
+    its modules: exactly lxt's ``attnLRP`` / ``cp_LRP`` patch maps for Llama, applied per
+    instance (and the modelling module's ``eager_attention_forward``) and undone on exit; Gemma's
+    norms take :func:`gemma_rms_norm_forward`."""
     if attention not in LXT_MAPS:
         raise ValueError(f"lxt has no rule set for attention={attention!r}")
     modeling = sys.modules[type(hf_model.model.layers[0].self_attn).__module__]
@@ -87,7 +100,8 @@ def lxt_rules(hf_model: Any, patches: Any, attention: AttentionRule) -> Iterator
             module.forward = types.MethodType(mlp_forward, module)
             bound.append(module)
         elif name.endswith("RMSNorm"):
-            module.forward = types.MethodType(patches.rms_norm_forward, module)
+            norm = gemma_rms_norm_forward if name.startswith("Gemma") else patches.rms_norm_forward
+            module.forward = types.MethodType(norm, module)
             bound.append(module)
     setattr(modeling, "eager_attention_forward", wrap(original))  # noqa: B010
     try:

@@ -58,3 +58,24 @@ def save_tiny_checkpoints(root: Path, tokenizer: object) -> dict[str, Path]:
         tokenizer.save_pretrained(folder)  # type: ignore[attr-defined]
         out[arch] = folder
     return out
+
+
+def save_tiny_gemma3(root: Path, tokenizer: object) -> Path:
+    """A tiny random Gemma 3 (seed 0): QK-norm, four norms per layer, a scaled embedding,
+    sliding-window and global layers. Its norm weights are drawn at random (Hugging Face starts
+    them at 0, where Gemma's ``1 + w`` and Llama's ``w`` could not be told apart)."""
+    from transformers import AutoModelForCausalLM, Gemma3TextConfig
+
+    config = Gemma3TextConfig(vocab_size=VOCAB, bos_token_id=0, eos_token_id=1, hidden_size=64,
+                              intermediate_size=96, num_hidden_layers=2, num_attention_heads=4,
+                              num_key_value_heads=2, head_dim=16, max_position_embeddings=64,
+                              sliding_window=8)  # fmt: skip
+    torch.manual_seed(0)
+    model = AutoModelForCausalLM.from_config(config)
+    with torch.no_grad():
+        for name, param in model.named_parameters():
+            if "norm" in name:
+                param.normal_(0.0, 0.3)
+    model.save_pretrained(root)
+    tokenizer.save_pretrained(root)  # type: ignore[attr-defined]
+    return root

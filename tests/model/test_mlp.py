@@ -46,3 +46,10 @@ def test_an_mlp_that_does_not_compute_its_hooks_is_refused_with_its_name(
     monkeypatch.setattr(mlp_module, "activation_function", lambda model, layer: torch.relu)
     with pytest.raises(UnsupportedModelError, match=r"layer 0's MLP \(LlamaMLP, activation relu\)"):
         model_spec(model, "llama")
+
+
+def test_gemma3_passes_the_probe(tmp_path, tiny_tokenizer) -> None:  # type: ignore[no-untyped-def]
+    from tests.tiny_models import save_tiny_gemma3
+
+    model = cl.load_model(save_tiny_gemma3(tmp_path / "gemma3", tiny_tokenizer))
+    assert model_spec(model, "gemma3").gated is True

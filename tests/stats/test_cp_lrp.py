@@ -191,3 +191,45 @@ def test_relevance_equals_lxt(tiny_checkpoints, lxt_patches, arch, attention) ->
     if attention == "cp":  # the oracle tells the variants apart
         other = validate_lxt.our_relevance(model, tokens, "cp-attention")
         assert validate_lxt.relative_l2(other, reference)[0] > 1e-2
+
+
+@pytest.fixture(scope="module")
+def tiny_gemma3(tmp_path_factory, tiny_tokenizer):  # type: ignore[no-untyped-def]
+    from tests.tiny_models import save_tiny_gemma3
+
+    return save_tiny_gemma3(tmp_path_factory.mktemp("gemma3"), tiny_tokenizer)
+
+
+@pytest.mark.parametrize("attention", ["attnlrp", "cp"])
+def test_relevance_equals_the_transcribed_rules_on_gemma3(
+    tiny_gemma3, lxt_patches, attention
+) -> None:  # type: ignore[no-untyped-def]
+    """Gemma 3 — QK-norm, four norms per layer with weight ``1 + w``, a scaled embedding,
+    sliding-window layers — against lxt's rules bound to the Hugging Face modules (its RMSNorm
+    rule on Gemma's norm: ``validate_lxt.gemma_rms_norm_forward``). The oracle is sensitive to
+    what it checks: Llama's norm formula on the same weights, or the attention-only CP variant,
+    is off by far more than the tolerance."""
+    model = cl.load_model(tiny_gemma3, dtype="float32")
+    assert cl.get_spec(model).architecture == "Gemma3ForCausalLM"
+    tokens = _blocks().blocks["en"]
+    hf = validate_lxt.hf_twin(tiny_gemma3)
+    reference = validate_lxt.reference_relevance(hf, tokens, lxt_patches, attention)
+    ours = validate_lxt.our_relevance(model, tokens, attention)
+    errors = validate_lxt.relative_l2(ours, reference)
+    assert max(errors) < 1e-5, errors
+    if attention == "cp":
+        other = validate_lxt.our_relevance(model, tokens, "cp-attention")
+        assert validate_lxt.relative_l2(other, reference)[0] > 1e-2
+
+    def llama_formula(self, x):  # type: ignore[no-untyped-def]  # weight w where Gemma has 1 + w
+        x32 = x.float()
+        return (x32 * torch.rsqrt(x32.pow(2).mean(-1, keepdim=True) + self.eps).detach()
+                * self.weight.float()).type_as(x)  # fmt: skip
+
+    real_gemma_norm = validate_lxt.gemma_rms_norm_forward
+    try:
+        validate_lxt.gemma_rms_norm_forward = llama_formula
+        wrong = validate_lxt.reference_relevance(hf, tokens, lxt_patches, attention)
+    finally:
+        validate_lxt.gemma_rms_norm_forward = real_gemma_norm
+    assert max(validate_lxt.relative_l2(ours, wrong)) > 1e-2
