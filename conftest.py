@@ -9,9 +9,30 @@ loads a model) are marked too.
 
 from __future__ import annotations
 
+import os
+
 import pytest
 
-MODEL_LOADING = ("load_model(",)
+
+def _one_share_of_the_cores() -> None:
+    """Under pytest-xdist, give each worker its share of the cores (and the notebook kernels and
+    subprocesses it starts, through the environment): torch's default of one thread per core in
+    every worker oversubscribes the machine, and OpenMP threads that spin-wait on busy cores slow
+    each other down several times over."""
+    workers = int(os.environ.get("PYTEST_XDIST_WORKER_COUNT", "1"))
+    if workers <= 1 or "OMP_NUM_THREADS" in os.environ:
+        return
+    threads = max(1, len(os.sched_getaffinity(0)) // workers)
+    os.environ["OMP_NUM_THREADS"] = os.environ["MKL_NUM_THREADS"] = str(threads)
+    import torch
+
+    torch.set_num_threads(threads)
+
+
+_one_share_of_the_cores()
+
+# Doctests whose examples load the embedded model (or run a study on it).
+MODEL_LOADING = ("load_model(", "crane-tiny", "cl.study(")
 
 
 def _loads_a_model(item: pytest.Item) -> bool:
