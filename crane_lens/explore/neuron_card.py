@@ -312,9 +312,8 @@ def _neuron_values(
     """``[row, pos]``: the neuron's activation (or CRANE relevance, as the statistics pass
     computed it: the whole block explained) at every token of each block."""
     from crane_lens.explore.explain import relevance_pass
-    from crane_lens.model.loader import get_spec
+    from crane_lens.model.runner import neuron_activations
 
-    spec = get_spec(model)
     out = []
     for start in range(0, len(rows), batch_size):
         chunk = rows[start : start + batch_size]
@@ -323,23 +322,8 @@ def _neuron_values(
             _, relevance, _ = relevance_pass(model, chunk, lengths, "crane")
             out.append(relevance[:, :, layer, neuron])
             continue
-        with torch.no_grad():
-            out.append(_activation_of(model, chunk, spec.hook_name(layer), neuron))
+        out.append(neuron_activations(model, chunk, [(layer, neuron)])[:, :, 0])
     return torch.cat(out)
-
-
-def _activation_of(model: Any, rows: Tensor, hook_name: str, neuron: int) -> Tensor:
-    """``[row, pos]``: one neuron's activation (a forward pass stopped before the head)."""
-    from crane_lens.model.runner import unembed_input
-
-    seen: list[Tensor] = []
-
-    def keep(x: Tensor, hook: Any) -> Tensor:
-        seen.append(x[:, :, neuron].detach().float().cpu())
-        return x
-
-    unembed_input(model, rows, [(hook_name, keep)])
-    return seen[0]
 
 
 def _ablation_dnll(

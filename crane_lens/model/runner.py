@@ -202,6 +202,42 @@ def unembed_input(
     raise RuntimeError("The forward pass never reached unembed.hook_in.")
 
 
+def neuron_activations(
+    model: Any, tokens: Int[Tensor, "batch pos"], neurons: Sequence[tuple[int, int]]
+) -> Float[Tensor, "batch pos n_neurons"]:
+    """The activations of ``neurons`` (``(layer, neuron)`` pairs, in that order) at every token,
+    float32 on the CPU, from one forward pass stopped before the head.
+
+    Example:
+        >>> import crane_lens as cl
+        >>> model = cl.load_model("crane-tiny")
+        >>> tokens = model.to_tokens(["Hello world"])
+        >>> tuple(neuron_activations(model, tokens, [(0, 5), (3, 7)]).shape[::2])
+        (1, 2)
+    """
+    from crane_lens.model.loader import get_spec
+
+    spec = get_spec(model)
+    values = torch.zeros(*tokens.shape, len(neurons))
+    by_layer: dict[int, list[int]] = {}
+    for column, (layer, _) in enumerate(neurons):
+        by_layer.setdefault(layer, []).append(column)
+
+    def writer(columns: list[int]) -> Callable[[Tensor, Any], Tensor]:
+        index = torch.tensor([neurons[c][1] for c in columns])
+
+        def hook(x: Tensor, hook: Any) -> Tensor:
+            values[:, :, columns] = x[:, :, index.to(x.device)].detach().float().cpu()
+            return x
+
+        return hook
+
+    with torch.no_grad():
+        unembed_input(model, tokens, [(spec.hook_name(layer), writer(columns))
+                                      for layer, columns in by_layer.items()])  # fmt: skip
+    return values
+
+
 @dataclass(frozen=True)
 class _Head:
     """The unembedding as ``softcap(x @ weight.T + bias)``; ``exact``: verified on the model."""

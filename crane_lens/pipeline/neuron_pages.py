@@ -170,10 +170,8 @@ def _activations(
 ) -> dict[tuple[str, int], Tensor]:  # fmt: skip
     """``(lang, block) -> [pos, chosen neuron]``: the chosen neurons' activations over every
     block that holds one of their shown contexts — one forward pass per batch of blocks."""
-    from crane_lens.model.loader import get_spec
-    from crane_lens.model.runner import unembed_input
+    from crane_lens.model.runner import neuron_activations
 
-    spec = get_spec(model)
     needed: dict[tuple[str, int], None] = {}
     for layer, neuron in chosen:
         found = source.contexts(layer, neuron, "activation")
@@ -182,31 +180,13 @@ def _activations(
         ):
             needed[(lang, int(block))] = None
     keys = list(needed)
-    by_layer: dict[int, list[int]] = {}
-    for column, (layer, _) in enumerate(chosen):
-        by_layer.setdefault(layer, []).append(column)
     out: dict[tuple[str, int], Tensor] = {}
     for start in tqdm(range(0, len(keys), 8), desc="contexts", disable=not progress):
         batch = keys[start : start + 8]
         rows = torch.stack([blocks.blocks[lang][block] for lang, block in batch])
-        values = torch.zeros(len(batch), rows.shape[1], len(chosen))
-        hooks = [(spec.hook_name(layer), _writer(values, columns, [chosen[c][1] for c in columns]))
-                 for layer, columns in by_layer.items()]  # fmt: skip
-        with torch.no_grad():
-            unembed_input(model, rows, hooks)
+        values = neuron_activations(model, rows, chosen)
         out |= {key: values[i] for i, key in enumerate(batch)}
     return out
-
-
-def _writer(values: Tensor, columns: list[int], neurons: list[int]) -> Any:
-    """A hook copying a layer's ``neurons`` into ``values[:, :, columns]``."""
-    index = torch.tensor(neurons)
-
-    def hook(x: Tensor, hook: Any) -> Tensor:
-        values[:, :, columns] = x[:, :, index.to(x.device)].detach().float().cpu()
-        return x
-
-    return hook
 
 
 def _page(title: str, body: str, script: str = "") -> str:

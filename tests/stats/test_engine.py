@@ -11,6 +11,7 @@ import torch
 import crane_lens as cl
 from crane_lens.stats import METHODS, NeuronStats, compute_stats
 from crane_lens.stats import engine as engine_module
+from tests.stats.interrupt import interrupt_after, record_items
 
 ALL_METHODS = list(METHODS)
 
@@ -92,23 +93,12 @@ def test_interrupted_run_resumes_to_the_uninterrupted_result(llama, tmp_path, mo
     methods = ["crane", "attribution", "ablation", "kojima", "plnd"]
     reference = compute_stats(llama, blocks, methods, batch_size=2, progress=False)
 
-    real_run, calls = engine_module._Engine.run, []
-
-    def crash_after_five(self, item):  # type: ignore[no-untyped-def]
-        if len(calls) == 5:
-            raise KeyboardInterrupt
-        calls.append(item)
-        real_run(self, item)
-
-    monkeypatch.setattr(engine_module._Engine, "run", crash_after_five)
+    calls = interrupt_after(monkeypatch, 5)
     with pytest.raises(KeyboardInterrupt):
         compute_stats(llama, blocks, methods, batch_size=2, output_dir=tmp_path,
                       checkpoint_every=2, progress=False)  # fmt: skip
     assert (tmp_path / "checkpoint.json").is_file() and not (tmp_path / "stats.json").exists()
-    monkeypatch.setattr(engine_module._Engine, "run", real_run)
-    resumed_items: list[object] = []
-    monkeypatch.setattr(engine_module._Engine, "run",
-                        lambda self, item: (resumed_items.append(item), real_run(self, item)))  # fmt: skip
+    resumed_items = record_items(monkeypatch)
     resumed = compute_stats(llama, blocks, methods, batch_size=2, output_dir=tmp_path,
                             checkpoint_every=2, progress=False)  # fmt: skip
     assert resumed_items and resumed_items[0] == calls[4]  # item 5 was lost, items 1–4 were not

@@ -7,8 +7,8 @@ import torch
 
 import crane_lens as cl
 from crane_lens.stats import NeuronStats, compute_stats
-from crane_lens.stats import engine as engine_module
 from crane_lens.stats.top_contexts import batch_top, merge_top, ordered
+from tests.stats.interrupt import interrupt_after, record_items
 from tests.stats.test_engine import _blocks
 
 
@@ -98,19 +98,11 @@ def test_an_interrupted_run_resumes_to_the_same_top_contexts(llama, tmp_path, mo
     blocks = _blocks()
     reference = compute_stats(llama, blocks, ["crane"], batch_size=2, top_contexts=3,
                               progress=False)  # fmt: skip
-    real_run, calls = engine_module._Engine.run, []
-
-    def crash_after_three(self, item):  # type: ignore[no-untyped-def]
-        if len(calls) == 3:
-            raise KeyboardInterrupt
-        calls.append(item)
-        real_run(self, item)
-
-    monkeypatch.setattr(engine_module._Engine, "run", crash_after_three)
+    interrupt_after(monkeypatch, 3)
     with pytest.raises(KeyboardInterrupt):
         compute_stats(llama, blocks, ["crane"], batch_size=2, top_contexts=3,
                       output_dir=tmp_path, checkpoint_every=2, progress=False)  # fmt: skip
-    monkeypatch.setattr(engine_module._Engine, "run", real_run)
+    record_items(monkeypatch)
     resumed = compute_stats(llama, blocks, ["crane"], batch_size=2, top_contexts=3,
                             output_dir=tmp_path, checkpoint_every=2, progress=False)  # fmt: skip
     _assert_same_top(resumed, reference)
