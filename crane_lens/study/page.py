@@ -267,7 +267,7 @@ def blocks(result: StudyResult, command: str) -> dict[str, str]:
             "language; stay: as "
             "the prompt's; NLL: nats per token of the continuation as a text of its own under "
             "the unsteered model (fluency); distinct-2: distinct token bigrams ÷ bigrams. Random "
-            f"sets: {c.random_seeds} per target, of the same per-layer sizes, steered the same "
+            f"sets: {first.config['random_seeds']} per target, of the same per-layer sizes, steered the same "
             "way. Means over every (prompt language, target) pair; 95 % intervals: bootstrap "
             "over prompts.", "", fmt(pd.DataFrame(rows).set_index("set")),
         ]  # fmt: skip
