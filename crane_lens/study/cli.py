@@ -31,10 +31,10 @@ def add_study_command(sub: Any, formatter: type[argparse.HelpFormatter], dtype_h
         "soon as it is done: statistics of every method (and the stability of their sets), "
         "ablation matrices with random control sets and 95 % intervals, the budget sweep, "
         "zero- vs mean-ablation, LRP variants (CP-LRP, log-probability target), exact "
-        "single-neuron causality, benchmarks under masking and, with --chat-model, base → chat "
-        "transfer. Every option is checked before any work starts; the same command continues "
-        "an interrupted study and, with --write-docs, fills a results page from whatever is "
-        "finished. Presets: "
+        "single-neuron causality, benchmarks under masking, sets selected against three "
+        "languages or all and, with --chat-model, base → chat transfer. Every option is checked "
+        "before any work starts; the same command continues an interrupted study and, with "
+        "--write-docs, fills a results page from whatever is finished. Presets: "
         + "; ".join(f"{k}: {v}" for k, v in PRESETS.items()) + ".",
         formatter_class=formatter,
     )  # fmt: skip

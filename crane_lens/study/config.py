@@ -19,8 +19,10 @@ PAPER_LANGS = ["en", "zh", "vi"]
 # One statistics pass computes all of them (one forward, one LRP and one ordinary backward).
 STATS_METHODS = ["crane", "attribution", "grad_act", "lape", "kojima", "plnd"]
 # The stages in the order they run: the paper's comparison first, then the cheaper checks, then
-# the costly sweep (on a real LLM on CPUs each matrix costs about an hour).
-STAGES = ["stats", "matrices", "causality", "benchmarks", "steering", "mean", "sweep", "transfer"]
+# the costly sweep (on a real LLM on CPUs each matrix costs about an hour), then CRANE's sets
+# selected against the paper's three languages only.
+STAGES = ["stats", "matrices", "causality", "benchmarks", "steering", "mean", "sweep", "pool",
+          "transfer"]  # fmt: skip
 # Whose sets the steering stage steers with: the paper's method, LAPE and Kojima et al.'s units
 # (whose own recipe is steering), each against random sets of the same sizes.
 STEER_METHODS = ["crane", "lape", "kojima"]

@@ -92,7 +92,7 @@ def _collect(study: Study, stages: list[str] | None = None) -> StudyResult:
     """Run (or, read-only, read) ``stages`` of ``study``; unfinished ones are ``missing``."""
     result = StudyResult(study.folder, study.config, study.langs, study=study)
     calls = {"stats": study.statistics, "matrices": study.matrices, "sweep": study.sweep,
-             "mean": study.mean_ablation, "causality": study.causality,
+             "mean": study.mean_ablation, "pool": study.pool, "causality": study.causality,
              "benchmarks": study.benchmarks, "steering": study.steering,
              "transfer": study.transfer}  # fmt: skip
     for stage in stages if stages is not None else study.config.stages:
@@ -142,7 +142,8 @@ def study(
     at the other budgets), ``mean`` (mean- instead of zero-ablation), ``causality`` (exact
     single-neuron ablations against every score), ``benchmarks`` (multiple-choice accuracy and
     the language of greedy continuations under masking), ``steering`` (prompts steered into
-    each other language with CRANE's, LAPE's and Kojima's sets), ``transfer`` (the base model's sets in
+    each other language with CRANE's, LAPE's and Kojima's sets), ``pool`` (CRANE's sets of the
+    paper's languages selected against those only, against all), ``transfer`` (the base model's sets in
     ``chat_model``). Every setting is checked before any model is loaded.
 
     Args:

@@ -175,15 +175,21 @@ class Study:
         )  # fmt: skip
         return self._stats[key]
 
-    def neurons(self, label: str, budget: float | None = None) -> LanguageNeurons:
-        """The sets of variant ``label`` at ``budget`` (default: the main one)."""
+    def neurons(
+        self, label: str, budget: float | None = None, among: list[str] | None = None
+    ) -> LanguageNeurons:
+        """The sets of variant ``label`` at ``budget`` (default: the main one), selected
+        against ``among`` languages only (default: all the study's)."""
         budget = self.config.budget if budget is None else budget
         variant = VARIANTS[label]
-        path = self.folder / "neurons" / f"{slug(label)}_{budget:g}.json"
+        among_name = "" if among is None else "_among_" + "-".join(among)
+        path = self.folder / "neurons" / f"{slug(label)}_{budget:g}{among_name}.json"
         if not path.is_file():
+            if not self.compute and among is not None:
+                raise NotFinished(f"sets {path.name}")
             # LAPE's published top_rate fixes its own total: the budget does not apply.
             select_language_neurons(
-                self.stats(variant.stats), variant.method, budget=budget,
+                self.stats(variant.stats), variant.method, budget=budget, langs=among,
                 rule=variant.rule, top_rate=variant.top_rate,  # type: ignore[arg-type]
             ).save(path)  # fmt: skip
         return LanguageNeurons.load(path)
@@ -271,6 +277,33 @@ class Study:
             with self._partial("mean"):
                 out[label] = self.matrix(name, self.neurons(label), random=False, mode="mean",
                                          values=values)  # fmt: skip
+        return out
+
+    def pool(self) -> dict[float, dict[str, Any]]:
+        """CRANE's sets of :attr:`paper_langs` selected against those languages only, against
+        the same languages' sets selected against all the study's, at every budget; both
+        masked on the paper languages' held-out text. Empty where the study has no others.
+
+        CRANE's specificity contrasts a language with the languages it is selected against,
+        so a set depends on them: this stage measures how much (a three-language run of the
+        paper against this study's languages, from the same statistics).
+        """
+        langs = self.paper_langs
+        if set(langs) == set(self.langs):
+            return {}
+        held_out = self.held_out.select(langs=langs)
+        out: dict[float, dict[str, Any]] = {}
+        for b in sorted({self.config.budget, *self.config.sweep}):
+            with self._partial("pool"):
+                among_all = self.neurons("crane", b).select_langs(langs)
+                among_paper = self.neurons("crane", b, among=langs)
+                name = f"crane_{b:g}_on_" + "-".join(langs)
+                out[b] = {
+                    "all": self.matrix(name, among_all, random=False, corpus=held_out),
+                    "paper": self.matrix(f"{name}_among_" + "-".join(langs), among_paper,
+                                         random=False, corpus=held_out),
+                    "jaccard": among_all.jaccard(among_paper),
+                }  # fmt: skip
         return out
 
     def stability(self) -> Any:

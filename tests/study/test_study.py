@@ -240,3 +240,38 @@ def test_a_partial_study_names_its_unfinished_stages_and_keeps_its_dtype(finishe
     config = StudyConfig(**TINY, stages=["stats", "matrices"])  # type: ignore[arg-type]
     with pytest.raises(cl.CraneLensError, match="--dtype bfloat16"):
         study(config, folder, progress=False)
+
+
+def test_the_pool_stage_compares_sets_selected_against_three_languages_or_all(tmp_path, monkeypatch) -> None:  # type: ignore[no-untyped-def]  # fmt: skip
+    config = StudyConfig(**TINY | {"langs": ["en", "zh", "vi", "de"], "sets": []},
+                         stages=["stats", "pool"])  # type: ignore[arg-type]  # fmt: skip
+    found = study(config, tmp_path / "pool", progress=False).parts["pool"]
+    assert sorted(found) == [0.01, 0.03]  # the main budget and the sweep's
+    stats = cl.NeuronStats.load(tmp_path / "pool" / "stats")
+    model = cl.load_model("crane-tiny")
+    held_out = cl.load_corpus("builtin", split="eval", langs=["en", "zh", "vi"])
+    for budget, parts in found.items():
+        among_all = cl.select_language_neurons(stats, "crane", budget=budget)
+        among_three = cl.select_language_neurons(stats, "crane", budget=budget,
+                                                 langs=["en", "zh", "vi"])  # fmt: skip
+        for key, sets in (
+            ("all", among_all.select_langs(["en", "zh", "vi"])),
+            ("paper", among_three),
+        ):
+            direct = cl.ablation_matrix(model, held_out, sets, random_seeds=0, seq_len=64,
+                                        max_tokens_per_lang=320, progress=False)  # fmt: skip
+            assert parts[key].per_block == direct.per_block
+            assert parts[key].masked == parts[key].evaluated == ["en", "zh", "vi"]
+        # Competing with German changes what counts as specific to the other three.
+        assert parts["jaccard"].loc["en", "en"] < 1 or parts["jaccard"].loc["vi", "vi"] < 1
+    monkeypatch.setattr(stages_module, "ablation_matrix", None)  # read back, not recomputed
+    loaded = StudyResult.load(tmp_path / "pool")
+    assert loaded.parts["pool"][0.01]["paper"].to_dict() == found[0.01]["paper"].to_dict()
+    page = tmp_path / "page.md"
+    monkeypatch.setattr("crane_lens.report.export.export_figures", lambda *a, **k: [])
+    write_page(loaded, page, "crane-lens study")
+    text = page.read_text()
+    assert "<!-- pool:" in text and "| all 4 " in text and "| these only " in text
+    # A study of the three languages alone has nothing to compare.
+    paper = StudyConfig(**TINY | {"sets": []}, stages=["stats", "pool"])  # type: ignore[arg-type]
+    assert study(paper, tmp_path / "paper", progress=False).parts["pool"] == {}
