@@ -49,6 +49,16 @@ def with_interval(value: float, low: float, high: float, digits: int = 3) -> str
     return f"{value:.{digits}f} [{low:.{digits}f}, {high:.{digits}f}]"
 
 
+def set_size(mean: float) -> str:
+    """A mean set size as people count it, whole where every set has the same size.
+
+    Example:
+        >>> set_size(37.0), set_size(36.588)
+        ('37', '36.6')
+    """
+    return f"{mean:.0f}" if float(mean).is_integer() else f"{mean:.1f}"
+
+
 def bracketed(matrix: AblationMatrix) -> pd.DataFrame:
     """ΔNLL as text, in brackets where its 95 % interval includes 0."""
     from crane_lens.plots.matrix import uncertain_cells
@@ -68,7 +78,7 @@ def summary_table(matrices: dict[str, AblationMatrix]) -> pd.DataFrame:
         s, sel = m.summary(), m.selectivity()
         nan = float("nan")
         row = {
-            "neurons/lang": s["neurons"],
+            "neurons/lang": set_size(s["neurons"]),
             "own ΔNLL [95 % CI]": with_interval(s["own"], s.get("own_low", nan), s.get("own_high", nan)),
             "others ΔNLL [95 % CI]": with_interval(s["others"], s.get("others_low", nan),
                                                    s.get("others_high", nan)),
@@ -191,7 +201,7 @@ def blocks(result: StudyResult, command: str) -> dict[str, str]:
             for label, m in by_label.items():
                 s, nan = m.summary(), float("nan")
                 rows.append({"set": label, "budget": f"{budget * 100:g} %",
-                             "neurons/lang": s["neurons"],
+                             "neurons/lang": set_size(s["neurons"]),
                              "own ΔNLL [95 % CI]": with_interval(s["own"], s.get("own_low", nan), s.get("own_high", nan)),
                              "others ΔNLL [95 % CI]": with_interval(s["others"], s.get("others_low", nan), s.get("others_high", nan)),
                              "index [95 % CI]": with_interval(s["index"], s.get("index_low", nan), s.get("index_high", nan))})  # fmt: skip
