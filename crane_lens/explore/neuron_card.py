@@ -287,6 +287,8 @@ def contexts_in_blocks(
     for lang, rank, value, block, position in found.itertuples(index=False):
         row = blocks.blocks[lang][block]
         start, stop = max(1, position - window[0]), min(len(row), position + window[1] + 1)
+        if tokenizer is not None:
+            start, stop = _whole_characters(tokenizer, row.tolist(), start, stop)
         ids = row[start:stop].tolist()
         pieces = _piece_labels(tokenizer, ids) if tokenizer is not None else [str(i) for i in ids]
         values = per_token.get((lang, block))
@@ -294,6 +296,18 @@ def contexts_in_blocks(
         out.append(Context(lang, int(rank), float(value), int(block), int(position), pieces,
                            shown, position - start))  # fmt: skip
     return out
+
+
+def _whole_characters(tokenizer: Any, row: list[int], start: int, stop: int) -> tuple[int, int]:
+    """``start:stop`` widened to whole characters (a byte-level window cut inside one would
+    show '�' at its edge); position 0, the BOS token, stays out."""
+    lo, hi = max(1, start - 3), min(len(row), stop + 3)  # a character spans ≤ 4 byte tokens
+    for group in display_groups(tokenizer, row[lo:hi]):
+        if group.start + lo <= start < group.stop + lo:
+            start = group.start + lo
+        if group.start + lo < stop <= group.stop + lo:
+            stop = group.stop + lo
+    return start, stop
 
 
 def _piece_labels(tokenizer: Any, ids: list[int]) -> list[str]:

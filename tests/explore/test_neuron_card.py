@@ -104,3 +104,26 @@ def test_contexts_from_another_pass_and_bad_input(setup) -> None:  # type: ignor
         cl.neuron_card(stats, 4, 0)
     with pytest.raises(ValueError, match="needs the model"):
         cl.neuron_card(stats, 0, 0, ablation=other)
+
+
+def test_a_context_window_never_cuts_a_character(setup) -> None:  # type: ignore[no-untyped-def]
+    import pandas as pd
+
+    from crane_lens.data.tokens import TokenBlocks
+    from crane_lens.explore.neuron_card import contexts_in_blocks
+
+    model = setup[0]
+    ids = model.tokenizer("我们你好世界 cat", add_special_tokens=False)["input_ids"]
+    assert len(ids) > 7  # byte-level: the characters are several pieces each
+    row = torch.tensor([model.tokenizer.bos_token_id, *ids])
+    blocks = TokenBlocks({"zh": row[None]}, len(row), model.tokenizer.bos_token_id, 0)
+    for position in range(1, len(row)):
+        for window in ((1, 0), (2, 1), (3, 2)):
+            found = pd.DataFrame([("zh", 0, 1.0, 0, position)],
+                                 columns=["lang", "rank", "value", "block", "position"])  # fmt: skip
+            (context,) = contexts_in_blocks(found, blocks, model.tokenizer, {}, window)
+            assert not any("\ufffd" in piece for piece in context.pieces), context.pieces
+            # whole characters: the pieces of one are all shown, 你(1/2) through 你(2/2)
+            assert not context.pieces[0].endswith(("(2/2)", "(2/3)", "(3/3)"))
+            assert not context.pieces[-1].endswith(("(1/2)", "(1/3)", "(2/3)"))
+            assert context.pieces[context.focus]  # the top token is still marked
