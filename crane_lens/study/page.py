@@ -37,9 +37,14 @@ SECTIONS = {
 
 
 def fmt(frame: pd.DataFrame | pd.Series, digits: int = 3) -> str:
-    """A markdown table; NaN (not measured) as a dash."""
+    """A markdown table; NaN (not measured) as a dash; set sizes as :func:`set_size` wrote them."""
     shown = frame.astype(object).where(frame.notna(), None)
-    return shown.to_markdown(floatfmt=f".{digits}f", missingval="–")
+    columns = list(getattr(frame, "columns", []))
+    # tabulate would parse "37" back into a float and print 37.000 (column 0 is the index)
+    as_text = [1 + columns.index(c) for c in columns if c == "neurons/lang"]
+    return shown.to_markdown(
+        floatfmt=f".{digits}f", missingval="–", disable_numparse=as_text or False
+    )
 
 
 def with_interval(value: float, low: float, high: float, digits: int = 3) -> str:

@@ -190,6 +190,8 @@ def test_the_page_keeps_hand_written_text_and_fills_every_finished_section(finis
     # Each section states the settings it ran with (here 2 random sets per matrix, 1 per target).
     assert "5 random sets" not in text and "Random sets: 1 per target" in text
     assert "crane-tiny-ablation-matrices" in exported and "[" in text  # intervals in tables
+    size = finished.neurons("crane").count("en")  # set sizes as counted, not 41.000
+    assert f"| {size} " in text and f"{size}.000" not in text
     write_page(result, page, "crane-lens study --model crane-tiny")
     assert page.read_text() == text  # idempotent
 
