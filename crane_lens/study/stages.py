@@ -185,8 +185,6 @@ class Study:
         among_name = "" if among is None else "_among_" + "-".join(among)
         path = self.folder / "neurons" / f"{slug(label)}_{budget:g}{among_name}.json"
         if not path.is_file():
-            if not self.compute and among is not None:
-                raise NotFinished(f"sets {path.name}")
             # LAPE's published top_rate fixes its own total: the budget does not apply.
             select_language_neurons(
                 self.stats(variant.stats), variant.method, budget=budget, langs=among,
@@ -252,11 +250,16 @@ class Study:
                 raise
             self.incomplete.add(stage)
 
+    @property
+    def budgets(self) -> list[float]:
+        """The main budget and the sweep's, smallest first."""
+        return sorted({self.config.budget, *self.config.sweep})
+
     def sweep(self) -> dict[float, dict[str, AblationMatrix]]:
         """CRANE's and LAPE's matrices at every budget (random sets at the main one only)."""
         out: dict[float, dict[str, AblationMatrix]] = {}
         for label in ("crane", "lape"):
-            for b in sorted({self.config.budget, *self.config.sweep}):
+            for b in self.budgets:
                 with self._partial("sweep"):
                     out.setdefault(b, {})[label] = self.matrix(
                         f"{slug(label)}_{b:g}", self.neurons(label, b),
@@ -293,7 +296,7 @@ class Study:
             return {}
         held_out = self.held_out.select(langs=langs)
         out: dict[float, dict[str, Any]] = {}
-        for b in sorted({self.config.budget, *self.config.sweep}):
+        for b in self.budgets:
             with self._partial("pool"):
                 among_all = self.neurons("crane", b).select_langs(langs)
                 among_paper = self.neurons("crane", b, among=langs)
