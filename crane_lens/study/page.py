@@ -5,8 +5,9 @@ from __future__ import annotations
 
 import logging
 import math
+from collections.abc import Iterable, Mapping
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from crane_lens.study.stages import MAIN_METHODS, VARIANTS
 from crane_lens.utils.io import write_text
@@ -54,6 +55,32 @@ def with_interval(value: float, low: float, high: float, digits: int = 3) -> str
     return f"{value:.{digits}f} [{low:.{digits}f}, {high:.{digits}f}]"
 
 
+SELECTIVITY_COLUMNS = {
+    "own": "own ΔNLL [95 % CI]",
+    "others": "others ΔNLL [95 % CI]",
+    "index": "index [95 % CI]",
+}
+
+
+def intervals(row: Mapping[str, Any], keys: Iterable[str], digits: int = 3) -> dict[str, str]:
+    """Each of ``keys`` of a summary row as :func:`with_interval` writes it, its interval from
+    ``<key>_low`` and ``<key>_high`` (the value alone where the row has none).
+
+    Example:
+        >>> intervals({"own": 1.5, "own_low": 1.25, "own_high": 1.75, "index": 0.5}, ["own", "index"], 2)
+        {'own': '1.50 [1.25, 1.75]', 'index': '0.50'}
+    """
+    nan = float("nan")
+    return {k: with_interval(row[k], row.get(f"{k}_low", nan), row.get(f"{k}_high", nan), digits)
+            for k in keys}  # fmt: skip
+
+
+def selectivity_columns(row: Mapping[str, Any], digits: int = 3) -> dict[str, str]:
+    """Own, others and index of a summary row with their intervals, under the tables' headers."""
+    found = intervals(row, SELECTIVITY_COLUMNS, digits)
+    return {SELECTIVITY_COLUMNS[k]: text for k, text in found.items()}
+
+
 def set_size(mean: float) -> str:
     """A mean set size as people count it, whole where every set has the same size.
 
@@ -81,16 +108,8 @@ def summary_table(matrices: dict[str, AblationMatrix]) -> pd.DataFrame:
     rows = {}
     for label, m in matrices.items():
         s, sel = m.summary(), m.selectivity()
-        nan = float("nan")
-        row = {
-            "neurons/lang": set_size(s["neurons"]),
-            "own ΔNLL [95 % CI]": with_interval(s["own"], s.get("own_low", nan), s.get("own_high", nan)),
-            "others ΔNLL [95 % CI]": with_interval(s["others"], s.get("others_low", nan),
-                                                   s.get("others_high", nan)),
-            "index [95 % CI]": with_interval(s["index"], s.get("index_low", nan),
-                                             s.get("index_high", nan)),
-            "random own": s.get("random_own", nan),
-        }  # fmt: skip
+        row: dict[str, Any] = {"neurons/lang": set_size(s["neurons"]), **selectivity_columns(s),
+                               "random own": s.get("random_own", float("nan"))}  # fmt: skip
         if "p_value" in sel:
             smallest = 1 / (sel["n_random"].max() + 1)
             row["above all random sets"] = (
@@ -204,12 +223,9 @@ def blocks(result: StudyResult, command: str) -> dict[str, str]:
         rows = []
         for budget, by_label in sorted(parts["sweep"].items()):
             for label, m in by_label.items():
-                s, nan = m.summary(), float("nan")
+                s = m.summary()
                 rows.append({"set": label, "budget": f"{budget * 100:g} %",
-                             "neurons/lang": set_size(s["neurons"]),
-                             "own ΔNLL [95 % CI]": with_interval(s["own"], s.get("own_low", nan), s.get("own_high", nan)),
-                             "others ΔNLL [95 % CI]": with_interval(s["others"], s.get("others_low", nan), s.get("others_high", nan)),
-                             "index [95 % CI]": with_interval(s["index"], s.get("index_low", nan), s.get("index_high", nan))})  # fmt: skip
+                             "neurons/lang": set_size(s["neurons"]), **selectivity_columns(s)})  # fmt: skip
         out["sweep"] = ["Means over the languages:", "",
                         fmt(pd.DataFrame(rows).sort_values("set", kind="stable").set_index("set"))]  # fmt: skip
     if parts.get("pool"):
@@ -221,13 +237,9 @@ def blocks(result: StudyResult, command: str) -> dict[str, str]:
                 sel = found[key].selectivity()
                 for x in langs:
                     r = sel.loc[x]
-                    iv = {k: with_interval(r[k], r[f"{k}_low"], r[f"{k}_high"], 2)
-                          for k in ("own", "others", "index")}  # fmt: skip
                     rows.append({"budget": f"{budget * 100:g} %", "selected against": against,
                                  "set": x, "neurons": int(r["n_neurons"]),
-                                 "own ΔNLL [95 % CI]": iv["own"],
-                                 "others ΔNLL [95 % CI]": iv["others"],
-                                 "index [95 % CI]": iv["index"],
+                                 **selectivity_columns(r, 2),
                                  "Jaccard": f"{found['jaccard'].loc[x, x]:.2f}"})  # fmt: skip
         out["pool"] = [
             f"CRANE's sets of {', '.join(langs)} selected against all the study's languages "
@@ -287,8 +299,7 @@ def blocks(result: StudyResult, command: str) -> dict[str, str]:
             for _, r in summary[summary.target == "all"].iterrows():
                 if r["condition"] == "none" and rows:
                     continue  # the unsteered model: once
-                iv = {k: with_interval(r[k], r[f"{k}_low"], r[f"{k}_high"], 2)
-                      for k in ("success", "stay", "nll")}  # fmt: skip
+                iv = intervals(r, ("success", "stay", "nll"), 2)
                 names = {"none": "unsteered", "selected": label,
                          "random": f"random ({label}'s sizes)",
                          "selected − random": f"{label} − random"}  # fmt: skip
