@@ -128,8 +128,10 @@ _FLAGS = {"max_tokens_per_lang": "--max-tokens", "eval_tokens_per_lang": "--eval
 
 def study_command(config: Any, page: str | Path | None = None) -> str:
     """The ``crane-lens study`` command of ``config``: every setting that differs from the
-    defaults (the device aside), then ``--write-docs PAGE``; what a results page quotes, from the
-    study's own settings, so it reproduces the study whatever command redrew the page.
+    defaults (the device and the stages aside), then ``--write-docs PAGE``; what a results page
+    quotes, from the study's own settings, so it reproduces the study whatever command redrew the
+    page. Every stage: a page shows all that the study has finished and names what it has not,
+    whichever stages the last command ran.
 
     Example:
         >>> from crane_lens.study import StudyConfig
@@ -141,9 +143,7 @@ def study_command(config: Any, page: str | Path | None = None) -> str:
     default = StudyConfig()
     shown = ["crane-lens", "study", "--model", config.model, "--preset", config.preset]
     for name, value in config.to_dict().items():
-        if name in ("model", "preset", "device") or value == getattr(default, name):
-            continue
-        if name == "stages" and set(value) == set(default.stages):  # all of them, any order
+        if name in ("model", "preset", "device", "stages") or value == getattr(default, name):
             continue
         flag = _FLAGS.get(name, "--" + name.replace("_", "-"))
         if isinstance(value, list):

@@ -224,6 +224,8 @@ def test_docs_only_redraws_the_page_from_the_folder_without_computing(finished, 
     assert main(argv) == 0
     text = page.read_text()  # the study's own settings, not the redrawing command's
     assert "--max-tokens 512" in text and "--random-seeds 2" in text and "--causal-layers 3" in text
+    # the fixture ran six stages; the page quotes the command that finishes all it shows
+    assert "--stages" not in text and "Not finished yet: benchmarks" in text
     assert main(["study", "--docs-only", "--out", str(finished.folder)]) == 2  # needs --write-docs
 
 
