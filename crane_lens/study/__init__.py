@@ -4,9 +4,9 @@
 every method, the ablation matrices with random control sets and intervals, the budget sweep,
 zero- vs mean-ablation, the LRP variants, exact single-neuron causality, benchmarks under masking,
 CRANE's sets selected against three languages or all, and (with a chat model) base → chat
-transfer, each stage saved in its own folder as soon as it is done; ``--write-docs PAGE`` fills a results page from whatever is finished
-(:func:`~crane_lens.study.page.write_page`), and :func:`~crane_lens.study.figures.study_figures`
-draws the same figures in a notebook.
+transfer, each stage saved in its own folder as soon as it is done; ``--write-docs PAGE`` fills
+a results page from whatever is finished (:func:`~crane_lens.study.page.write_page`), and
+:func:`~crane_lens.study.figures.study_figures` draws the same figures in a notebook.
 """
 
 import sys
